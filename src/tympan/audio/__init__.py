@@ -1,0 +1,7 @@
+"""Audio input, the mel frontend and augmentations."""
+
+from __future__ import annotations
+
+from .frontend import MelFrontendConfig
+
+__all__ = ["MelFrontendConfig"]

@@ -1,0 +1,114 @@
+"""Reading checkpoints in the layouts the reference repositories publish, and strict loading.
+
+Accepted layouts: a plain state dict; a dict holding it under ``state_dict`` or ``model``; Lightning
+checkpoints whose keys carry a ``model.`` / ``net.`` (or DDP ``module.``) prefix. A load is always strict:
+a mismatch raises :class:`~tympan.errors.CheckpointError` naming the missing and unexpected keys and the
+shape differences, never a silent non-strict retry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+
+__all__ = ["StateDictSource", "load_checkpoint", "read_state_dict"]
+
+logger = logging.getLogger(__name__)
+
+StateDictSource = str | Path | Mapping[str, Any]
+_CONTAINER_KEYS = ("state_dict", "model", "model_state_dict", "net")
+_PREFIXES = ("model.", "net.", "module.", "_orig_mod.")
+_MAX_LISTED = 12
+
+
+def read_state_dict(source: StateDictSource) -> dict[str, torch.Tensor]:
+    """Return the tensors of a checkpoint file or mapping, unwrapped from any known container.
+
+    Raises:
+        CheckpointError: the file is missing, unreadable, or holds no state dict.
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint file {str(path)!r} does not exist")
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises many types for corrupt or foreign files
+            raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {error}") from error
+    else:
+        obj = source
+    while isinstance(obj, Mapping) and not _is_state_dict(obj):
+        inner = next((obj[k] for k in _CONTAINER_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
+            break
+        obj = inner
+    if not isinstance(obj, Mapping) or not _is_state_dict(obj):
+        raise CheckpointError(
+            "the checkpoint holds no state dict (expected a mapping of tensors, or one under "
+            f"{', '.join(repr(k) for k in _CONTAINER_KEYS)})"
+        )
+    return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+def _is_state_dict(obj: Mapping[str, Any]) -> bool:
+    return len(obj) > 0 and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _strip_prefixes(state: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:
+    """Remove wrapper prefixes (``model.``, ``net.``, ...) from the keys the model does not know."""
+    while not set(state) <= expected:
+        foreign = {k for k in state if k not in expected}
+        prefix = next((p for p in _PREFIXES if all(k.startswith(p) for k in foreign)), None)
+        if prefix is None:
+            break
+        state = {(k[len(prefix) :] if k in foreign else k): v for k, v in state.items()}
+    return state
+
+
+def _listing(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_MAX_LISTED])
+    return shown + (f", ... ({len(keys) - _MAX_LISTED} more)" if len(keys) > _MAX_LISTED else "")
+
+
+def load_checkpoint(
+    model: nn.Module,
+    source: StateDictSource,
+    *,
+    filter_fn: Callable[[dict[str, Any], nn.Module], dict[str, Any]] | None = None,
+) -> nn.Module:
+    """Load ``source`` into ``model`` strictly, after prefix stripping and the family's ``filter_fn``.
+
+    Raises:
+        CheckpointError: keys or shapes differ; the message lists them.
+    """
+    expected = model.state_dict()
+    state = _strip_prefixes(read_state_dict(source), set(expected))
+    if filter_fn is not None:
+        state = filter_fn(state, model)
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or unexpected or mismatched:
+        parts = [f"the checkpoint does not fit {type(model).__name__}:"]
+        if missing:
+            parts.append(f"{len(missing)} missing keys [{_listing(missing)}]")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys [{_listing(unexpected)}]")
+        if mismatched:
+            parts.append(f"{len(mismatched)} shape differences [{_listing(mismatched)}]")
+        parts.append("Check that the model name (width, head, number of classes) matches the checkpoint.")
+        raise CheckpointError(" ".join(parts))
+    model.load_state_dict(state, strict=True)
+    logger.debug("loaded %d tensors into %s", len(state), type(model).__name__)
+    return model

@@ -1,0 +1,212 @@
+"""The model registry: architectures by name, and named presets (zoo entries) as data.
+
+In the manner of timm's ``create_model``: an architecture is a builder function registered under a short
+name (``"mn"``, ``"dymn"``, ``"cp_mobile"``, ``"cp_resnet"``, ``"passt"``) that takes the reference
+constructor's keyword arguments; a preset is a frozen :class:`ModelEntry` that names an architecture, its
+arguments, the frontend it was trained with, its labels and its published figures.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..audio.frontend import MelFrontendConfig
+from ..errors import ConfigError, UnknownModelError
+from .checkpoint import StateDictSource, load_checkpoint
+
+__all__ = [
+    "Architecture",
+    "ModelEntry",
+    "create",
+    "get_architecture",
+    "get_preset",
+    "list_architectures",
+    "list_models",
+    "register_architecture",
+    "register_preset",
+]
+
+Builder = Callable[..., nn.Module]
+CheckpointFilter = Callable[[dict[str, Any], nn.Module], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A registered architecture: its builder and what a model built from it needs outside the weights."""
+
+    name: str
+    builder: Builder
+    default_frontend: MelFrontendConfig
+    default_labels: str | None = None
+    checkpoint_filter: CheckpointFilter | None = None
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A named configuration of the zoo: everything needed to run a checkpoint correctly.
+
+    Attributes:
+        name: the zoo name users know from the reference repositories (``"mn10_as"``).
+        arch: the registered architecture name.
+        model_kwargs: the reference constructor's keyword arguments.
+        frontend: the mel frontend the weights were trained with.
+        labels: name of the label set in :mod:`tympan.labels` (``"audioset"``, ``"tau22"``, ...).
+        description: one paragraph: data set, recipe, where the weights come from.
+        checkpoint_url: public release URL of the official weights (None when there is none).
+        checkpoint_sha256: SHA-256 of that file, where known.
+        num_params: published (or reference-code) parameter count.
+        macs: published multiply-accumulates for the input the paper quotes.
+        score: published metrics, e.g. ``{"mAP": 0.471}``.
+        license: licence of the weights.
+        source: reference repository and commit.
+    """
+
+    name: str
+    arch: str
+    model_kwargs: Mapping[str, Any]
+    frontend: MelFrontendConfig
+    labels: str
+    description: str = ""
+    checkpoint_url: str | None = None
+    checkpoint_sha256: str | None = None
+    num_params: int | None = None
+    macs: int | None = None
+    score: Mapping[str, float] = field(default_factory=dict)
+    license: str | None = None
+    source: str | None = None
+
+    @property
+    def checkpoint_filename(self) -> str | None:
+        """File name of the official checkpoint, as the release publishes it."""
+        return None if self.checkpoint_url is None else self.checkpoint_url.rsplit("/", 1)[-1]
+
+
+_ARCHITECTURES: dict[str, Architecture] = {}
+_PRESETS: dict[str, ModelEntry] = {}
+
+
+def register_architecture(
+    name: str,
+    *,
+    default_frontend: MelFrontendConfig,
+    default_labels: str | None = None,
+    checkpoint_filter: CheckpointFilter | None = None,
+) -> Callable[[Builder], Builder]:
+    """Decorator registering ``builder(**reference_kwargs) -> nn.Module`` under ``name``."""
+
+    def decorator(builder: Builder) -> Builder:
+        if name in _ARCHITECTURES or name in _PRESETS:
+            raise ConfigError(f"model name {name!r} is registered twice")
+        _ARCHITECTURES[name] = Architecture(name, builder, default_frontend, default_labels, checkpoint_filter)
+        return builder
+
+    return decorator
+
+
+def register_preset(entry: ModelEntry) -> ModelEntry:
+    """Add a zoo entry; its architecture must already be registered."""
+    if entry.name in _PRESETS or entry.name in _ARCHITECTURES:
+        raise ConfigError(f"model name {entry.name!r} is registered twice")
+    get_architecture(entry.arch)
+    _PRESETS[entry.name] = entry
+    return entry
+
+
+def _unknown(name: str, kind: str, known: list[str]) -> UnknownModelError:
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return UnknownModelError(f"unknown {kind} {name!r}.{hint} `tympan.models.list_models()` lists them all.")
+
+
+def get_architecture(name: str) -> Architecture:
+    """The registered architecture ``name``."""
+    _ensure_zoo_loaded()
+    try:
+        return _ARCHITECTURES[name]
+    except KeyError:
+        raise _unknown(name, "architecture", sorted(_ARCHITECTURES)) from None
+
+
+def get_preset(name: str) -> ModelEntry:
+    """The zoo entry ``name``."""
+    _ensure_zoo_loaded()
+    try:
+        return _PRESETS[name]
+    except KeyError:
+        raise _unknown(name, "model", sorted(_PRESETS) + sorted(_ARCHITECTURES)) from None
+
+
+def list_models(pattern: str = "*", *, exclude: str | None = None) -> list[str]:
+    """Names of the zoo presets matching a wildcard ``pattern`` (and not ``exclude``), sorted."""
+    _ensure_zoo_loaded()
+    names = [n for n in sorted(_PRESETS) if fnmatch.fnmatch(n, pattern)]
+    return [n for n in names if exclude is None or not fnmatch.fnmatch(n, exclude)]
+
+
+def list_architectures() -> list[str]:
+    """Names of the registered architectures, sorted."""
+    _ensure_zoo_loaded()
+    return sorted(_ARCHITECTURES)
+
+
+def create(
+    name: str,
+    *,
+    checkpoint: StateDictSource | Path | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a model by preset name or architecture name.
+
+    Args:
+        name: a zoo preset (``"mn10_as"``) or an architecture (``"mn"``).
+        checkpoint: weights to load strictly: a path or an in-memory state dict (any of the layouts
+            :func:`tympan.models.checkpoint.read_state_dict` accepts).
+        **kwargs: for an architecture, the reference constructor's keyword arguments; for a preset, only
+            arguments that do not contradict the entry (e.g. drop rates). ``num_classes`` of a preset
+            changes through ``model.reset_classifier`` instead.
+
+    Returns:
+        the model in eval mode, with ``frontend_config`` and ``preset`` (the entry or None) attached.
+
+    Raises:
+        UnknownModelError: the name is not registered.
+        ConfigError: a keyword argument contradicts the preset.
+        CheckpointError: the checkpoint does not fit the model.
+    """
+    _ensure_zoo_loaded()
+    entry: ModelEntry | None = None
+    if name in _PRESETS:
+        entry = _PRESETS[name]
+        conflicts = {k: v for k, v in kwargs.items() if k in entry.model_kwargs and entry.model_kwargs[k] != v}
+        if conflicts:
+            hint = (
+                " To train on other labels, build the preset and call model.reset_classifier(num_classes)."
+                if "num_classes" in conflicts
+                else f" Use the architecture {entry.arch!r} to build another configuration."
+            )
+            raise ConfigError(f"{name!r} is defined with {dict(entry.model_kwargs)}; got {conflicts}.{hint}")
+        arch = get_architecture(entry.arch)
+        model = arch.builder(**{**entry.model_kwargs, **kwargs})
+        model.frontend_config = entry.frontend
+    elif name in _ARCHITECTURES:
+        arch = _ARCHITECTURES[name]
+        model = arch.builder(**kwargs)
+        model.frontend_config = arch.default_frontend
+    else:
+        raise _unknown(name, "model", sorted(_PRESETS) + sorted(_ARCHITECTURES))
+    model.preset = entry
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint, filter_fn=arch.checkpoint_filter)
+    return model.eval()
+
+
+def _ensure_zoo_loaded() -> None:
+    """Import the zoo once, so that its modules register their architectures and presets."""
+    from . import zoo  # noqa: F401  (import for its side effect of registration)

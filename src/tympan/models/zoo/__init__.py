@@ -1,0 +1,3 @@
+"""Every named configuration of the zoo, one module per family (imported for registration)."""
+
+from __future__ import annotations
