@@ -1,0 +1,132 @@
+"""PaSST presets: every published checkpoint of ``kkoutini/PaSST`` and ``kkoutini/passt_hear21`` (data only).
+
+Names are the reference ``get_model`` arch names (the ``hear21passt`` ones where the training repository has
+none). ``model_kwargs`` are the reference ``PaSST`` constructor arguments of the checkpoint; patchout is a
+training setting, not part of a checkpoint, so it is left to the caller: ``create(name, s_patchout_t=40,
+s_patchout_f=4)`` (the AudioSet recipe for stride 10; 30 / 3 for stride 14, 20 / 1 for stride 16, issue #25).
+Scores are the mAP / accuracy in the release names, unverified against the papers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...audio.frontend import MelFrontendConfig
+from .. import passt  # noqa: F401  (registers the architecture)
+from ..registry import ModelEntry, register_preset
+
+_RELEASES = "https://github.com/kkoutini/PaSST/releases/download"
+_SOURCE = "kkoutini/PaSST@2a5c818a models/passt.py; kkoutini/passt_hear21@5f1cce6a"
+_LICENSE = "Apache-2.0 (code); weights published with the repository releases"
+_FRONTEND = MelFrontendConfig()  # 32 kHz, 128 mels, window 800, hop 320: every AudioSet PaSST
+
+
+def _kwargs(
+    stride: int = 10, frames: int = 998, depth: int = 12, num_classes: int = 527
+) -> dict[str, Any]:
+    return {
+        "img_size": (128, frames),
+        "patch_size": 16,
+        "stride": (stride, stride),
+        "in_chans": 1,
+        "num_classes": num_classes,
+        "embed_dim": 768,
+        "depth": depth,
+        "num_heads": 12,
+        "mlp_ratio": 4.0,
+        "qkv_bias": True,
+        "distilled": True,
+    }
+
+
+def _preset(
+    name: str,
+    url: str,
+    num_params: int,
+    score: dict[str, float],
+    description: str,
+    *,
+    labels: str = "audioset",
+    frontend: MelFrontendConfig = _FRONTEND,
+    **kwargs: Any,
+) -> None:
+    register_preset(
+        ModelEntry(
+            name=name,
+            arch="passt",
+            model_kwargs=_kwargs(**kwargs),
+            frontend=frontend,
+            labels=labels,
+            description=description,
+            checkpoint_url=f"{_RELEASES}/{url}",
+            num_params=num_params,
+            score=score,
+            license=_LICENSE,
+            source=_SOURCE,
+        )
+    )
+
+
+_AS = "AudioSet (2 M clips, balanced sampling), ImageNet DeiT-B-384 init, structured patchout"
+
+# PaSST-S, stride 10 (overlapping patches), 10 s.
+_preset("passt_s_swa_p16_128_ap476", "v0.0.1-audioset/passt-s-f128-p16-s10-ap.476-swa.pt", 86_153_758,
+        {"mAP": 0.476}, f"PaSST-S, stride 10, {_AS} (t 40, f 4), SWA. The HEAR / hear21passt default.")
+_preset("passt_s_kd_p16_128_ap486", "v.0.0.9/passt-s-kd-ap.486.pt", 86_153_758,
+        {"mAP": 0.486}, f"PaSST-S, stride 10, {_AS}, knowledge distillation.")
+_preset("passt_l_kd_p16_128_ap47", "v.0.0.10/passt-l-kd-ap.47.pt", 50_714_398,
+        {"mAP": 0.4708}, f"PaSST-L (light: 7 blocks), stride 10, {_AS}, knowledge distillation.", depth=7)
+_preset("passt_s_swa_p16_128_ap4761", "v0.0.2-audioset/passt-s-f128-p16-s10-ap.4761-swa.pt", 86_153_758,
+        {"mAP": 0.4761}, f"PaSST-S, stride 10, {_AS}, SWA (second run).")
+_preset("passt_s_p16_128_ap472", "v0.0.2-audioset/passt-s-f128-p16-s10-ap.472.pt", 86_153_758,
+        {"mAP": 0.472}, f"PaSST-S, stride 10, {_AS}, without SWA.")
+
+# Other strides (12, 14, 16 = no overlap).
+_STRIDE_RUNS = (  # (name, release tag, stride, parameters, mAP)
+    ("passt_s_swa_p16_s12_128_ap473", "ap.473-swa", 12, 86_139_934, 0.473),
+    ("passt_s_p16_s12_128_ap470", "ap.470", 12, 86_139_934, 0.470),
+    ("passt_s_swa_p16_s14_128_ap471", "ap.471-swa", 14, 86_129_950, 0.471),
+    ("passt_s_p16_s14_128_ap469", "ap.469", 14, 86_129_950, 0.469),
+    ("passt_s_swa_p16_s16_128_ap473", "ap.473-swa", 16, 86_122_270, 0.473),
+    ("passt_s_p16_s16_128_ap468", "ap.468", 16, 86_122_270, 0.468),
+)
+for _name, _tag, _stride, _params, _map in _STRIDE_RUNS:
+    _preset(_name, f"v0.0.2-audioset/passt-s-f128-p16-s{_stride}-{_tag}.pt", _params, {"mAP": _map},
+            f"PaSST-S, stride {_stride}, {_AS}{', SWA' if 'swa' in _tag else ''}.", stride=_stride)
+
+_preset("passt_u600_f128_p16_s16_ap_460", "v.0.0.7-audioset/passt-u600-f128-p16-s16-ap.460.pt", 86_122_270,
+        {"mAP": 0.460}, f"PaSST-U, stride 16, {_AS.replace('structured', 'unstructured')} (600 patches).", stride=16)
+_preset("passt_b_f128_p16_s16_ap_459", "v.0.0.7-audioset/passt-b-f128-p16-s16-ap.459.pt", 86_122_270,
+        {"mAP": 0.459}, f"PaSST-B, stride 16, {_AS.replace(', structured patchout', '')}, no patchout.", stride=16)
+
+# Longer inputs: more time encodings (trained with random encoding offsets on 10 s clips).
+_preset("passt_s_f128_20sec_p16_s10_ap474", "v0.0.5/passt-s-f128-20sec-p16-s10-ap.474-swa.pt", 86_231_326,
+        {"mAP": 0.474}, f"PaSST-S with 20 s of time encodings (200), stride 10, {_AS}, SWA.", frames=2000)
+_preset("passt_s_f128_30sec_p16_s10_ap473", "v0.0.5/passt-s-f128-30sec-p16-s10-ap.473-swa.pt", 86_308_126,
+        {"mAP": 0.473}, f"PaSST-S with 30 s of time encodings (300), stride 10, {_AS}, SWA.", frames=3000)
+
+# Finer STFT hops (the HEAR journal paper's time-resolution study): 10 s = 3200 / 2000 frames.
+_preset("passt_s_swa_f128_stfthop100_p16_s10_ap473",
+        "v0.0.3-audioset/passt-s-f128-stfthop100-p16-s10-ap.473-swa.pt", 86_323_486, {"mAP": 0.473},
+        f"PaSST-S on mels with a 100-sample hop (320 time encodings), stride 10, {_AS}, SWA.",
+        frontend=_FRONTEND.replace(hop_length=100), frames=3200)
+_preset("passt_s_swa_f128_stfthop160_p16_s10_ap473",
+        "v0.0.3-audioset/passt-s-f128-stfthop160-p16-s10-ap.473-swa.pt", 86_231_326, {"mAP": 0.473},
+        f"PaSST-S on mels with a 160-sample hop (200 time encodings), stride 10, {_AS}, SWA.",
+        frontend=_FRONTEND.replace(hop_length=160), frames=2000)
+
+# Fine-tunes of an AudioSet PaSST (head re-initialised for the new classes).
+_preset("openmic_passt_s_f128_10sec_p16_s10_ap85", "v0.0.5/openmic-passt-s-f128-10sec-p16-s10-ap.85.pt",
+        85_373_992, {"mAP": 0.85}, "PaSST-S fine-tuned on OpenMIC-2018 (20 instruments, masked BCE), t 40 / f 4.",
+        labels="openmic", num_classes=20)
+_preset("fsd50k_passt_s_f128_p16_s10_ap655", "v0.0.5/fsd50k-passt-s-f128-p16-s10-ap.655.pt", 85_650_832,
+        {"mAP": 0.655}, "PaSST-S fine-tuned on FSD50K (200 classes), t 10 / f 4, no SpecAugment.",
+        labels="fsd50k", num_classes=200)
+_preset("fsd50k_passt_s_n_f128_p16_s16_ap642", "v0.0.5/fsd50k-passt-s-n-f128-p16-s16-ap.642.pt", 85_619_344,
+        {"mAP": 0.642}, "PaSST-N-S (stride 16, no overlap) fine-tuned on FSD50K (200 classes), t 10 / f 1.",
+        labels="fsd50k", num_classes=200, stride=16)
+_preset("esc50_passt_s_n_f128_p16_s10_fold1_acc967", "v.0.0.6/esc50-passt-s-n-f128-p16-s10-fold1-acc.967.pt",
+        85_420_132, {"accuracy": 0.967},
+        "PaSST-S fine-tuned on ESC-50 folds 2-5 (50 classes, 5 s clips: 49 time patches, t 10 / f 3), tested on "
+        "fold 1. One release per fold; the other folds' files follow the same pattern.",
+        labels="esc50", num_classes=50)
