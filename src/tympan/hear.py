@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import AudioLoadError, ConfigError
+from .hub import resolve_checkpoint
+from .models import create, get_preset
 from .models.base import AudioModel
 
 __all__ = ["VARIANTS", "HearModel", "get_scene_embeddings", "get_timestamp_embeddings", "load_model", "wrap"]
@@ -217,21 +219,19 @@ def load_model(model_file_path: str = "", **options: Any) -> HearModel:
     """HEAR entry point: a zoo model with its frontend, wrapped for the HEAR API.
 
     Args:
-        model_file_path: checkpoint of the model (strict load); empty: the preset's published weights, downloaded
-            once into the torch hub cache.
+        model_file_path: checkpoint of the model (strict load); empty: the preset's published weights, from the
+            tympan cache or downloaded into it (:mod:`tympan.hub`).
         **options: ``model`` (zoo name, default ``"passt_s_swa_p16_128_ap476"``) and :func:`wrap`'s options
             (``variant``, ``mode``, window sizes, ...).
     """
     from .audio.frontend import MelFrontend
-    from .models import create, get_preset
 
     name = options.pop("model", DEFAULT_MODEL)
-    checkpoint: Any = model_file_path or None
-    if checkpoint is None:
-        url = get_preset(name).checkpoint_url
-        if url is None:
-            raise ConfigError(f"{name!r} has no published weights; pass model_file_path")
-        checkpoint = torch.hub.load_state_dict_from_url(url, map_location="cpu", weights_only=True)
+    if model_file_path:
+        checkpoint = model_file_path
+    else:
+        entry = get_preset(name)
+        checkpoint = resolve_checkpoint(name, entry.checkpoint_url, entry.checkpoint_sha256)
     model = create(name, checkpoint=checkpoint)
     hear_model = wrap(model, MelFrontend.from_config(model.frontend_config), **options)
     if torch.cuda.is_available():
