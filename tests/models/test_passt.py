@@ -120,6 +120,8 @@ def test_long_input_is_cut_and_warned_once(caplog: pytest.LogCaptureFixture, gen
     assert sum("cut" in r.getMessage() for r in caplog.records) == 1
     torch.testing.assert_close(long, cut)
     torch.testing.assert_close(again, cut)
+    patchout = tiny(generator, s_patchout_t=15, s_patchout_f=4).train()  # training on long inputs works too
+    assert patchout.forward_tokens(mel).shape[1] == 2 + (12 - 4) * (20 - 15)
 
 
 def test_backward_with_patchout_and_reset_classifier(generator: torch.Generator) -> None:
@@ -200,6 +202,14 @@ def test_preset_builds_with_the_published_keys_and_shapes(variant: str) -> None:
     assert params == manifest["num_parameters"] == get_preset(name).num_params
     assert len(model.blocks) == manifest["depth"] and model.num_classes == expected["head.1.bias"][0]
     assert model.preset.checkpoint_filename.endswith(".pt") and model.frontend_config.sample_rate == 32000
+
+
+def test_presets_take_patchout_as_a_training_setting() -> None:
+    with torch.device("meta"):
+        model = create("passt_s_swa_p16_s16_128_ap473", s_patchout_t=20, s_patchout_f=1)
+    assert (model.s_patchout_t, model.s_patchout_f, model.patch_embed.grid_size) == (20, 1, (8, 62))
+    with pytest.raises(ConfigError, match="s_patchout_t"), torch.device("meta"):
+        create("passt_s_swa_p16_s16_128_ap473", s_patchout_t=62)
 
 
 def test_hop_presets_carry_their_frontend() -> None:
