@@ -129,8 +129,8 @@ class HearModel(nn.Module):
     def timestamps(self, audio: Tensor) -> Tensor:
         """Centres of the timestamp windows in ms, ``[n_sounds, n_timestamps]`` float32."""
         count = audio.shape[-1] // self.timestamp_hop + 1
-        centres = torch.arange(count, dtype=torch.float64) * (self.timestamp_hop * 1000.0 / self.sample_rate)
-        return centres.to(torch.float32).expand(audio.shape[0], -1).to(audio.device)
+        centres = torch.arange(count) * self.timestamp_hop * 1000.0 / self.sample_rate  # float32, as the reference
+        return centres.expand(audio.shape[0], -1).to(audio.device)
 
     def timestamp_embeddings(self, audio: Tensor) -> tuple[Tensor, Tensor]:
         """HEAR timestamp embeddings ``[n_sounds, n_timestamps, timestamp_embedding_size]`` and their timestamps."""
