@@ -3,7 +3,8 @@
 Tagging follows EfficientAT / PaSST: per-class average precision and ROC AUC (sklearn's definitions), then the
 unweighted mean over classes; d-prime is ``sqrt(2) * Phi^-1(AUC)`` (AudioSet convention; not computed by the
 reference code). Scenes follow the DCASE23 reference: micro accuracy, macro (class-averaged) accuracy, accuracy per
-recording device and pooled over device groups (e.g. seen vs unseen), and the confusion matrix.
+recording device and pooled over device groups (e.g. seen vs unseen), and the confusion matrix. Retrieval follows
+DCASE 2023 Task 6b (every caption a query over all clips; mAP@10 and R@1/5/10) with a documented tie rule.
 
 All functions take numpy arrays (or anything ``np.asarray`` accepts) and return plain Python numbers / lists, so
 the results go straight into JSON.
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
 __all__ = [
     "accuracy",
@@ -28,6 +29,8 @@ __all__ = [
     "d_prime",
     "macro_accuracy",
     "mean_average_precision",
+    "retrieval_metrics",
+    "retrieval_ranks",
     "roc_auc_per_class",
     "tagging_metrics",
 ]
@@ -194,4 +197,111 @@ def classification_metrics(
             if mask.any():
                 groups[name] = accuracy(targets[mask], predictions[mask])
         result["accuracy_per_device_group"] = groups
+    return result
+
+
+# --- retrieval (DCASE 2023 Task 6b) ------------------------------------------------------------------------------
+
+_TIE_RULES = ("pessimistic", "index")
+
+
+def _relevance(target: Any, shape: tuple[int, int]) -> np.ndarray:
+    """``[queries, items]`` bool relevance from clip indices ``[queries]``, index sets, or a bool matrix."""
+    queries, items = shape
+    if isinstance(target, np.ndarray) and target.dtype == bool:
+        if target.shape != shape:
+            raise DataError(f"a relevance matrix must have the similarity's shape {shape}; got {target.shape}")
+        relevance = target.copy()
+    else:
+        relevance = np.zeros(shape, dtype=bool)
+        if len(target) != queries:
+            raise DataError(f"got {len(target)} targets for {queries} queries (rows of the similarity matrix)")
+        for query, relevant in enumerate(target):
+            indices = np.atleast_1d(np.asarray(relevant, dtype=np.int64))
+            if indices.size and (indices.min() < 0 or indices.max() >= items):
+                raise DataError(f"query {query}: target index out of range for {items} items: {indices.tolist()}")
+            relevance[query, indices] = True
+    if not relevance.any(axis=1).all():
+        raise DataError(f"queries without a relevant item: {np.flatnonzero(~relevance.any(axis=1))[:10].tolist()}")
+    return relevance
+
+
+def retrieval_ranks(similarity: Any, target: Any, *, tie: str = "pessimistic") -> list[np.ndarray]:
+    """1-based ranks of the relevant items of each query, ascending.
+
+    Items are sorted by decreasing similarity. Tie rule (deterministic, unlike the reference's ``torch.topk``):
+
+    * ``"pessimistic"`` (default): among equal scores, every irrelevant item ranks before the relevant ones, so a
+      single target's rank is the number of items scoring at least as high as it (itself included). A model
+      that outputs constant scores therefore gets no credit.
+    * ``"index"``: equal scores keep item index order (a stable sort).
+
+    Relevant items tied with each other are ordered by index under both rules, so the ranks are distinct.
+
+    Args:
+        similarity: ``[queries, items]`` scores (e.g. caption x clip cosine similarities).
+        target: the relevant item of each query (``[queries]`` ints), or a set of relevant items per query
+            (a sequence of index sequences), or a ``[queries, items]`` bool matrix.
+        tie: ``"pessimistic"`` or ``"index"``.
+
+    Raises:
+        DataError: shapes do not fit, a score is NaN, or a query has no relevant item.
+        ConfigError: unknown tie rule.
+    """
+    if tie not in _TIE_RULES:
+        raise ConfigError(f"unknown tie rule {tie!r}; choose one of {_TIE_RULES}")
+    scores = np.asarray(similarity, dtype=np.float64)
+    if scores.ndim != 2:
+        raise DataError(f"similarity must be [queries, items]; got shape {scores.shape}")
+    if np.isnan(scores).any():
+        raise DataError("the similarity matrix holds NaN; check the embeddings for non-finite values")
+    relevance = _relevance(target, scores.shape)
+    index = np.arange(scores.shape[1])
+    ranks = []
+    for row, relevant in zip(scores, relevance, strict=True):
+        targets = np.flatnonzero(relevant)
+        target_scores = row[targets, None]
+        higher = (row[None] > target_scores).sum(axis=1)
+        tied = row[None] == target_scores
+        tied_before = tied & (index[None] <= targets[:, None])  # ties up to and including the item itself
+        if tie == "pessimistic":
+            tied_before = (tied & ~relevant[None]) | (tied_before & relevant[None])
+        ranks.append(np.sort(higher + tied_before.sum(axis=1)))
+    return ranks
+
+
+def retrieval_metrics(
+    similarity: Any,
+    target: Any,
+    *,
+    ks: Sequence[int] = (1, 5, 10),
+    map_k: int = 10,
+    tie: str = "pessimistic",
+) -> dict[str, float]:
+    """mAP@k and R@k of a retrieval run, exactly as DCASE 2023 Task 6b defines them.
+
+    With one relevant item per query (DCASE 2023), AP@k is ``1 / rank`` if ``rank <= k`` else 0, and R@k is the
+    fraction of queries whose item ranks within the top k. With several relevant items (DCASE 2025 style), AP@k is
+    ``sum(precision@rank over relevant items ranked <= k) / min(#relevant, k)`` and R@k the fraction of queries
+    with at least one relevant item in the top k. Ties follow :func:`retrieval_ranks`.
+
+    Args:
+        similarity: ``[queries, items]`` scores, e.g. ``text_embeddings @ audio_embeddings.T``.
+        target: as for :func:`retrieval_ranks`; for Clotho with 5 captions per clip, ``np.arange(Q) // 5``.
+        ks: cut-offs of the recalls.
+        map_k: cut-off of the mean average precision.
+        tie: ``"pessimistic"`` (default) or ``"index"``.
+
+    Returns:
+        ``{"mAP@10": ..., "R@1": ..., "R@5": ..., "R@10": ...}`` (keys follow ``map_k`` and ``ks``).
+    """
+    ranks = retrieval_ranks(similarity, target, tie=tie)
+    average_precisions = []
+    for query_ranks in ranks:
+        within = query_ranks[query_ranks <= map_k]
+        precision = np.arange(1, len(within) + 1) / within
+        average_precisions.append(precision.sum() / min(len(query_ranks), map_k))
+    result = {f"mAP@{map_k}": float(np.mean(average_precisions))}
+    first = np.array([query_ranks[0] for query_ranks in ranks])
+    result.update({f"R@{k}": float(np.mean(first <= k)) for k in ks})
     return result
