@@ -56,8 +56,9 @@ def test_simple_statistics_overlap_between_classes():
     labels = sorted(synthetic.SCENES)
     scenes = [label for label in labels for _ in range(24)]
     dry, _ = synthetic.render_scenes(scenes, ["amberly"] * len(scenes), 32000, 32000, rng)
-    wet = np.concatenate([synthetic.record(dry[i::6], synthetic.DEVICES[d], 32000, rng) for i, d in
-                          enumerate(synthetic.SEEN_DEVICES)])  # fmt: skip
+    wet = np.concatenate(
+        [synthetic.record(dry[i::6], synthetic.DEVICES[d], 32000, rng) for i, d in enumerate(synthetic.SEEN_DEVICES)]
+    )
     y = np.concatenate([np.repeat(np.arange(10), 24)[i::6] for i in range(6)])
     power = np.abs(np.fft.rfft(wet, axis=1)) ** 2
     freqs = np.fft.rfftfreq(32000, 1 / 32000)
@@ -70,8 +71,10 @@ def test_simple_statistics_overlap_between_classes():
         medians = np.array([np.median(value[y == c]) for c in range(10)])
         accuracy = (np.abs(value[:, None] - medians[None]).argmin(1) == y).mean()
         assert accuracy < 0.45, (name, accuracy)
-        overlapping = [(quartiles[c, 0] < np.delete(quartiles[:, 1], c)) & (quartiles[c, 1] > np.delete(
-            quartiles[:, 0], c)) for c in range(10)]  # fmt: skip
+        overlapping = [
+            (quartiles[c, 0] < np.delete(quartiles[:, 1], c)) & (quartiles[c, 1] > np.delete(quartiles[:, 0], c))
+            for c in range(10)
+        ]
         assert all(o.sum() >= 2 for o in overlapping), name
 
 

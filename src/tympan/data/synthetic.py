@@ -58,9 +58,11 @@ META_FILE = "meta.csv"
 META_COLUMNS = ("file", "label", "device", "city", "split", "id", "caption")
 
 # Sound sources, and how a caption names each one (several phrasings so captions vary).
+# fmt: off
 SOURCES: tuple[str, ...] = (
     "rumble", "vehicle", "rain", "birds", "babble", "clatter", "brakes", "wind", "hum", "engine", "footsteps", "chime",
-)  # fmt: skip
+)
+# fmt: on
 _PHRASES: dict[str, tuple[str, ...]] = {
     "rumble": ("traffic rumbles in the distance", "a low rumble goes on", "distant traffic drones"),
     "vehicle": ("a car passes", "a vehicle drives by", "a car goes past"),
@@ -77,6 +79,7 @@ _PHRASES: dict[str, tuple[str, ...]] = {
 }
 
 # Scene -> source -> (probability of presence, mean level in dB). Sources overlap between scenes on purpose.
+# fmt: off
 SCENES: dict[str, dict[str, tuple[float, float]]] = {
     "airport": {"babble": (0.9, -14), "footsteps": (0.6, -20), "chime": (0.5, -18), "hum": (0.6, -22),
                 "rumble": (0.4, -18), "engine": (0.3, -24), "wind": (0.1, -26)},
@@ -98,13 +101,16 @@ SCENES: dict[str, dict[str, tuple[float, float]]] = {
                        "brakes": (0.2, -22), "rain": (0.2, -20), "birds": (0.1, -26), "engine": (0.2, -20)},
     "tram": {"clatter": (0.7, -16), "rumble": (0.7, -14), "engine": (0.5, -18), "hum": (0.5, -20),
              "babble": (0.4, -22), "brakes": (0.4, -20), "chime": (0.2, -22)},
-}  # fmt: skip
+}
+# fmt: on
 
 # Simulated cities: mains frequency of the hum and a pitch offset of the voices in the babble.
+# fmt: off
 CITIES: dict[str, tuple[float, float]] = {
     "amberly": (50.0, 1.0), "brookhaven": (60.0, 0.92), "corwick": (50.0, 1.08),
     "dunmere": (60.0, 1.0), "elsworth": (50.0, 0.95), "farrow": (60.0, 1.05),
-}  # fmt: skip
+}
+# fmt: on
 
 
 @dataclass(frozen=True)
@@ -281,8 +287,9 @@ def _vehicle(rng, rows, samples, sr, mains, pitch):
     width = rng.uniform(0.12, 0.4, size=onsets.shape)
     bumps = (np.exp(-0.5 * ((t[None, None] - onsets[..., None]) / width[..., None]) ** 2) * mask[..., None]).sum(1)
     f = np.fft.rfftfreq(samples, 1 / sr)
-    tyres = _spectral_filter(rng.standard_normal((rows, samples)), sr, _band(f, rng.uniform(200, 500, rows),
-                                                                             rng.uniform(1500, 4000, rows)))
+    tyres = _spectral_filter(
+        rng.standard_normal((rows, samples)), sr, _band(f, rng.uniform(200, 500, rows), rng.uniform(1500, 4000, rows))
+    )
     centre = onsets[:, :1]
     f0 = rng.uniform(35, 90, size=(rows, 1)) * (1 - 0.06 * np.tanh((t[None] - centre) / 0.1))
     engine = np.sign(_sweep_tones(f0, sr)) * 0.3 + _sweep_tones(2 * f0, sr)
@@ -291,11 +298,20 @@ def _vehicle(rng, rows, samples, sr, mains, pitch):
 
 def _rain(rng, rows, samples, sr, mains, pitch):
     f = np.fft.rfftfreq(samples, 1 / sr)
-    hiss = _spectral_filter(rng.standard_normal((rows, samples)), sr, _band(f, rng.uniform(800, 3000, rows),
-                                                                            np.full(rows, 14000.0)))
+    hiss = _spectral_filter(
+        rng.standard_normal((rows, samples)), sr, _band(f, rng.uniform(800, 3000, rows), np.full(rows, 14000.0))
+    )
     onsets, mask = _event_times(rng, rows, samples / sr, (60, 200), int(200 * samples / sr) + 1)
-    drops = _impulse_bursts(rng, onsets, mask, samples, sr, rng.uniform(0.002, 0.006, rows),
-                            (rng.uniform(1500, 3000, rows), np.full(rows, 12000.0)), f)
+    drops = _impulse_bursts(
+        rng,
+        onsets,
+        mask,
+        samples,
+        sr,
+        rng.uniform(0.002, 0.006, rows),
+        (rng.uniform(1500, 3000, rows), np.full(rows, 12000.0)),
+        f,
+    )
     return _normalise(_normalise(hiss) + 0.7 * _normalise(drops))
 
 
@@ -324,8 +340,9 @@ def _babble(rng, rows, samples, sr, mains, pitch):
         voice = 2 * (phase % 1.0) - 1  # a sawtooth: a harmonic-rich glottal source
         formant1 = _band(f, rng.uniform(300, 700, rows), rng.uniform(900, 1300, rows), order=1)
         formant2 = 0.5 * _band(f, rng.uniform(1500, 2200, rows), rng.uniform(2600, 3400, rows), order=1)
-        syllables = np.clip(np.sin(2 * np.pi * rng.uniform(3, 6, rows)[:, None] * t[None] + rng.uniform(0, 6.3,
-                                                                                                    (rows, 1))), 0, 1)
+        syllables = np.clip(
+            np.sin(2 * np.pi * rng.uniform(3, 6, rows)[:, None] * t[None] + rng.uniform(0, 6.3, (rows, 1))), 0, 1
+        )
         out += _normalise(_spectral_filter(voice, sr, formant1 + formant2)) * syllables * rng.uniform(0.3, 1, (rows, 1))
     return _normalise(out)
 
@@ -337,10 +354,19 @@ def _clatter(rng, rows, samples, sr, mains, pitch):
     first = rng.uniform(0, 0.4, rows)[:, None] + np.arange(pairs)[None] * period
     onsets = np.concatenate([first, first + 0.05], axis=1) - 0.2
     mask = onsets < samples / sr
-    knocks = _impulse_bursts(rng, onsets, mask, samples, sr, rng.uniform(0.01, 0.03, rows),
-                             (rng.uniform(150, 400, rows), rng.uniform(2000, 5000, rows)), f)
-    roll = _spectral_filter(rng.standard_normal((rows, samples)), sr, _band(f, np.full(rows, 80.0),
-                                                                            rng.uniform(500, 1200, rows)))
+    knocks = _impulse_bursts(
+        rng,
+        onsets,
+        mask,
+        samples,
+        sr,
+        rng.uniform(0.01, 0.03, rows),
+        (rng.uniform(150, 400, rows), rng.uniform(2000, 5000, rows)),
+        f,
+    )
+    roll = _spectral_filter(
+        rng.standard_normal((rows, samples)), sr, _band(f, np.full(rows, 80.0), rng.uniform(500, 1200, rows))
+    )
     return _normalise(_normalise(knocks) + 0.8 * _normalise(roll))
 
 
@@ -356,8 +382,9 @@ def _brakes(rng, rows, samples, sr, mains, pitch):
 
 def _wind(rng, rows, samples, sr, mains, pitch):
     f = np.fft.rfftfreq(samples, 1 / sr)
-    x = _spectral_filter(rng.standard_normal((rows, samples)), sr, _band(f, np.full(rows, 20.0),
-                                                                         rng.uniform(150, 900, rows), order=1))
+    x = _spectral_filter(
+        rng.standard_normal((rows, samples)), sr, _band(f, np.full(rows, 20.0), rng.uniform(150, 900, rows), order=1)
+    )
     return _normalise(_normalise(x) * _smooth_envelope(rng, rows, samples, 4.0, sr) ** 2)
 
 
@@ -368,8 +395,9 @@ def _hum(rng, rows, samples, sr, mains, pitch):
         weight = rng.uniform(0, 1, rows)[:, None] / harmonic**0.5
         out += weight * np.sin(2 * np.pi * harmonic * mains[:, None] * t[None] + rng.uniform(0, 6.3, (rows, 1)))
     f = np.fft.rfftfreq(samples, 1 / sr)
-    hiss = _spectral_filter(rng.standard_normal((rows, samples)), sr, _band(f, np.full(rows, 200.0),
-                                                                            np.full(rows, 3000.0), order=1))
+    hiss = _spectral_filter(
+        rng.standard_normal((rows, samples)), sr, _band(f, np.full(rows, 200.0), np.full(rows, 3000.0), order=1)
+    )
     return _normalise(_normalise(out) + rng.uniform(0.1, 0.6, (rows, 1)) * _normalise(hiss))
 
 
@@ -389,8 +417,18 @@ def _footsteps(rng, rows, samples, sr, mains, pitch):
     onsets = rng.uniform(-0.3, 0.3, rows)[:, None] + np.arange(steps)[None] * period
     onsets = onsets + rng.normal(0, 0.02, onsets.shape)
     mask = (onsets < samples / sr) & (onsets > -0.05)
-    return _normalise(_impulse_bursts(rng, onsets, mask, samples, sr, rng.uniform(0.015, 0.04, rows),
-                                      (rng.uniform(80, 200, rows), rng.uniform(1500, 4000, rows)), f))
+    return _normalise(
+        _impulse_bursts(
+            rng,
+            onsets,
+            mask,
+            samples,
+            sr,
+            rng.uniform(0.015, 0.04, rows),
+            (rng.uniform(80, 200, rows), rng.uniform(1500, 4000, rows)),
+            f,
+        )
+    )
 
 
 def _chime(rng, rows, samples, sr, mains, pitch):
@@ -407,10 +445,12 @@ def _chime(rng, rows, samples, sr, mains, pitch):
     return _normalise(out)
 
 
+# fmt: off
 _RENDER = {
     "rumble": _rumble, "vehicle": _vehicle, "rain": _rain, "birds": _birds, "babble": _babble, "clatter": _clatter,
     "brakes": _brakes, "wind": _wind, "hum": _hum, "engine": _engine, "footsteps": _footsteps, "chime": _chime,
-}  # fmt: skip
+}
+# fmt: on
 
 
 def _caption(rng: np.random.Generator, present: list[tuple[float, str]]) -> str:
@@ -450,9 +490,7 @@ def render_scenes(
             audio = _RENDER[source](rng, chosen.size, samples, sample_rate, mains[chosen], pitch[chosen])
             mix[chosen] += audio * levels[chosen, index, None].astype(np.float32)
     mix *= (10.0 ** (rng.uniform(-24.0, -8.0, rows) / 20.0)).astype(np.float32)[:, None]
-    captions = [
-        _caption(rng, [(levels[r, i], s) for i, s in enumerate(SOURCES) if present[r, i]]) for r in range(rows)
-    ]
+    captions = [_caption(rng, [(levels[r, i], s) for i, s in enumerate(SOURCES) if present[r, i]]) for r in range(rows)]
     return mix, captions
 
 
@@ -484,8 +522,11 @@ def _split_plan(config: CorpusConfig, rng: np.random.Generator) -> list[tuple[st
     """(split, scene, city, devices) for every scene instance: one seen device for train/val, all for test."""
     plan = []
     for scene in sorted(SCENES):
-        for split, count in (("train", config.train_per_class), ("val", config.val_per_class),
-                             ("test", config.test_per_class)):  # fmt: skip
+        for split, count in (
+            ("train", config.train_per_class),
+            ("val", config.val_per_class),
+            ("test", config.test_per_class),
+        ):
             for _ in range(count):
                 city = str(rng.choice(sorted(CITIES)))
                 devices = list(DEVICES) if split == "test" else [str(rng.choice(SEEN_DEVICES))]
@@ -508,8 +549,17 @@ def _generate(root: Path, config: CorpusConfig, chunk: int = 128) -> None:
                 wet = record(dry[offset : offset + 1], DEVICES[device], config.sample_rate, rng)[0]
                 relative = f"audio/{instance}-{device}.wav"
                 soundfile.write(root / relative, wet, config.sample_rate, subtype="PCM_16")
-                rows.append({"file": relative, "label": scene, "device": device, "city": city, "split": split,
-                             "id": f"{instance}-{device}", "caption": caption})  # fmt: skip
+                rows.append(
+                    {
+                        "file": relative,
+                        "label": scene,
+                        "device": device,
+                        "city": city,
+                        "split": split,
+                        "id": f"{instance}-{device}",
+                        "caption": caption,
+                    }
+                )
     with open(root / META_FILE, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=META_COLUMNS)
         writer.writeheader()
