@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from .errors import CheckpointError
+from .files import atomic_path
 
 __all__ = ["cache_dir", "cached_path", "download", "resolve_checkpoint"]
 
@@ -41,32 +41,26 @@ def download(url: str, destination: Path, *, sha256: str | None = None, timeout:
     Raises:
         CheckpointError: the download fails or the hash differs; nothing is left at ``destination``.
     """
-    destination.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".part")
     try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            while chunk := response.read(_CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
-        if sha256 is not None and digest.hexdigest() != sha256.lower():
-            raise CheckpointError(
-                f"the file downloaded from {url} has SHA-256 {digest.hexdigest()}, expected {sha256}; it was refused "
-                "(a corrupt transfer or a changed release). Retry, or download it by hand and pass --checkpoint FILE."
-            )
-        os.replace(temporary, destination)
+        with atomic_path(destination) as temporary:
+            with temporary.open("wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+                while chunk := response.read(_CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+            if sha256 is not None and digest.hexdigest() != sha256.lower():
+                raise CheckpointError(
+                    f"the file downloaded from {url} has SHA-256 {digest.hexdigest()}, expected {sha256}; it was "
+                    "refused (a corrupt transfer or a changed release). Retry, or download it by hand and pass "
+                    "--checkpoint FILE."
+                )
     except (urllib.error.URLError, OSError) as error:
         raise CheckpointError(f"cannot download {url}: {error}") from error
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
     logger.info("downloaded %s to %s", url, destination)
     return destination
 
 
-def resolve_checkpoint(
-    name: str, url: str | None, sha256: str | None = None, *, offline: bool | None = None
-) -> Path:
+def resolve_checkpoint(name: str, url: str | None, sha256: str | None = None, *, offline: bool | None = None) -> Path:
     """The local file of the official checkpoint of preset ``name``: from the cache, else downloaded.
 
     Args:
