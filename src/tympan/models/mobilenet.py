@@ -44,6 +44,7 @@ __all__ = [
     "SEConfig",
     "build_classifier",
     "checkpoint_filter_fn",
+    "describe_features",
     "init_weights",
     "mobilenet_v3_config",
 ]
@@ -395,7 +396,7 @@ class MobileNet(EfficientATNet):
         self._hidden_features = last_channel
         self._dropout = dropout
         self.classifier = build_classifier(head_type, self.num_features, last_channel, num_classes, dropout)
-        self.feature_info = _feature_info(blocks, [f"features.{i}" for i in range(len(layers))])
+        self.feature_info = describe_features(blocks, [f"features.{i}" for i in range(len(layers))])
         init_weights(self)
 
     def _feature_map(self, mel: Tensor) -> Tensor:
@@ -414,7 +415,7 @@ def _conv_out(size: int, kernel: int, stride: int) -> int:
     return (size + 2 * ((kernel - 1) // 2) - kernel) // stride + 1
 
 
-def _feature_info(blocks: Sequence[InvertedResidualConfig], modules: Sequence[str]) -> list[dict[str, Any]]:
+def describe_features(blocks: Sequence[InvertedResidualConfig], modules: Sequence[str]) -> list[dict[str, Any]]:
     """Channels, total down-sampling and module name of each of the 17 feature maps."""
     channels = [blocks[0].in_channels] + [b.out_channels for b in blocks] + [6 * blocks[-1].out_channels]
     reductions = [2]

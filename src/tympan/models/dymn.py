@@ -1,0 +1,438 @@
+"""EfficientAT DyMN: MobileNetV3 with dynamic convolution, dynamic ReLU and coordinate attention.
+
+Paper: Schmid, Koutini, Widmer, "Dynamic Convolutional Neural Networks as Efficient Pre-trained Audio
+Models", IEEE/ACM TASLP 2024. Reference: ``fschmid56/EfficientAT`` at ``a425fdce``, ``models/dymn/{model,
+dy_block,utils}.py``.
+
+Each of the 15 MobileNetV3 blocks becomes a dynamic block: a context generator summarises the block input into
+a context vector (and frequency / time sequences), which parameterises the attention over K convolution kernels
+(:class:`DynamicConv`), the piecewise-linear activation (:class:`DynamicReLU`, DY-ReLU-B) and the coordinate
+attention. Module names reproduce the official keys (``layers.<i>.depth_conv.weight``, ``in_c``, ``out_c``,
+``classifier``), so the published checkpoints load strictly.
+
+The kernel-attention temperature is model configuration, not a weight: it is outside the state dict, starts at
+``pretrain_final_temp`` (1.0: the inference setting of every official checkpoint; the reference's fresh
+``get_model()`` starts at ``T_max`` = 30 instead) and follows :class:`TemperatureSchedule` through
+:meth:`DyMN.update_temperature`, called once at the start of every training epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..audio.frontend import MelFrontendConfig
+from ..errors import ConfigError
+from .layers import ConvNormAct, LayerFactory, make_divisible
+from .mobilenet import (
+    ACTIVATIONS,
+    NORM_LAYER,
+    EfficientATNet,
+    InvertedResidual,
+    InvertedResidualConfig,
+    build_classifier,
+    checkpoint_filter_fn,
+    describe_features,
+    init_weights,
+    mobilenet_v3_config,
+    reject_pretrained_name,
+)
+from .registry import register_architecture
+
+__all__ = [
+    "DYNAMIC_BLOCK_LAYOUTS",
+    "ContextGenerator",
+    "DyMN",
+    "DynamicBlock",
+    "DynamicConv",
+    "DynamicReLU",
+    "TemperatureSchedule",
+]
+
+# Which of the 15 blocks are dynamic: all, or only those where MobileNetV3 has SE ("replace_se").
+DYNAMIC_BLOCK_LAYOUTS: dict[str, tuple[bool, ...]] = {
+    "all": (True,) * 15,
+    "replace_se": (False, False, False, True, True, True, False, False, False, False, True, True, True, True, True),
+}
+
+
+@dataclass(frozen=True)
+class TemperatureSchedule:
+    """Temperature of the attention over kernels per epoch: ``max(t_max - t0_slope·e, 1 + t1_slope·(t_max - 1)
+    / t0_slope - t1_slope·e, t_min)``; with the defaults linear from 30 to 1 over 29 epochs (paper, eq. 5)."""
+
+    t_max: float = 30.0
+    t0_slope: float = 1.0
+    t1_slope: float = 0.02
+    t_min: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (self.t_max > 0 and self.t_min > 0 and self.t0_slope > 0 and self.t1_slope >= 0):
+            raise ConfigError(f"temperature schedule needs t_max, t_min, t0_slope > 0 and t1_slope >= 0: {self}")
+
+    def at(self, epoch: float) -> float:
+        """The temperature for ``epoch`` (0-based)."""
+        t0 = self.t_max - self.t0_slope * epoch
+        t1 = 1 + self.t1_slope * (self.t_max - 1) / self.t0_slope - self.t1_slope * epoch
+        return max(t0, t1, self.t_min)
+
+
+class DynamicConv(nn.Module):
+    """Convolution whose kernel is a per-sample softmax mixture of K kernels (Chen et al. 2020).
+
+    ``weight`` keeps the reference layout ``[1, 1, K, out·in/groups·k·k]`` (row j = kernel j flattened as
+    ``(out, in/groups, k, k)``); ``residuals.0`` maps the context vector to the K attention logits. The batch is
+    folded into the channel axis so that one grouped convolution applies every sample's own kernel.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        context_dim: size of the context vector.
+        kernel_size: square kernel.
+        stride: stride (both axes).
+        dilation: dilation (both axes).
+        groups: conv groups.
+        num_kernels: K.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        context_dim: int,
+        kernel_size: int,
+        stride: int = 1,
+        dilation: int = 1,
+        groups: int = 1,
+        num_kernels: int = 4,
+    ) -> None:
+        super().__init__()
+        if in_channels % groups or out_channels % groups:
+            raise ConfigError(f"channels {in_channels} -> {out_channels} are not divisible by groups={groups}")
+        if num_kernels < 1:
+            raise ConfigError(f"dyconv_k must be >= 1, got {num_kernels}")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
+        self.padding = (kernel_size - 1) // 2 * dilation
+        self.temperature = 1.0
+        self.residuals = nn.Sequential(nn.Linear(context_dim, num_kernels))
+        kernels = torch.empty(num_kernels, out_channels, in_channels // groups, kernel_size, kernel_size)
+        for kernel in kernels:
+            nn.init.kaiming_normal_(kernel, mode="fan_out")
+        self.weight = nn.Parameter(kernels.view(1, 1, num_kernels, -1))
+
+    def forward(self, x: Tensor, context: Tensor) -> Tensor:
+        """``x [batch, in, freq, time]``, ``context [batch, context_dim]`` -> ``[batch, out, freq', time']``."""
+        batch, _, freq, time = x.shape
+        attention = torch.softmax(self.residuals(context) / self.temperature, dim=-1)
+        kernels = (attention @ self.weight[0, 0]).view(
+            batch * self.out_channels, self.in_channels // self.groups, self.kernel_size, self.kernel_size
+        )
+        out = F.conv2d(x.reshape(1, -1, freq, time), kernels, None, self.stride, self.padding, self.dilation,
+                       self.groups * batch)
+        return out.view(batch, self.out_channels, out.shape[-2], out.shape[-1])
+
+
+class StaticConv(nn.Module):
+    """A plain convolution with the dynamic-conv call signature (``no_dyconv``; keys ``<name>.module.weight``)."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.module = conv
+
+    def forward(self, x: Tensor, context: Tensor) -> Tensor:
+        return self.module(x)
+
+
+class DynamicReLU(nn.Module):
+    """DY-ReLU-B (Chen et al. 2020): ``max_m(a_m·x + b_m)`` with per-sample, per-channel coefficients.
+
+    ``coef_net.0`` maps the context to ``2M`` values per channel, laid out ``[channels, 2M]``: the slopes
+    ``a_1..a_M`` then the offsets ``b_1..b_M``, as ``(2·sigmoid - 1)·lambdas + init_v`` (``lambdas`` and
+    ``init_v`` are persistent buffers of the official checkpoints).
+
+    Args:
+        channels: channels of the input.
+        context_dim: size of the context vector.
+        pieces: M, the number of linear pieces.
+    """
+
+    def __init__(self, channels: int, context_dim: int, pieces: int = 2) -> None:
+        super().__init__()
+        if pieces < 1:
+            raise ConfigError(f"dyrelu_k must be >= 1, got {pieces}")
+        self.channels, self.pieces = channels, pieces
+        self.coef_net = nn.Sequential(nn.Linear(context_dim, 2 * pieces * channels))
+        self.register_buffer("lambdas", torch.tensor([1.0] * pieces + [0.5] * pieces))
+        self.register_buffer("init_v", torch.tensor([1.0] + [0.0] * (2 * pieces - 1)))
+
+    def forward(self, x: Tensor, context: Tensor) -> Tensor:
+        theta = 2 * torch.sigmoid(self.coef_net(context)) - 1
+        coefs = theta.view(-1, self.channels, 1, 1, 2 * self.pieces) * self.lambdas + self.init_v
+        if self.pieces == 2:  # two pieces without materialising the [..., M] tensor
+            return torch.maximum(x * coefs[..., 0] + coefs[..., 2], x * coefs[..., 1] + coefs[..., 3])
+        return (x.unsqueeze(-1) * coefs[..., : self.pieces] + coefs[..., self.pieces :]).amax(-1)
+
+
+class ContextGenerator(nn.Module):
+    """Summarises a block input into the context of its dynamic parts.
+
+    The input is averaged over time (a sequence over frequency) and over frequency (a sequence over time); both
+    sequences share one 1x1 conv + norm + Hardswish. Their joint mean is the context vector ``[batch, H]``
+    (kernel attention, DY-ReLU); ``conv_f`` / ``conv_t`` turn the sequences, pooled to the block's output
+    resolution, into the coordinate-attention logits ``[batch, expanded, freq', 1]`` and ``[batch, expanded, 1,
+    time']``.
+
+    Args:
+        in_channels: block input channels.
+        context_dim: H.
+        expanded_channels: channels the coordinate attention gates.
+        stride: the block's depthwise stride (the sequences are pooled with it).
+        norm_layer: norm factory.
+    """
+
+    def __init__(
+        self, in_channels: int, context_dim: int, expanded_channels: int, stride: int, norm_layer: LayerFactory
+    ) -> None:
+        super().__init__()
+        self.joint_conv = nn.Conv2d(in_channels, context_dim, 1, bias=False)
+        self.joint_norm = norm_layer(context_dim)
+        self.joint_act = nn.Hardswish(inplace=True)
+        self.conv_f = nn.Conv2d(context_dim, expanded_channels, 1)
+        self.conv_t = nn.Conv2d(context_dim, expanded_channels, 1)
+        if stride > 1:  # count_include_pad=True, as the reference
+            self.pool_f: nn.Module = nn.AvgPool2d((3, 1), (stride, 1), (1, 0))
+            self.pool_t: nn.Module = nn.AvgPool2d((1, 3), (1, stride), (0, 1))
+        else:
+            self.pool_f = self.pool_t = nn.Identity()
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``x [batch, in, freq, time]`` -> (context ``[batch, H]``, freq logits, time logits)."""
+        freq, time = x.shape[-2:]
+        along_freq = F.adaptive_avg_pool2d(x, (None, 1))
+        along_time = F.adaptive_avg_pool2d(x, (1, None)).transpose(2, 3)
+        joint = self.joint_act(self.joint_norm(self.joint_conv(torch.cat([along_freq, along_time], dim=2))))
+        h_f, h_t = torch.split(joint, [freq, time], dim=2)
+        context = joint.mean(2).flatten(1)
+        return context, self.conv_f(self.pool_f(h_f)), self.conv_t(self.pool_t(h_t.transpose(2, 3)))
+
+
+class DynamicBlock(nn.Module):
+    """Dynamic inverted residual: context -> dynamic 1x1 expand -> dynamic depthwise -> DY-ReLU -> coordinate
+    attention -> dynamic 1x1 project, + residual (reference ``DY_Block``).
+
+    Args:
+        cfg: the block row (``use_se`` is ignored: the coordinate attention takes its place).
+        context_dim: H.
+        num_kernels: K of the dynamic convolutions.
+        relu_pieces: M of DY-ReLU.
+        dynamic_conv: False for static convolutions (``no_dyconv``).
+        dynamic_relu: False for the static activation (``no_dyrelu``).
+        coord_att: False to leave out the coordinate attention (``no_ca``).
+        norm_layer: norm factory.
+    """
+
+    def __init__(
+        self,
+        cfg: InvertedResidualConfig,
+        context_dim: int,
+        num_kernels: int = 4,
+        relu_pieces: int = 2,
+        dynamic_conv: bool = True,
+        dynamic_relu: bool = True,
+        coord_att: bool = True,
+        norm_layer: LayerFactory = NORM_LAYER,
+    ) -> None:
+        super().__init__()
+        act = ACTIVATIONS[cfg.activation]
+        exp, stride = cfg.expanded_channels, cfg.depthwise_stride
+
+        def conv(cin: int, cout: int, kernel: int, stride: int = 1, dilation: int = 1, groups: int = 1) -> nn.Module:
+            if dynamic_conv:
+                return DynamicConv(cin, cout, context_dim, kernel, stride, dilation, groups, num_kernels)
+            padding = (kernel - 1) // 2 * dilation
+            return StaticConv(nn.Conv2d(cin, cout, kernel, stride, padding, dilation, groups, bias=False))
+
+        self.exp_conv = self.exp_norm = self.exp_act = None
+        if exp != cfg.in_channels:
+            self.exp_conv = conv(cfg.in_channels, exp, 1)
+            self.exp_norm = norm_layer(exp)
+            self.exp_act = act(inplace=True)
+        self.depth_conv = conv(exp, exp, cfg.kernel_size, stride, cfg.dilation, groups=exp)
+        self.depth_norm = norm_layer(exp)
+        self.depth_act = DynamicReLU(exp, context_dim, relu_pieces) if dynamic_relu else act(inplace=True)
+        self.proj_conv = conv(exp, cfg.out_channels, 1)
+        self.proj_norm = norm_layer(cfg.out_channels)
+        self.context_gen = ContextGenerator(cfg.in_channels, context_dim, exp, stride, norm_layer)
+        self.coord_att = coord_att
+        self.use_residual = cfg.use_residual
+
+    def forward(self, x: Tensor) -> Tensor:
+        context, gate_f, gate_t = self.context_gen(x)
+        out = x
+        if self.exp_conv is not None:
+            out = self.exp_act(self.exp_norm(self.exp_conv(out, context)))
+        out = self.depth_norm(self.depth_conv(out, context))
+        out = self.depth_act(out, context) if isinstance(self.depth_act, DynamicReLU) else self.depth_act(out)
+        if self.coord_att:
+            out = out * gate_f.sigmoid() * gate_t.sigmoid()
+        out = self.proj_norm(self.proj_conv(out, context))
+        if self.use_residual:
+            out += x
+        return out
+
+
+class DyMN(EfficientATNet):
+    """EfficientAT DyMN: mel ``[batch, 1, n_mels, frames]`` -> logits ``[batch, num_classes]``.
+
+    Args:
+        blocks: the 15 block rows (:func:`tympan.models.mobilenet.mobilenet_v3_config`).
+        dynamic: per block, dynamic block (True) or a plain inverted residual without SE (False).
+        last_channel: hidden width of the MLP head.
+        num_classes: outputs.
+        context_ratio: H = ``make_divisible(expanded // context_ratio, 8)`` ...
+        context_range: ... clipped to this ``(min, max)`` (already width-scaled).
+        num_kernels: K of the dynamic convolutions.
+        relu_pieces: M of DY-ReLU.
+        dynamic_conv: False for static convolutions.
+        dynamic_relu: False for static activations.
+        coord_att: False to leave out the coordinate attention.
+        temperature: initial kernel-attention temperature.
+        temperature_schedule: what :meth:`update_temperature` follows.
+        head_type: ``"mlp"`` or ``"fully_convolutional"``.
+        dropout: dropout of the MLP head.
+    """
+
+    def __init__(
+        self,
+        blocks: Sequence[InvertedResidualConfig],
+        dynamic: Sequence[bool],
+        last_channel: int,
+        num_classes: int = 527,
+        context_ratio: int = 4,
+        context_range: tuple[int, int] = (32, 128),
+        num_kernels: int = 4,
+        relu_pieces: int = 2,
+        dynamic_conv: bool = True,
+        dynamic_relu: bool = True,
+        coord_att: bool = True,
+        temperature: float = 1.0,
+        temperature_schedule: TemperatureSchedule = TemperatureSchedule(),
+        head_type: str = "mlp",
+        dropout: float = 0.2,
+    ) -> None:
+        super().__init__()
+        if not blocks or len(dynamic) != len(blocks):
+            raise ConfigError(f"need one dynamic flag per block: {len(dynamic)} flags for {len(blocks)} blocks")
+        if context_ratio <= 0 or not 0 < context_range[0] <= context_range[1]:
+            raise ConfigError(f"need context_ratio > 0 and 0 < min <= max context, got {context_ratio}, "
+                              f"{context_range}")
+        self.layers = nn.ModuleList()
+        for cfg, is_dynamic in zip(blocks, dynamic, strict=True):
+            if is_dynamic:
+                context_dim = min(max(make_divisible(cfg.expanded_channels // context_ratio, 8), context_range[0]),
+                                  context_range[1])
+                self.layers.append(DynamicBlock(cfg, context_dim, num_kernels, relu_pieces, dynamic_conv,
+                                                dynamic_relu, coord_att))
+            else:
+                self.layers.append(InvertedResidual(replace(cfg, use_se=False), None, NORM_LAYER))
+        self.in_c = ConvNormAct(1, blocks[0].in_channels, 3, stride=2, norm_layer=NORM_LAYER,
+                                activation_layer=nn.Hardswish)
+        self.num_features = 6 * blocks[-1].out_channels
+        self.out_c = ConvNormAct(blocks[-1].out_channels, self.num_features, 1, norm_layer=NORM_LAYER,
+                                 activation_layer=nn.Hardswish)
+        self.head_type = head_type
+        self.num_classes = num_classes
+        self._hidden_features = last_channel
+        self._dropout = dropout
+        self.classifier = build_classifier(head_type, self.num_features, last_channel, num_classes, dropout)
+        modules = ["in_c"] + [f"layers.{i}" for i in range(len(blocks))] + ["out_c"]
+        self.feature_info = describe_features(blocks, modules)
+        self.temperature_schedule = temperature_schedule
+        init_weights(self)
+        self.set_temperature(temperature)
+
+    @property
+    def temperature(self) -> float:
+        """The current kernel-attention temperature (not part of the state dict)."""
+        return self._temperature
+
+    def set_temperature(self, temperature: float) -> None:
+        """Set the softmax temperature of the attention over kernels in every dynamic convolution."""
+        if not temperature > 0:
+            raise ConfigError(f"the temperature must be positive, got {temperature}")
+        self._temperature = float(temperature)
+        for module in self.modules():
+            if isinstance(module, DynamicConv):
+                module.temperature = self._temperature
+
+    def update_temperature(self, epoch: int) -> float:
+        """Apply :attr:`temperature_schedule` for ``epoch`` (call at each epoch start); returns the temperature."""
+        self.set_temperature(self.temperature_schedule.at(epoch))
+        return self._temperature
+
+    def _feature_map(self, mel: Tensor) -> Tensor:
+        x = self.in_c(mel)
+        for layer in self.layers:
+            x = layer(x)
+        return self.out_c(x)
+
+    def forward_intermediates(self, mel: Tensor) -> list[Tensor]:
+        maps = [self.in_c(mel)]
+        for layer in self.layers:
+            maps.append(layer(maps[-1]))
+        maps.append(self.out_c(maps[-1]))
+        return maps
+
+
+@register_architecture(
+    "dymn", default_frontend=MelFrontendConfig(), default_labels="audioset", checkpoint_filter=checkpoint_filter_fn
+)
+def _build_dymn(
+    num_classes: int = 527,
+    pretrained_name: str | None = None,
+    width_mult: float = 1.0,
+    strides: Sequence[int] = (2, 2, 2, 2),
+    context_ratio: int = 4,
+    max_context_size: int = 128,
+    min_context_size: int = 32,
+    dyrelu_k: int = 2,
+    no_dyrelu: bool = False,
+    dyconv_k: int = 4,
+    no_dyconv: bool = False,
+    T_max: float = 30.0,
+    T0_slope: float = 1.0,
+    T1_slope: float = 0.02,
+    T_min: float = 1.0,
+    pretrain_final_temp: float = 1.0,
+    no_ca: bool = False,
+    use_dy_blocks: str = "all",
+) -> DyMN:
+    """DyMN from the reference ``models.dymn.model.get_model`` keyword arguments (same names and defaults).
+
+    The model starts at temperature ``pretrain_final_temp``; ``T_max`` ... ``T_min`` define the schedule.
+    """
+    reject_pretrained_name(pretrained_name)
+    if use_dy_blocks not in DYNAMIC_BLOCK_LAYOUTS:
+        raise ConfigError(f"use_dy_blocks must be one of {tuple(DYNAMIC_BLOCK_LAYOUTS)}, got {use_dy_blocks!r}")
+    blocks, last_channel = mobilenet_v3_config(width_mult, strides=strides)
+    context_range = (make_divisible(min_context_size * width_mult, 8), make_divisible(max_context_size * width_mult, 8))
+    return DyMN(
+        blocks,
+        DYNAMIC_BLOCK_LAYOUTS[use_dy_blocks],
+        last_channel,
+        num_classes=num_classes,
+        context_ratio=context_ratio,
+        context_range=context_range,
+        num_kernels=dyconv_k,
+        relu_pieces=dyrelu_k,
+        dynamic_conv=not no_dyconv,
+        dynamic_relu=not no_dyrelu,
+        coord_att=not no_ca,
+        temperature=pretrain_final_temp,
+        temperature_schedule=TemperatureSchedule(T_max, T0_slope, T1_slope, T_min),
+    )
