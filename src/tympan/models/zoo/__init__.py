@@ -2,4 +2,7 @@
 
 from __future__ import annotations
 
-from . import passt  # noqa: F401
+from . import (
+    efficientat,  # noqa: F401
+    passt,  # noqa: F401
+)
