@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from .frontend import MelFrontendConfig
+from .augment import mask_along_axis
+from .frontend import MelFrontend, MelFrontendConfig, kaldi_mel_banks
 
-__all__ = ["MelFrontendConfig"]
+__all__ = ["MelFrontend", "MelFrontendConfig", "kaldi_mel_banks", "mask_along_axis"]

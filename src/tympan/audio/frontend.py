@@ -1,17 +1,30 @@
 """The mel frontend of PaSST, EfficientAT and the DCASE23 systems (reference ``AugmentMelSTFT``).
 
+Pre-emphasis → centred STFT (symmetric Hann) → power → Kaldi-style mel banks → ``log(x + 1e-5)`` →
+``(x + 4.5) / 5``. In eval mode the numbers are the reference's (to float32 rounding); unlike the reference the
+eval filterbank is built once and cached, and no random numbers are drawn. Training mode adds the reference's
+fmin/fmax jitter (one draw per batch) and per-example frequency/time masking.
+
 Reference: ``kkoutini/PaSST`` ``models/preprocess.py``, ``fschmid56/EfficientAT`` ``models/preprocess.py``,
-``fschmid56/cpjku_dcase23`` ``models/mel.py``.
+``fschmid56/cpjku_dcase23`` ``models/mel.py``; mel banks as ``torchaudio.compliance.kaldi.get_mel_banks``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from ..errors import ConfigError
+import torch
+from torch import Tensor, nn
 
-__all__ = ["MelFrontendConfig"]
+from ..errors import ConfigError
+from .augment import mask_along_axis
+
+__all__ = ["MelFrontend", "MelFrontendConfig", "kaldi_mel_banks"]
+
+PREEMPHASIS = 0.97
+LOG_OFFSET = 1e-5
 
 # Reference constructor argument names -> our field names.
 _REFERENCE_NAMES = {"sr": "sample_rate", "hopsize": "hop_length"}
@@ -93,3 +106,142 @@ class MelFrontendConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _kaldi_mel(frequency: float) -> float:
+    return 1127.0 * math.log(1.0 + frequency / 700.0)
+
+
+def kaldi_mel_banks(n_mels: int, n_fft: int, sample_rate: float, fmin: float, fmax: float) -> Tensor:
+    """Kaldi triangular mel filterbank ``[n_mels, n_fft // 2 + 1]`` (float32, zero Nyquist column).
+
+    Built with the same float32 operations as ``torchaudio.compliance.kaldi.get_mel_banks`` (band edges in
+    double precision, per-bin mel values and slopes in float32): a float64 filterbank would move the log-mel by
+    up to 1.3e-4, which the reference parity data resolves.
+
+    Args:
+        n_mels: number of triangles (> 3, as Kaldi requires).
+        n_fft: FFT size (even); bins ``0 .. n_fft/2 - 1`` at ``i · sample_rate / n_fft`` Hz get weights.
+        sample_rate: in Hz.
+        fmin: lower edge in Hz.
+        fmax: upper edge in Hz, at most the Nyquist frequency.
+
+    Raises:
+        ConfigError: for invalid sizes or edges.
+    """
+    nyquist = 0.5 * sample_rate
+    if n_mels <= 3 or n_fft <= 0 or n_fft % 2:
+        raise ConfigError(f"Kaldi mel banks need n_mels > 3 and an even n_fft, got n_mels={n_mels}, n_fft={n_fft}")
+    if not (0.0 <= fmin < nyquist and 0.0 < fmax <= nyquist and fmin < fmax):
+        raise ConfigError(f"mel banks need 0 <= fmin < fmax <= {nyquist:g} Hz (Nyquist), got fmin={fmin}, fmax={fmax}")
+    mel_low, mel_high = _kaldi_mel(fmin), _kaldi_mel(fmax)
+    delta = (mel_high - mel_low) / (n_mels + 1)
+    band = torch.arange(n_mels, dtype=torch.float32).unsqueeze(1)
+    left = mel_low + band * delta
+    centre = mel_low + (band + 1.0) * delta
+    right = mel_low + (band + 2.0) * delta
+    bin_hz = (sample_rate / n_fft) * torch.arange(n_fft // 2, dtype=torch.float32)
+    mel = (1127.0 * (1.0 + bin_hz / 700.0).log()).unsqueeze(0)
+    up = (mel - left) / (centre - left)
+    down = (right - mel) / (right - centre)
+    banks = torch.clamp(torch.minimum(up, down), min=0.0)
+    return nn.functional.pad(banks, (0, 1))
+
+
+class MelFrontend(nn.Module):
+    """Waveform ``[batch, samples]`` → normalised log-mel ``[batch, n_mels, frames]``, reference ``AugmentMelSTFT``.
+
+    ``frames = 1 + (samples - 1) // hop_length`` (pre-emphasis drops one sample; the STFT is centred with reflect
+    padding). A 1-D input ``[samples]`` gives ``[n_mels, frames]``. The frontend has no parameters and adds no
+    keys to a state dict; its window and eval filterbank are non-persistent buffers that follow ``.to(device)``.
+    The mel matmul runs in float32 (the module's dtype) even under autocast.
+
+    Args:
+        config: the settings; alternatively give the reference ``AugmentMelSTFT`` keyword arguments
+            (``n_mels``, ``sr``, ``win_length``, ``hopsize``, ``n_fft``, ``freqm``, ``timem``, ``fmin``, ``fmax``,
+            ``fmin_aug_range``, ``fmax_aug_range``, ``htk``, ``norm``) or our field names.
+
+    Example:
+        >>> frontend = MelFrontend(n_mels=128, sr=32000, win_length=800, hopsize=320).eval()
+        >>> frontend(torch.zeros(2, 32000)).shape
+        torch.Size([2, 128, 100])
+    """
+
+    def __init__(self, config: MelFrontendConfig | None = None, **reference_kwargs: Any):
+        super().__init__()
+        if config is not None and reference_kwargs:
+            raise ConfigError("give either a MelFrontendConfig or keyword arguments, not both")
+        self.config = config if config is not None else MelFrontendConfig.from_reference(**reference_kwargs)
+        cfg = self.config
+        self.register_buffer("window", torch.hann_window(cfg.win_length, periodic=False), persistent=False)
+        basis = kaldi_mel_banks(cfg.n_mels, cfg.n_fft, cfg.sample_rate, cfg.fmin, cfg.effective_fmax)
+        self.register_buffer("mel_basis", basis, persistent=False)
+
+    @classmethod
+    def from_config(cls, config: MelFrontendConfig) -> MelFrontend:
+        """The frontend of ``config`` (e.g. ``model.frontend_config``)."""
+        return cls(config)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{key}={value}" for key, value in self.config.to_dict().items())
+
+    def forward(self, waveform: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Log-mel of ``waveform`` ``[batch, samples]`` (or ``[samples]``) at ``config.sample_rate``.
+
+        Args:
+            waveform: float audio in [-1, 1]; cast to the module's dtype (float32 unless converted).
+            generator: training mode only: the source of the jitter and mask draws (global RNG if None).
+
+        Returns:
+            ``[batch, n_mels, frames]`` (``[n_mels, frames]`` for 1-D input).
+
+        Raises:
+            ConfigError: for non-float input, a wrong number of dimensions, or fewer samples than the STFT
+                reflect padding needs.
+        """
+        x = self._check_input(waveform)
+        cfg = self.config
+        x = x[:, 1:] - PREEMPHASIS * x[:, :-1]
+        spectrum = torch.stft(
+            x, cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length, window=self.window,
+            center=True, pad_mode="reflect", normalized=False, onesided=True, return_complex=True,
+        )
+        power = spectrum.real.square() + spectrum.imag.square()  # as the reference's re² + im², 5x faster
+        basis = self._training_basis(generator) if self.training else self.mel_basis
+        with torch.autocast(device_type=power.device.type, enabled=False):
+            mel = torch.matmul(basis, power.to(basis.dtype))
+        mel = torch.log(mel + LOG_OFFSET)
+        if self.training:
+            mel = mask_along_axis(mel, cfg.freqm, axis=1, generator=generator)
+            mel = mask_along_axis(mel, cfg.timem, axis=2, generator=generator)
+        mel = (mel + 4.5) / 5.0
+        return mel[0] if waveform.dim() == 1 else mel
+
+    def _check_input(self, waveform: Tensor) -> Tensor:
+        if not isinstance(waveform, Tensor):
+            raise ConfigError(f"MelFrontend takes a torch.Tensor, got {type(waveform).__name__}; "
+                              "use torch.from_numpy(array) first")
+        if not waveform.is_floating_point():
+            raise ConfigError(f"MelFrontend needs a float waveform in [-1, 1], got dtype {waveform.dtype}; "
+                              "convert integer PCM with tympan.audio.prepare_waveform")
+        if waveform.dim() not in (1, 2):
+            raise ConfigError(f"MelFrontend takes [batch, samples] or [samples], got shape {tuple(waveform.shape)}; "
+                              "mix channels to mono (or squeeze a channel dimension of size 1) first")
+        minimum = self.config.n_fft // 2 + 2
+        if waveform.shape[-1] < minimum:
+            raise ConfigError(f"MelFrontend needs at least {minimum} samples (n_fft // 2 + 2 for the reflect "
+                              f"padding), got {waveform.shape[-1]}; pad short clips first")
+        x = waveform.unsqueeze(0) if waveform.dim() == 1 else waveform
+        return x.to(self.window.dtype)
+
+    def _training_basis(self, generator: torch.Generator | None) -> Tensor:
+        """The filterbank with the reference's jitter: one fmin and one fmax draw for the whole batch."""
+        cfg = self.config
+        fmin, fmax = cfg.fmin, cfg.effective_fmax
+        if cfg.fmin_aug_range > 0:
+            fmin = fmin + int(torch.randint(cfg.fmin_aug_range, (1,), generator=generator))
+        if cfg.fmax_aug_range > 0:
+            fmax = fmax + cfg.fmax_aug_range // 2 - int(torch.randint(cfg.fmax_aug_range, (1,), generator=generator))
+        fmax = min(fmax, cfg.sample_rate / 2)  # the reference would fail above Nyquist
+        basis = kaldi_mel_banks(cfg.n_mels, cfg.n_fft, cfg.sample_rate, fmin, fmax)
+        return basis.to(device=self.mel_basis.device, dtype=self.mel_basis.dtype)
