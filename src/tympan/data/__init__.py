@@ -1,1 +1,37 @@
-"""tympan.data."""
+"""Datasets: clip lists from every supported layout, decoding with a cache, balanced sampling, the DataModule."""
+
+from __future__ import annotations
+
+from .datamodule import AudioDataModule
+from .dataset import ClipDataset, collate_skipping, find_unreadable
+from .decode import ClipLoader, fit_length
+from .metadata import (
+    ClipRecord,
+    ClipTable,
+    read_audioset_hdf5,
+    read_csv,
+    read_data,
+    read_esc50,
+    read_folder,
+    read_tau22,
+)
+from .sampling import balanced_sampler, class_balanced_weights
+
+__all__ = [
+    "AudioDataModule",
+    "ClipDataset",
+    "ClipLoader",
+    "ClipRecord",
+    "ClipTable",
+    "balanced_sampler",
+    "class_balanced_weights",
+    "collate_skipping",
+    "find_unreadable",
+    "fit_length",
+    "read_audioset_hdf5",
+    "read_csv",
+    "read_data",
+    "read_esc50",
+    "read_folder",
+    "read_tau22",
+]
