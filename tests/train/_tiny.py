@@ -1,0 +1,46 @@
+"""A tiny registered architecture for the training tests: fast on CPU, rebuildable by name from a checkpoint."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from tympan.audio.frontend import MelFrontendConfig
+from tympan.models.base import AudioModel
+from tympan.models.registry import get_architecture, list_architectures, register_architecture
+
+TINY_FRONTEND = MelFrontendConfig(
+    sample_rate=8000, n_mels=16, win_length=200, hop_length=80, n_fft=256, freqm=0, timem=0, fmax_aug_range=400
+)
+
+
+class TinyNet(AudioModel):
+    """conv -> BN -> ReLU -> global average -> linear."""
+
+    def __init__(self, num_classes: int = 4, channels: int = 8):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(1, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU())
+        self.head = nn.Linear(channels, num_classes)
+        self.num_features, self.num_classes = channels, num_classes
+
+    def forward_features(self, mel: Tensor) -> Tensor:
+        return self.conv(mel).mean(dim=(2, 3))
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        return self.head(features)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.head = nn.Linear(self.num_features, num_classes)
+        self.num_classes = num_classes
+
+
+if "tiny_test" not in list_architectures():
+    register_architecture("tiny_test", default_frontend=TINY_FRONTEND)(TinyNet)
+get_architecture("tiny_test")
+
+
+def tiny_model(num_classes: int = 4, seed: int = 0) -> TinyNet:
+    from tympan.models import create
+
+    torch.manual_seed(seed)
+    return create("tiny_test", num_classes=num_classes).train()
