@@ -1,9 +1,9 @@
 """Decode, resample and cut clips to a fixed length, with an optional on-disk cache of the result.
 
-Decoding (soundfile, also for the mp3 bytes of the HDF5 layout) and resampling (soxr 'HQ', the same samples as
-the references' ``librosa.load(sr=32000)``) dominate the cost of a training epoch on small models. With a cache
-folder, each clip is decoded once and then memory-mapped from a ``.npy`` file keyed by its source, row, size,
-modification time and the target rate.
+Decoding and resampling (:func:`tympan.audio.io.load_audio`: the same samples as the references'
+``librosa.load(sr=32000)``; also for the mp3 bytes of the HDF5 layout) dominate the cost of a training epoch on
+small models. With a cache folder, each clip is decoded once and then memory-mapped from a ``.npy`` file keyed by
+its source, row, size, modification time and the target rate.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-import soundfile
-import soxr
 
+from ..audio.io import load_audio
 from ..errors import AudioLoadError, ConfigError
 from ..files import atomic_path
 from .metadata import ClipRecord
@@ -74,20 +73,16 @@ class ClipLoader:
         return np.array(waveform, dtype=np.float32)
 
     def _decode(self, record: ClipRecord) -> np.ndarray:
-        where = record.source if record.row is None else f"{record.source} (row {record.row})"
+        if record.row is None:
+            return load_audio(record.source, self.sample_rate)
         try:
-            source = record.source if record.row is None else io.BytesIO(self._hdf5_bytes(record))
-            audio, rate = soundfile.read(source, dtype="float32", always_2d=True)
-        except (OSError, RuntimeError, ValueError, KeyError, soundfile.LibsndfileError) as error:
-            raise AudioLoadError(f"cannot decode {where}: {error}") from None
-        if audio.size == 0:
-            raise AudioLoadError(f"{where} contains no samples")
-        audio = audio.mean(axis=1)
-        if rate != self.sample_rate:
-            audio = soxr.resample(audio, rate, self.sample_rate, quality="HQ").astype(np.float32)
-        if not np.isfinite(audio).all():
-            raise AudioLoadError(f"{where} contains NaN or infinite samples")
-        return audio
+            encoded = self._hdf5_bytes(record)
+        except (OSError, KeyError, IndexError, ValueError) as error:
+            raise AudioLoadError(f"cannot read row {record.row} of {record.source}: {error}") from None
+        try:
+            return load_audio(io.BytesIO(encoded), self.sample_rate)
+        except AudioLoadError as error:
+            raise AudioLoadError(f"{record.source}, row {record.row} ({record.id}): {error}") from None
 
     def _hdf5_bytes(self, record: ClipRecord) -> bytes:
         import h5py
