@@ -221,18 +221,20 @@ def load_model(model_file_path: str = "", **options: Any) -> HearModel:
     Args:
         model_file_path: checkpoint of the model (strict load); empty: the preset's published weights, from the
             tympan cache or downloaded into it (:mod:`tympan.hub`).
-        **options: ``model`` (zoo name, default ``"passt_s_swa_p16_128_ap476"``) and :func:`wrap`'s options
-            (``variant``, ``mode``, window sizes, ...).
+        **options: ``model`` (zoo preset, default ``"passt_s_swa_p16_128_ap476"``, or an architecture such as
+            ``"passt"`` together with ``model_kwargs``, its constructor arguments, for a model trained with another
+            configuration) and :func:`wrap`'s options (``variant``, ``mode``, window sizes, ...).
     """
     from .audio.frontend import MelFrontend
 
     name = options.pop("model", DEFAULT_MODEL)
+    model_kwargs = options.pop("model_kwargs", {})
     if model_file_path:
         checkpoint = model_file_path
     else:
         entry = get_preset(name)
         checkpoint = resolve_checkpoint(name, entry.checkpoint_url, entry.checkpoint_sha256)
-    model = create(name, checkpoint=checkpoint)
+    model = create(name, checkpoint=checkpoint, **model_kwargs)
     hear_model = wrap(model, MelFrontend.from_config(model.frontend_config), **options)
     if torch.cuda.is_available():
         hear_model = hear_model.cuda()
