@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import (
+    dcase23,  # noqa: F401
     efficientat,  # noqa: F401
     passt,  # noqa: F401
 )
