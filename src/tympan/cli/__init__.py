@@ -18,7 +18,7 @@ from ..errors import TympanError
 __all__ = ["main"]
 
 # Subcommand modules, in the order `tympan --help` lists them.
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = ("tag", "embed", "export", "finetune")
 
 
 def build_parser() -> argparse.ArgumentParser:

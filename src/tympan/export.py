@@ -1,0 +1,127 @@
+"""ONNX export of the networks and the onnxruntime backend of :class:`~tympan.pipeline.AudioPipeline`.
+
+The graph takes the log-mel ``[batch, 1, n_mels, frames]`` and returns ``(logits, embedding)``; batch and frames
+are dynamic. The mel frontend stays outside the graph, in PyTorch: it is an FFT plus one matmul, which
+onnxruntime does not run faster, and keeping it outside leaves the graph free of STFT operators that not every
+runtime supports (measured in ``benchmarks/bench_inference.py``). Every export is checked against PyTorch on a
+random input; a difference above ``tolerance`` raises.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .audio.frontend import MelFrontendConfig
+from .errors import ConfigError
+from .files import write_atomically
+
+__all__ = ["OnnxNetwork", "export_onnx", "max_difference"]
+
+logger = logging.getLogger(__name__)
+
+OPSET = 17
+TOLERANCE = 1e-4
+
+
+class _LogitsAndEmbedding(nn.Module):
+    """The network as the graph exposes it: mel in, (logits, embedding) out."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, mel: Tensor) -> tuple[Tensor, Tensor]:
+        features = self.model.forward_features(mel)
+        return self.model.forward_head(features), features
+
+
+def _example_mel(config: MelFrontendConfig, seconds: float, batch: int = 1) -> Tensor:
+    frames = config.num_frames(round(seconds * config.sample_rate))
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(batch, 1, config.n_mels, frames, generator=generator)
+
+
+def _onnx_bytes(model: nn.Module, example: Tensor) -> bytes:
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer warnings about Python control flow on shapes
+        torch.onnx.export(
+            _LogitsAndEmbedding(model).eval(),
+            (example,),
+            buffer,
+            dynamo=False,
+            input_names=["mel"],
+            output_names=["logits", "embedding"],
+            dynamic_axes={"mel": {0: "batch", 3: "frames"}, "logits": {0: "batch"}, "embedding": {0: "batch"}},
+            opset_version=OPSET,
+        )
+    return buffer.getvalue()
+
+
+class OnnxNetwork:
+    """An onnxruntime session of an exported network: ``network(mel) -> (logits, embedding)`` as torch tensors.
+
+    Args:
+        model_bytes: the serialised ONNX graph.
+        threads: intra-op threads (default: torch's current setting, so both backends use the same cores).
+    """
+
+    def __init__(self, model_bytes: bytes, *, threads: int | None = None) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = onnxruntime.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+
+    @classmethod
+    def from_model(cls, model: nn.Module, config: MelFrontendConfig, *, seconds: float = 10.0) -> OnnxNetwork:
+        """Export ``model`` and open a session on it; the export is checked against PyTorch."""
+        example = _example_mel(config, seconds)
+        network = cls(_onnx_bytes(model.cpu(), example))
+        difference = max_difference(model, network, example)
+        if difference > TOLERANCE:
+            raise ConfigError(f"the ONNX graph differs from PyTorch by {difference:.2e}; use backend='torch'")
+        return network
+
+    def __call__(self, mel: Tensor) -> tuple[Tensor, Tensor]:
+        logits, embedding = self.session.run(None, {"mel": mel.detach().cpu().numpy().astype(np.float32)})
+        return torch.from_numpy(logits), torch.from_numpy(embedding)
+
+
+@torch.no_grad()
+def max_difference(model: nn.Module, network: OnnxNetwork, mel: Tensor) -> float:
+    """Largest absolute difference of logits and embedding between PyTorch and the ONNX session."""
+    logits, embedding = _LogitsAndEmbedding(model).eval()(mel)
+    onnx_logits, onnx_embedding = network(mel)
+    return max((logits - onnx_logits).abs().max().item(), (embedding - onnx_embedding).abs().max().item())
+
+
+def export_onnx(model: nn.Module, path: str | Path, *, seconds: float = 10.0, **_: Any) -> float:
+    """Write ``model`` as an ONNX file (atomically) and return its max difference to PyTorch on a random input.
+
+    Args:
+        model: an :class:`~tympan.models.base.AudioModel` with ``frontend_config``.
+        path: the ``.onnx`` file to write.
+        seconds: clip length of the example input used for tracing and the check.
+
+    Raises:
+        ConfigError: the exported graph differs from PyTorch by more than the tolerance (nothing is written).
+    """
+    path = Path(path)
+    example = _example_mel(model.frontend_config, seconds, batch=2)
+    data = _onnx_bytes(model.eval().cpu(), example)
+    difference = max_difference(model, OnnxNetwork(data), example)
+    if difference > TOLERANCE:
+        raise ConfigError(f"the ONNX graph differs from PyTorch by {difference:.2e} (> {TOLERANCE}); not written")
+    write_atomically(path, data)
+    return difference

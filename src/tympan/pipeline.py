@@ -1,0 +1,327 @@
+"""Model, mel frontend, labels and sample rate in one object: waveform (or file) in, named scores out.
+
+In the manner of a torchaudio bundle: :func:`load` reads everything a checkpoint needs from its zoo entry (or from a
+self-describing fine-tuned checkpoint), so that callers never copy frontend settings by hand. The pipeline accepts
+audio at any sample rate and channel count, single clips or batches, and pads clips shorter than the model's
+minimum input (noting it), so tagging never fails on a short sound.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .audio.frontend import MelFrontend, MelFrontendConfig
+from .errors import AudioLoadError, CheckpointError, ConfigError
+from .models import create, get_preset, read_state_dict
+from .models.registry import get_architecture
+
+__all__ = ["AudioPipeline", "Clip", "load"]
+
+logger = logging.getLogger(__name__)
+
+AudioInput = str | Path | np.ndarray | Tensor | Sequence[Any]
+# Label sets whose classes are not mutually exclusive: scored with a sigmoid, the others with a softmax.
+MULTILABEL_SETS = ("audioset",)
+# Length of the clips a label set's models were trained on; the default tagging window.
+CLIP_SECONDS = {"tau22": 1.0}
+DEFAULT_CLIP_SECONDS = 10.0
+# Shortest input every model accepts (the CNNs pool 32x in time, PaSST needs one 16-frame patch).
+MIN_SECONDS = 0.5
+
+
+@dataclass
+class Clip:
+    """One mono waveform at the pipeline's sample rate, with notes on what was done to it."""
+
+    waveform: Tensor
+    notes: list[str] = field(default_factory=list)
+
+
+class AudioPipeline:
+    """A model with its frontend and labels: ``pipeline(audio)`` gives class scores.
+
+    Attributes:
+        model: the network (eval mode).
+        frontend: the mel frontend the model was trained with.
+        labels: class names, index = logit column.
+        multilabel: scores are sigmoids (tagging) rather than a softmax (scene classification).
+        clip_seconds: the clip length the model was trained on (the default tagging window).
+        backend: ``"torch"`` or ``"onnx"`` (the network runs in onnxruntime; the frontend stays in torch).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        frontend: nn.Module,
+        labels: Sequence[str],
+        *,
+        multilabel: bool,
+        clip_seconds: float = DEFAULT_CLIP_SECONDS,
+        device: str | torch.device | None = None,
+        backend: str = "torch",
+        name: str | None = None,
+    ) -> None:
+        if len(labels) != model.num_classes:
+            raise ConfigError(f"{len(labels)} labels for a model with {model.num_classes} classes")
+        if backend not in ("torch", "onnx"):
+            raise ConfigError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.eval().to(self.device)
+        self.frontend = frontend.eval().to(self.device)
+        self.labels = list(labels)
+        self.multilabel = multilabel
+        self.clip_seconds = clip_seconds
+        self.name = name
+        self.backend = backend
+        self._onnx = None
+        if backend == "onnx":
+            from .export import OnnxNetwork
+
+            self._onnx = OnnxNetwork.from_model(self.model, self.frontend_config)
+
+    @property
+    def frontend_config(self) -> MelFrontendConfig:
+        return self.model.frontend_config
+
+    @property
+    def sample_rate(self) -> int:
+        """Rate in Hz the model expects; inputs at other rates are resampled to it."""
+        return self.frontend_config.sample_rate
+
+    @property
+    def min_samples(self) -> int:
+        """Shorter clips are zero-padded to this many samples."""
+        return round(MIN_SECONDS * self.sample_rate)
+
+    # ---- input -------------------------------------------------------------------------------------------------
+
+    def clips(self, audio: AudioInput, sample_rate: int | None = None) -> list[Clip]:
+        """Turn any accepted input into mono clips at :attr:`sample_rate`.
+
+        Args:
+            audio: a file path; a waveform ``[samples]``; a batch ``[batch, samples]``; or a list of paths or
+                waveforms (of any lengths).
+            sample_rate: rate of array inputs in Hz (default: the pipeline's); ignored for files.
+
+        Raises:
+            AudioLoadError: a file cannot be decoded, or samples are not finite.
+        """
+        from .audio.io import load_audio, prepare_waveform
+
+        if isinstance(audio, (str, Path)):
+            items: list[Any] = [audio]
+        elif isinstance(audio, (np.ndarray, Tensor)) and audio.ndim == 1:
+            items = [audio]
+        elif isinstance(audio, (np.ndarray, Tensor, Sequence)):
+            items = list(audio)
+        else:
+            raise ConfigError(f"cannot tag a {type(audio).__name__}; pass a path, an array or a list of them")
+        clips = []
+        for item in items:
+            if isinstance(item, (str, Path)):
+                waveform = load_audio(item, sample_rate=self.sample_rate)
+            else:
+                waveform = prepare_waveform(item, sample_rate or self.sample_rate, self.sample_rate)
+            clips.append(self._pad(torch.as_tensor(waveform, dtype=torch.float32)))
+        return clips
+
+    def _pad(self, waveform: Tensor) -> Clip:
+        if waveform.ndim != 1:
+            raise AudioLoadError(f"expected a mono waveform, got shape {tuple(waveform.shape)}")
+        if waveform.numel() == 0:
+            raise AudioLoadError("the audio is empty (0 samples)")
+        if not torch.isfinite(waveform).all():
+            raise AudioLoadError("the audio holds non-finite samples (NaN or inf); repair or re-export the file")
+        if waveform.numel() >= self.min_samples:
+            return Clip(waveform)
+        note = (
+            f"audio of {waveform.numel()} samples ({waveform.numel() / self.sample_rate:.3f} s) was zero-padded "
+            f"to the model's minimum input of {self.min_samples} samples"
+        )
+        return Clip(torch.nn.functional.pad(waveform, (0, self.min_samples - waveform.numel())), [note])
+
+    # ---- computation -------------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def forward_waveforms(self, waveforms: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits ``[batch, classes]`` and embeddings ``[batch, num_features]`` of equal-length waveforms."""
+        mel = self.frontend(waveforms.to(self.device)).unsqueeze(1)
+        if self._onnx is not None:
+            return self._onnx(mel)
+        features = self.model.forward_features(mel)
+        return self.model.forward_head(features), features
+
+    def activate(self, logits: Tensor) -> Tensor:
+        """Class scores from logits: sigmoid for multi-label sets, softmax for single-label ones."""
+        return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=-1)
+
+    def run_clips(self, clips: list[Clip]) -> tuple[Tensor, Tensor]:
+        """Logits and embeddings of clips of any lengths (equal lengths run as one batch)."""
+        logits: list[Tensor | None] = [None] * len(clips)
+        features: list[Tensor | None] = [None] * len(clips)
+        by_length: dict[int, list[int]] = {}
+        for index, clip in enumerate(clips):
+            by_length.setdefault(clip.waveform.numel(), []).append(index)
+        for indices in by_length.values():
+            batch_logits, batch_features = self.forward_waveforms(torch.stack([clips[i].waveform for i in indices]))
+            for row, index in enumerate(indices):
+                logits[index], features[index] = batch_logits[row].cpu(), batch_features[row].cpu()
+        return torch.stack(logits), torch.stack(features)  # type: ignore[arg-type]
+
+    def scores(self, audio: AudioInput, sample_rate: int | None = None) -> np.ndarray:
+        """Class scores ``[batch, classes]`` (``[classes]`` for a single path or 1-D waveform)."""
+        logits, _ = self.run_clips(self.clips(audio, sample_rate))
+        return _single(audio, self.activate(logits).numpy())
+
+    __call__ = scores
+
+    def embed(self, audio: AudioInput, sample_rate: int | None = None) -> np.ndarray:
+        """Pooled embeddings ``[batch, num_features]`` (``[num_features]`` for a single input)."""
+        _, features = self.run_clips(self.clips(audio, sample_rate))
+        return _single(audio, features.numpy())
+
+    def tag(
+        self, audio: AudioInput, sample_rate: int | None = None, *, top_k: int = 5
+    ) -> list[tuple[str, float]] | list[list[tuple[str, float]]]:
+        """The ``top_k`` (label, score) pairs, best first: one list per clip, or one list for a single input."""
+        scores = np.atleast_2d(self.scores(audio, sample_rate))
+        ranked = [self.top(row, top_k) for row in scores]
+        return ranked[0] if _is_single(audio) else ranked
+
+    def top(self, scores: np.ndarray, top_k: int) -> list[tuple[str, float]]:
+        """The ``top_k`` (label, score) pairs of one score vector, best first."""
+        order = np.argsort(-scores, kind="stable")[: max(top_k, 0)]
+        return [(self.labels[i], float(scores[i])) for i in order]
+
+    def __repr__(self) -> str:
+        return (
+            f"AudioPipeline({self.name or type(self.model).__name__}, {len(self.labels)} classes, "
+            f"{self.sample_rate} Hz, backend={self.backend!r})"
+        )
+
+
+def _is_single(audio: AudioInput) -> bool:
+    return isinstance(audio, (str, Path)) or (isinstance(audio, (np.ndarray, Tensor)) and audio.ndim == 1)
+
+
+def _single(audio: AudioInput, values: np.ndarray) -> np.ndarray:
+    return values[0] if _is_single(audio) else values
+
+
+def load(
+    name_or_arch: str | None = None,
+    checkpoint: str | Path | dict[str, Any] | None = None,
+    *,
+    device: str | torch.device | None = None,
+    backend: str = "torch",
+    pretrained: bool = True,
+    **kwargs: Any,
+) -> AudioPipeline:
+    """A ready pipeline: the model with its weights, its mel frontend, its labels and sample rate.
+
+    Args:
+        name_or_arch: a zoo preset (``"mn10_as"``) or an architecture (``"mn"``, random weights unless a checkpoint
+            is given). May be None when ``checkpoint`` is a self-describing tympan fine-tuning checkpoint.
+        checkpoint: weights (file or mapping) in any published layout; by default a preset's official weights from
+            the cache (downloaded and verified when online, see :mod:`tympan.hub`).
+        device: ``"cpu"``, ``"cuda"``, ...; default: CUDA where present.
+        backend: ``"torch"`` or ``"onnx"`` (see :mod:`tympan.export`).
+        pretrained: with False, a preset keeps random weights (tests, benchmarks).
+        **kwargs: model keyword arguments (see :func:`tympan.models.create`).
+
+    Raises:
+        UnknownModelError, ConfigError, CheckpointError: with a message that says what to do.
+    """
+    description, state = _read_checkpoint(checkpoint)
+    if description is not None:
+        arch = description.get("arch")
+        if name_or_arch is None and not arch:
+            raise CheckpointError("the checkpoint's 'tympan' entry names no 'arch'; pass the model name")
+        name = name_or_arch or arch
+        model_kwargs = {**description.get("model_kwargs", {}), **kwargs} if name == arch else kwargs
+        model = create(name, checkpoint=state, **model_kwargs)
+        if "frontend" in description:
+            model.frontend_config = MelFrontendConfig(**description["frontend"])
+        label_set = description.get("label_set") or (None if description.get("labels") else _label_set(name))
+        labels = description.get("labels") or _label_names(label_set, model.num_classes)
+        multilabel = bool(description.get("multilabel", label_set in MULTILABEL_SETS))
+    else:
+        if name_or_arch is None:
+            raise ConfigError("name a model (e.g. 'mn10_as'), or pass a self-describing tympan checkpoint")
+        if state is None and pretrained:
+            state = _official_checkpoint(name_or_arch)
+        model = create(name_or_arch, checkpoint=state, **kwargs)
+        label_set = _label_set(name_or_arch)
+        labels = _label_names(label_set, model.num_classes)
+        multilabel = label_set in MULTILABEL_SETS
+    frontend = MelFrontend.from_config(model.frontend_config)
+    return AudioPipeline(
+        model,
+        frontend,
+        labels,
+        multilabel=multilabel,
+        clip_seconds=CLIP_SECONDS.get(label_set or "", DEFAULT_CLIP_SECONDS),
+        device=device,
+        backend=backend,
+        name=name_or_arch or (description or {}).get("arch"),
+    )
+
+
+def _read_checkpoint(checkpoint: str | Path | dict[str, Any] | None) -> tuple[dict[str, Any] | None, Any]:
+    """Split a self-describing tympan checkpoint into its description and its ``model.`` weights."""
+    if checkpoint is None:
+        return None, None
+    if isinstance(checkpoint, (str, Path)):
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint file {str(path)!r} does not exist")
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises many types for corrupt or foreign files
+            raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {error}") from error
+    else:
+        obj = checkpoint
+    if not (isinstance(obj, dict) and isinstance(obj.get("tympan"), dict)):
+        return None, read_state_dict(obj)
+    weights = obj.get("state_dict", {})
+    state = {k[len("model.") :]: v for k, v in weights.items() if k.startswith("model.")}
+    if not state:
+        raise CheckpointError("the tympan checkpoint holds no 'model.' weights under 'state_dict'")
+    return obj["tympan"], state
+
+
+def _official_checkpoint(name: str) -> Path | None:
+    from .hub import resolve_checkpoint
+    from .models.registry import list_architectures
+
+    if name in list_architectures():
+        logger.warning("architecture %r built with random weights (pass checkpoint=FILE for trained ones)", name)
+        return None
+    entry = get_preset(name)
+    return resolve_checkpoint(name, entry.checkpoint_url, entry.checkpoint_sha256)
+
+
+def _label_set(name: str) -> str | None:
+    """The label set of a preset, or the default one of an architecture."""
+    from .models.registry import list_architectures
+
+    return get_architecture(name).default_labels if name in list_architectures() else get_preset(name).labels
+
+
+def _label_names(label_set: str | None, num_classes: int) -> list[str]:
+    """Names of the classes: the label set where it fits the head, else ``class_0``, ``class_1``, ..."""
+    from .labels import get_labels
+
+    if label_set is not None:
+        names = list(get_labels(label_set))
+        if len(names) == num_classes:
+            return names
+    return [f"class_{i}" for i in range(num_classes)]

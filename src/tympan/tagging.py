@@ -1,0 +1,281 @@
+"""Tagging over time: a timeline of scores per window, an event table, and a timeline plot.
+
+Long files are streamed in chunks (:func:`tympan.audio.io.stream_audio`), and only the samples that later windows
+still need are kept, so memory stays flat from a 10-s clip to a multi-hour recording; the windows run through the
+network in batches. The event table comes from median-filtering each class's scores over time and thresholding:
+an event is a run of windows above the threshold, placed at the window centres (± half a hop).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import AudioLoadError, ConfigError
+from .files import atomic_path
+from .pipeline import AudioInput, AudioPipeline
+
+__all__ = ["Event", "Timeline", "detect_events", "plot_timeline", "timeline"]
+
+logger = logging.getLogger(__name__)
+
+CHUNK_SECONDS = 60.0
+
+
+@dataclass
+class Timeline:
+    """Scores per window.
+
+    Attributes:
+        labels: class names (columns of ``scores``).
+        starts: window starts in seconds ``[windows]``.
+        window: window length in seconds; ``hop``: step between window starts in seconds.
+        scores: class scores ``[windows, classes]``.
+        duration: length of the audio in seconds.
+        notes: what was done to the input (e.g. padding of a very short file).
+    """
+
+    labels: list[str]
+    starts: np.ndarray
+    window: float
+    hop: float
+    scores: np.ndarray
+    duration: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def centres(self) -> np.ndarray:
+        """Window centres in seconds (clipped to the audio)."""
+        return np.minimum(self.starts + self.window / 2, self.duration)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A sound event: ``label`` active from ``onset`` to ``offset`` (seconds), with its peak (filtered) ``score``."""
+
+    onset: float
+    offset: float
+    label: str
+    score: float
+
+
+def _chunks(pipeline: AudioPipeline, audio: AudioInput, sample_rate: int | None, chunk: int) -> Iterator[Tensor]:
+    """Mono chunks at the pipeline's rate: streamed from a file, or sliced from an array."""
+    from .audio.io import prepare_waveform, stream_audio
+
+    if isinstance(audio, (str, Path)):
+        for piece in stream_audio(audio, sample_rate=pipeline.sample_rate, chunk_seconds=chunk / pipeline.sample_rate):
+            yield torch.as_tensor(piece, dtype=torch.float32)
+        return
+    waveform = torch.as_tensor(prepare_waveform(audio, sample_rate or pipeline.sample_rate, pipeline.sample_rate))
+    for offset in range(0, waveform.numel(), chunk):
+        yield waveform[offset : offset + chunk]
+
+
+class _Counter:
+    """Passes chunks through, counting samples and advancing an optional progress bar (in seconds)."""
+
+    def __init__(self, chunks: Iterator[Tensor], rate: int, bar: Any) -> None:
+        self.chunks, self.rate, self.bar, self.samples = chunks, rate, bar, 0
+
+    def __iter__(self) -> Iterator[Tensor]:
+        for piece in self.chunks:
+            if not torch.isfinite(piece).all():
+                raise AudioLoadError("the audio holds non-finite samples (NaN or inf); repair or re-export the file")
+            self.samples += piece.numel()
+            if self.bar is not None:
+                self.bar.update(piece.numel() / self.rate)
+            yield piece
+
+
+def _windows(chunks: Iterable[Tensor], window: int, hop: int) -> Iterator[tuple[int, Tensor]]:
+    """(start sample, window) pairs every ``hop`` samples, plus a last window ending at the end of the audio.
+
+    Only the samples later windows need stay in memory. Audio shorter than one window gives one window of all of it.
+    """
+    buffer = torch.zeros(0)
+    buffer_start = next_start = last_end = 0  # absolute sample indices
+    for piece in chunks:
+        buffer = torch.cat([buffer, piece.float()])
+        end = buffer_start + buffer.numel()
+        while next_start + window <= end:
+            offset = next_start - buffer_start
+            yield next_start, buffer[offset : offset + window]
+            last_end = next_start + window
+            next_start += hop
+        keep_from = max(min(next_start, end - window), buffer_start)
+        buffer, buffer_start = buffer[keep_from - buffer_start :].clone(), keep_from
+    total = buffer_start + buffer.numel()
+    if total == 0:
+        raise AudioLoadError("the audio is empty (0 samples)")
+    if last_end == 0:
+        yield 0, buffer
+    elif last_end < total:
+        yield total - window, buffer[buffer.numel() - window :]
+
+
+def timeline(
+    pipeline: AudioPipeline,
+    audio: AudioInput,
+    *,
+    sample_rate: int | None = None,
+    window: float | None = None,
+    hop: float | None = None,
+    batch_size: int = 16,
+    chunk_seconds: float = CHUNK_SECONDS,
+    progress: bool = False,
+) -> Timeline:
+    """Scores of windows of ``window`` seconds every ``hop`` seconds over a file or waveform of any length.
+
+    Args:
+        pipeline: from :func:`tympan.load`.
+        audio: a file path (streamed) or a mono waveform.
+        sample_rate: rate of an array input in Hz (default: the pipeline's).
+        window: window length in seconds (default: the model's training clip length).
+        hop: step in seconds (default: ``window``, no overlap).
+        batch_size: windows per forward pass.
+        chunk_seconds: length of the pieces a file is read in.
+        progress: show a tqdm bar on stderr (by audio seconds).
+
+    Raises:
+        AudioLoadError: the input cannot be decoded, is empty or has non-finite samples.
+        ConfigError: window or hop is not positive.
+    """
+    window = window or pipeline.clip_seconds
+    hop = hop or window
+    if window <= 0 or hop <= 0:
+        raise ConfigError(f"window and hop must be positive seconds, got window={window}, hop={hop}")
+    rate = pipeline.sample_rate
+    window_samples, hop_samples = round(window * rate), round(hop * rate)
+    chunk = max(round(chunk_seconds * rate), window_samples)
+    notes: list[str] = []
+    starts: list[int] = []
+    scores: list[np.ndarray] = []
+    pending: list[Tensor] = []
+
+    def flush() -> None:
+        if pending:
+            logits, _ = pipeline.forward_waveforms(torch.stack(pending))
+            scores.append(pipeline.activate(logits).cpu().numpy())
+            pending.clear()
+
+    with _progress_bar(progress, audio) as bar:
+        counter = _Counter(_chunks(pipeline, audio, sample_rate, chunk), rate, bar)
+        for start, samples in _windows(counter, window_samples, hop_samples):
+            if samples.numel() < window_samples:  # the whole audio is shorter than one window
+                clip = pipeline._pad(samples)
+                notes.extend(clip.notes)
+                samples = clip.waveform
+            starts.append(start)
+            pending.append(samples)
+            if len(pending) == batch_size or samples.numel() != window_samples:
+                flush()
+        flush()
+    duration = counter.samples / rate
+    return Timeline(
+        labels=pipeline.labels,
+        starts=np.asarray(starts, dtype=np.float64) / rate,
+        window=min(window, duration),
+        hop=hop,
+        scores=np.concatenate(scores),
+        duration=duration,
+        notes=notes,
+    )
+
+
+def _progress_bar(enabled: bool, audio: AudioInput) -> Any:
+    """A tqdm bar on stderr counting audio seconds (a no-op context when disabled)."""
+    if not enabled:
+        return contextlib.nullcontext()
+    from tqdm import tqdm
+
+    name = Path(audio).name if isinstance(audio, (str, Path)) else "audio"
+    return tqdm(
+        desc=name, unit="s", unit_scale=False, leave=False, bar_format="{desc}: {n:.0f} s [{elapsed}, {rate_fmt}]"
+    )
+
+
+def _median_filter(scores: np.ndarray, size: int) -> np.ndarray:
+    """Running median over time (axis 0); ``size`` is made odd."""
+    half = max(size, 1) // 2
+    if half == 0 or len(scores) < 2:
+        return scores
+    # Zero padding (as scipy.signal.medfilt): beyond the audio nothing sounds, so a one-window spike at either end
+    # is removed like one in the middle.
+    padded = np.pad(scores, ((half, half), (0, 0)))
+    return np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1, axis=0), axis=-1)
+
+
+def detect_events(timeline: Timeline, *, threshold: float = 0.5, median_windows: int = 3) -> list[Event]:
+    """Events from the timeline: per class, median-filter the scores over ``median_windows`` windows, threshold.
+
+    Each window stands for ±half a hop around its centre; a run of windows above ``threshold`` gives one event
+    from the first window's span to the last one's, clipped to the audio. Sorted by onset, then label.
+    """
+    if len(timeline.scores) == 0:
+        return []
+    filtered = _median_filter(timeline.scores, median_windows)
+    active = filtered >= threshold
+    if len(timeline.starts) == 1:
+        lower, upper = np.array([0.0]), np.array([timeline.duration])
+    else:
+        half = timeline.hop / 2
+        lower = np.clip(timeline.centres - half, 0.0, timeline.duration)
+        upper = np.clip(timeline.centres + half, 0.0, timeline.duration)
+    events = []
+    for column in np.flatnonzero(active.any(axis=0)):
+        edges = np.diff(np.concatenate([[0], active[:, column].astype(np.int8), [0]]))
+        for first, stop in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+            events.append(
+                Event(
+                    onset=round(float(lower[first]), 3),
+                    offset=round(float(upper[stop - 1]), 3),
+                    label=timeline.labels[column],
+                    score=float(filtered[first:stop, column].max()),
+                )
+            )
+    return sorted(events, key=lambda event: (event.onset, event.label))
+
+
+def plot_timeline(timeline: Timeline, path: str | Path, *, top_k: int = 10, events: list[Event] | None = None) -> Path:
+    """Write a PNG of the scores over time of the ``top_k`` classes (highest peak), written atomically.
+
+    Uses matplotlib's Agg canvas directly (no pyplot state, no display needed).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    order = np.argsort(-timeline.scores.max(axis=0), kind="stable")[:top_k]
+    figure = Figure(figsize=(10, 0.35 * len(order) + 1.6), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    edges = np.concatenate([timeline.centres - timeline.hop / 2, [timeline.centres[-1] + timeline.hop / 2]])
+    mesh = axes.pcolormesh(
+        np.clip(edges, 0, timeline.duration),
+        np.arange(len(order) + 1),
+        timeline.scores[:, order].T,
+        vmin=0.0,
+        vmax=1.0,
+        cmap="magma",
+    )
+    axes.set_yticks(np.arange(len(order)) + 0.5, [timeline.labels[i] for i in order])
+    axes.invert_yaxis()
+    axes.set_xlabel("time (s)")
+    for event in events or []:
+        if event.label in [timeline.labels[i] for i in order]:
+            row = [timeline.labels[i] for i in order].index(event.label)
+            axes.hlines(row + 0.5, event.onset, event.offset, colors="cyan", linewidth=2)
+    figure.colorbar(mesh, ax=axes, label="score")
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png")
+    return path

@@ -1,0 +1,152 @@
+"""`tympan tag`: folders of good and bad files, formats, atomic output, resume, the DCASE23 checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from tympan.cli import main
+
+from .._models import small_mn_state
+from ..conftest import shared_path
+
+RATE = 32000
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("weights") / "mn04.pt"
+    torch.save(small_mn_state(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("audio")
+    generator = np.random.default_rng(0)
+    (root / "sub").mkdir()
+    soundfile.write(root / "good.wav", 0.1 * generator.standard_normal(RATE).astype(np.float32), RATE)
+    soundfile.write(root / "sub" / "stereo_44k.flac", 0.1 * generator.standard_normal((44100, 3)), 44100)
+    soundfile.write(root / "one_sample.wav", np.array([0.2], np.float32), 8000)
+    soundfile.write(root / "nan.wav", np.array([0.1, np.nan, 0.2] * 100, np.float32), RATE, subtype="FLOAT")
+    (root / "empty.wav").write_bytes(b"")
+    (root / "garbage.mp3").write_bytes(bytes(generator.integers(0, 256, 3000, dtype=np.uint8)))
+    (root / "notes.txt").write_text("not audio, not picked from a folder")
+    return root
+
+
+def _tag(*args: str) -> int:
+    return main(["tag", *args])
+
+
+def test_folder_with_bad_files_gives_one_record_each(
+    folder: Path, checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out.json"
+    status = _tag(
+        str(folder),
+        "--model",
+        "mn04_as",
+        "--checkpoint",
+        str(checkpoint),
+        "--format",
+        "json",
+        "--output",
+        str(out),
+        "--top-k",
+        "3",
+    )
+    assert status == 1
+    records = {Path(r["file"]).name: r for r in json.loads(out.read_text())}
+    assert set(records) == {"good.wav", "stereo_44k.flac", "one_sample.wav", "nan.wav", "empty.wav", "garbage.mp3"}
+    for name in ("good.wav", "stereo_44k.flac", "one_sample.wav"):
+        assert len(records[name]["predictions"]) == 3 and "error" not in records[name]
+    assert "zero-padded" in records["one_sample.wav"]["note"]
+    for name in ("nan.wav", "empty.wav", "garbage.mp3"):
+        assert records[name]["error"] and "predictions" not in records[name]
+    assert "non-finite" in records["nan.wav"]["error"] or "NaN" in records["nan.wav"]["error"]
+    assert "Traceback" not in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]  # no temporary file left
+
+    # --resume keeps the finished records and retries only the failed files.
+    good = records["good.wav"]
+    status = _tag(
+        str(folder / "good.wav"),
+        str(folder / "nan.wav"),
+        "--model",
+        "mn04_as",
+        "--checkpoint",
+        str(checkpoint),
+        "--format",
+        "json",
+        "--output",
+        str(out),
+        "--resume",
+    )
+    again = {Path(r["file"]).name: r for r in json.loads(out.read_text())}
+    assert status == 1 and again["good.wav"] == good and set(again) == set(records)
+
+
+def test_windowed_csv_and_plot(folder: Path, checkpoint: Path, tmp_path: Path) -> None:
+    audio = tmp_path / "long.wav"
+    soundfile.write(audio, 0.1 * np.random.default_rng(1).standard_normal(3 * RATE).astype(np.float32), RATE)
+    status = _tag(
+        str(audio),
+        "--model",
+        "mn04_as",
+        "--checkpoint",
+        str(checkpoint),
+        "--window",
+        "1",
+        "--hop",
+        "0.5",
+        "--format",
+        "json",
+        "--output",
+        str(tmp_path / "t.json"),
+        "--plot",
+        str(tmp_path / "t.png"),
+        "--threshold",
+        "0.0",
+    )
+    assert status == 0
+    (record,) = json.loads((tmp_path / "t.json").read_text())
+    assert [w["start"] for w in record["windows"]] == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert record["events"] and {"onset", "offset", "label", "score"} <= set(record["events"][0])
+    assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+    assert (
+        _tag(
+            str(audio),
+            "--model",
+            "mn04_as",
+            "--checkpoint",
+            str(checkpoint),
+            "--format",
+            "csv",
+            "--output",
+            str(tmp_path / "t.csv"),
+        )
+        == 0
+    )
+    lines = (tmp_path / "t.csv").read_text().splitlines()
+    assert lines[0] == "file,start,end,rank,label,score,error,note" and len(lines) == 6
+
+
+def test_usage_errors_are_messages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _tag(str(tmp_path), "--model", "mn") == 1
+    assert "no audio files" in capsys.readouterr().err
+    assert _tag(str(tmp_path)) == 1
+    assert "--model" in capsys.readouterr().err
+
+
+def test_dcase23_checkpoint_tags_metro_station(capsys: pytest.CaptureFixture[str]) -> None:
+    checkpoint = shared_path("reference", "dcase23", "cpmobile_c0a7nzin_metro_station.pt")
+    audio = shared_path("data", "metro_station-paris.wav")
+    assert _tag("--model", "cp_mobile_dcase23", "--checkpoint", str(checkpoint), str(audio), "--format", "json") == 0
+    (record,) = json.loads(capsys.readouterr().out)
+    assert record["predictions"][0]["label"] == "metro_station"

@@ -1,0 +1,85 @@
+"""Timeline over long audio (streamed windows), event table, timeline plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+import tympan
+from tympan.errors import AudioLoadError
+from tympan.pipeline import AudioPipeline
+from tympan.tagging import Timeline, _windows, detect_events, plot_timeline, timeline
+
+from ._models import small_mn_state
+
+RATE = 32000
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> AudioPipeline:
+    return tympan.load("mn", small_mn_state(), width_mult=0.4, device="cpu")
+
+
+def _starts(total: int, window: int, hop: int, chunk: int) -> list[tuple[int, int]]:
+    pieces = (torch.arange(i, min(i + chunk, total), dtype=torch.float32) for i in range(0, total, chunk))
+    out = []
+    for start, samples in _windows(pieces, window, hop):
+        assert torch.equal(samples, torch.arange(start, start + samples.numel(), dtype=torch.float32))
+        out.append((start, samples.numel()))
+    return out
+
+
+@pytest.mark.parametrize("chunk", [3, 10, 1000])
+def test_windows_are_exact_whatever_the_chunk_size(chunk: int) -> None:
+    assert _starts(25, 10, 5, chunk) == [(0, 10), (5, 10), (10, 10), (15, 10)]
+    assert _starts(27, 10, 5, chunk) == [(0, 10), (5, 10), (10, 10), (15, 10), (17, 10)]
+    assert _starts(7, 10, 5, chunk) == [(0, 7)]
+    assert _starts(10, 10, 10, chunk) == [(0, 10)]
+
+
+def test_empty_audio_is_an_error() -> None:
+    with pytest.raises(AudioLoadError, match="empty"):
+        list(_windows(iter([torch.zeros(0)]), 10, 5))
+
+
+def test_timeline_of_a_file_matches_windows_tagged_one_by_one(pipeline: AudioPipeline, tmp_path: Path) -> None:
+    waveform = 0.1 * torch.randn(int(5.5 * RATE), generator=torch.Generator().manual_seed(0))
+    soundfile.write(tmp_path / "long.wav", waveform.numpy(), RATE, subtype="FLOAT")
+    line = timeline(pipeline, tmp_path / "long.wav", window=2.0, hop=1.0, batch_size=3, chunk_seconds=1.3)
+    np.testing.assert_allclose(line.starts, [0, 1, 2, 3, 3.5])
+    assert line.duration == pytest.approx(5.5) and line.scores.shape == (5, 527)
+    expected = pipeline.scores(torch.stack([waveform[int(s * RATE) : int(s * RATE) + 2 * RATE] for s in line.starts]))
+    np.testing.assert_allclose(line.scores, expected, atol=1e-5)
+    # An array gives the same timeline as the file.
+    np.testing.assert_allclose(timeline(pipeline, waveform, window=2.0, hop=1.0).scores, line.scores, atol=1e-5)
+
+
+def test_audio_shorter_than_a_window_is_one_padded_window(pipeline: AudioPipeline) -> None:
+    line = timeline(pipeline, np.full(10, 0.1, dtype=np.float32), window=1.0)
+    assert line.scores.shape == (1, 527) and "zero-padded" in line.notes[0]
+
+
+def _line(scores: list[list[float]]) -> Timeline:
+    values = np.asarray(scores, dtype=np.float64).T
+    return Timeline(["a", "b"], np.arange(len(values), dtype=float), 1.0, 1.0, values, float(len(values)))
+
+
+def test_events_from_median_filtered_thresholded_scores() -> None:
+    line = _line([[0.1, 0.9, 0.9, 0.9, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, 0.9, 0.1, 0.1, 0.8]])
+    events = detect_events(line, threshold=0.5, median_windows=3)
+    # "b" spikes for one window only: the median filter removes them.
+    assert [(e.label, e.onset, e.offset) for e in events] == [("a", 1.0, 4.0)]
+    assert events[0].score == pytest.approx(0.9)
+    unfiltered = detect_events(line, threshold=0.5, median_windows=1)
+    assert [(e.label, e.onset, e.offset) for e in unfiltered] == [("a", 1.0, 4.0), ("b", 3.0, 4.0), ("b", 6.0, 7.0)]
+
+
+def test_plot_is_a_png(tmp_path: Path) -> None:
+    line = _line([[0.1, 0.9, 0.9], [0.2, 0.3, 0.4]])
+    path = plot_timeline(line, tmp_path / "plots" / "line.png", events=detect_events(line))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in path.parent.iterdir()] == ["line.png"]
