@@ -147,8 +147,8 @@ def test_bad_input(bad, match):
 
 def test_training_masks_are_per_example_and_deterministic():
     """With jitter off, training output = eval output except one frequency and one time band per example (0.9)."""
-    frontend = MelFrontend(freqm=48, timem=40, fmin_aug_range=0, fmax_aug_range=0, fmax=15000)
-    x = torch.randn(64, 32000, generator=torch.Generator().manual_seed(2)) * 0.1
+    frontend = MelFrontend(freqm=48, timem=20, fmin_aug_range=0, fmax_aug_range=0, fmax=15000)
+    x = torch.randn(64, 16000, generator=torch.Generator().manual_seed(2)) * 0.1
     clean = frontend.eval()(x)
     frontend.train()
     masked = frontend(x, generator=torch.Generator().manual_seed(5))
@@ -160,10 +160,10 @@ def test_training_masks_are_per_example_and_deterministic():
     full_cols = changed.all(dim=1)  # time masks cover whole columns
     assert torch.equal(changed, full_rows[:, :, None] | full_cols[:, None, :])
     widths_f, widths_t = full_rows.sum(1), full_cols.sum(1)
-    assert widths_f.max() <= 47 and widths_t.max() <= 39
+    assert widths_f.max() <= 47 and widths_t.max() <= 19
     # widths ~ floor(U * max): mean (max - 1) / 2; iid per example, so they vary across the batch
     assert abs(widths_f.float().mean().item() - 23.5) < 5 and widths_f.unique().numel() > 20
-    assert abs(widths_t.float().mean().item() - 19.5) < 5
+    assert abs(widths_t.float().mean().item() - 9.5) < 3
     for rows in full_rows:  # each mask is one contiguous band
         idx = rows.nonzero().flatten()
         assert idx.numel() == 0 or idx.max() - idx.min() + 1 == idx.numel()
