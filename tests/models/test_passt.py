@@ -99,6 +99,11 @@ def test_patchout_larger_than_grid_is_a_config_error(generator: torch.Generator)
         model(torch.randn(1, 1, 128, 100, generator=generator))  # 9 time patches
 
 
+def test_wrong_number_of_mel_bins_is_a_config_error(generator: torch.Generator) -> None:
+    with pytest.raises(ConfigError, match="64 mel bins"):
+        tiny().eval()(torch.randn(1, 1, 64, 200, generator=generator))
+
+
 def test_training_draws_a_random_offset_of_time_encodings(generator: torch.Generator) -> None:
     model = tiny(torch.Generator().manual_seed(7)).train()
     mel = torch.randn(2, 1, 128, 60, generator=generator)  # 5 time patches of 20 encodings

@@ -262,7 +262,12 @@ class PaSST(AudioModel):
     def _embed_patches(self, mel: Tensor) -> Tensor:
         """Patch grid plus positional encodings, after patchout: ``[B, N, E]``."""
         x = self.patch_embed(mel)
-        grid_t = self.time_new_pos_embed.shape[-1]
+        grid_f, grid_t = self.patch_embed.grid_size
+        if x.shape[2] != grid_f:
+            raise ConfigError(
+                f"PaSST gets {mel.shape[2]} mel bins ({x.shape[2]} frequency patches) but was built for "
+                f"{grid_f} frequency patches; use the mel frontend of the model (model.frontend_config)"
+            )
         if x.shape[-1] > grid_t and not self._warned_long_input and not torch.compiler.is_compiling():
             logger.warning(
                 "PaSST input has %d time patches but the model has %d time encodings: the input is cut to its "
