@@ -18,6 +18,7 @@ The kernel-attention temperature is model configuration, not a weight: it is out
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -120,10 +121,9 @@ class DynamicConv(nn.Module):
         self.padding = (kernel_size - 1) // 2 * dilation
         self.temperature = 1.0
         self.residuals = nn.Sequential(nn.Linear(context_dim, num_kernels))
-        kernels = torch.empty(num_kernels, out_channels, in_channels // groups, kernel_size, kernel_size)
-        for kernel in kernels:
-            nn.init.kaiming_normal_(kernel, mode="fan_out")
-        self.weight = nn.Parameter(kernels.view(1, 1, num_kernels, -1))
+        # Each kernel Kaiming-normal (fan-out, ReLU gain), drawn in one call.
+        weight = torch.empty(1, 1, num_kernels, out_channels * (in_channels // groups) * kernel_size**2)
+        self.weight = nn.Parameter(weight.normal_(0.0, math.sqrt(2.0 / (out_channels * kernel_size**2))))
 
     def forward(self, x: Tensor, context: Tensor) -> Tensor:
         """``x [batch, in, freq, time]``, ``context [batch, context_dim]`` -> ``[batch, out, freq', time']``."""
