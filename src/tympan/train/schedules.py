@@ -1,0 +1,76 @@
+"""Learning-rate factor schedules of the reference recipes, as functions for ``torch.optim.lr_scheduler.LambdaLR``.
+
+``exp_warmup_linear_down`` is the per-epoch schedule of PaSST, EfficientAT and the DCASE23 systems
+(``helpers/lr_schedule.py`` of ``fschmid56/cpjku_dcase23``): an exponential warm-up (Laine & Aila, arXiv
+1610.02242), a plateau at 1, a linear ramp down to ``last_value``, then constant. ``cosine_with_warmup`` is the
+per-step schedule of the DCASE24 baseline (``transformers.get_cosine_schedule_with_warmup``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from ..errors import ConfigError
+
+__all__ = ["cosine_with_warmup", "exp_rampup", "exp_warmup_linear_down", "linear_rampdown"]
+
+Schedule = Callable[[int], float]
+
+
+def exp_rampup(length: int) -> Schedule:
+    """``exp(−5·(1 − clip(e, 0.5, length)/length)²)`` for ``e < length``, then 1 (e = 0 counts as 0.5)."""
+
+    def factor(epoch: int) -> float:
+        if epoch >= length:
+            return 1.0
+        phase = 1.0 - min(max(epoch, 0.5), length) / length
+        return math.exp(-5.0 * phase * phase)
+
+    return factor
+
+
+def linear_rampdown(length: int, start: int = 0, last_value: float = 0.0) -> Schedule:
+    """1 until ``start``, then linearly down to ``last_value`` over ``length`` epochs, then ``last_value``."""
+
+    def factor(epoch: int) -> float:
+        if epoch <= start:
+            return 1.0
+        if epoch - start < length:
+            return last_value + (1.0 - last_value) * (length - epoch + start) / length
+        return last_value
+
+    return factor
+
+
+def exp_warmup_linear_down(warmup: int, rampdown_length: int, rampdown_start: int, last_value: float) -> Schedule:
+    """The product of :func:`exp_rampup` and :func:`linear_rampdown`, stepped once per epoch.
+
+    Recipes: DCASE23 student ``(14, 84, 50, 0.005)``, CP-ResNet ``(15, 85, 50, 0.005)``, PaSST teacher
+    ``(3, 10, 3, 0.01)``, QAT ``(0, 16, 1, 0.1)``; EfficientAT AudioSet ``(8, 95, 80, 0.01)``; PaSST AudioSet
+    ``(5, 50, 50, 0.01)``.
+
+    Example:
+        >>> scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, exp_warmup_linear_down(14, 84, 50, 0.005))
+    """
+    if min(warmup, rampdown_length, rampdown_start) < 0 or not 0.0 <= last_value <= 1.0:
+        raise ConfigError(
+            "exp_warmup_linear_down needs non-negative lengths and 0 <= last_value <= 1, got "
+            f"warmup={warmup}, rampdown_length={rampdown_length}, rampdown_start={rampdown_start}, last={last_value}"
+        )
+    rampup, rampdown = exp_rampup(warmup), linear_rampdown(rampdown_length, rampdown_start, last_value)
+    return lambda epoch: rampup(epoch) * rampdown(epoch)
+
+
+def cosine_with_warmup(warmup_steps: int, total_steps: int, cycles: float = 0.5) -> Schedule:
+    """Linear warm-up from 0 over ``warmup_steps``, then cosine decay to 0 at ``total_steps`` (stepped per step)."""
+    if warmup_steps < 0 or total_steps <= warmup_steps:
+        raise ConfigError(f"need 0 <= warmup_steps < total_steps, got {warmup_steps}, {total_steps}")
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return step / max(1, warmup_steps)
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * cycles * 2.0 * progress)))
+
+    return factor
