@@ -5,7 +5,9 @@ head, the strides) and ``frontend`` the mel settings it was trained with, so ``c
 network and frontend (the reference leaves both to the user, issue #40). ``num_params`` are counted from the
 reference code; MACs are the reference ``count_macs`` figures for 10 s at the preset's frontend (DyMN: dynamic
 convolutions counted as static ones plus the kernel aggregation); scores are the AudioSet eval mAP of the
-README table, or of the file name where the README has none. DyMN presets keep the kernel-attention
+README table, or of the file name where the README has none. ``num_classes`` is fixed at 527: train on other
+labels with ``model.reset_classifier(n)`` (or build the architecture with ``num_classes`` and load the checkpoint:
+the head is then left freshly initialised, and logged). DyMN presets keep the kernel-attention
 temperature at 1.0 (``T_max=1.0``), as the reference does for every pretrained DyMN.
 """
 
@@ -20,7 +22,8 @@ from ..registry import ModelEntry, register_preset
 _RELEASE = "https://github.com/fschmid56/EfficientAT/releases/download/v0.0.1"
 _SOURCE = "fschmid56/EfficientAT@a425fdce models/mn/model.py, models/dymn/model.py"
 _LICENSE = "MIT (code and checkpoints; maintainer, issue #44)"
-_FRONTEND = MelFrontendConfig()  # 32 kHz, 128 mels, window 800, hop 320 (10 ms)
+# 32 kHz, 128 mels, window 800, hop 320 (10 ms); the published recipes train without SpecAugment masking.
+_FRONTEND = MelFrontendConfig(freqm=0, timem=0)
 _AS = "AudioSet (2 M clips, balanced sampling), knowledge distillation from a PaSST ensemble, 200 epochs"
 _AS_EXT = "AudioSet (2 M clips, balanced sampling), knowledge distillation from a PaSST ensemble, 300 epochs"
 
@@ -41,7 +44,7 @@ def _preset(
         ModelEntry(
             name=name,
             arch=arch,
-            model_kwargs=model_kwargs,
+            model_kwargs={"num_classes": 527, **model_kwargs},
             frontend=frontend,
             labels="audioset",
             description=description,
