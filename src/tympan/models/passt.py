@@ -294,14 +294,21 @@ class PaSST(AudioModel):
             x = self._keep(x, 1, self.u_patchout)
         return x
 
-    def forward_tokens(self, mel: Tensor) -> Tensor:
-        """The whole output sequence after the final norm ``[B, num_tokens + N, E]`` (cls, dist, patches)."""
+    def forward_input_sequence(self, mel: Tensor) -> Tensor:
+        """The sequence entering the first block ``[B, num_tokens + N, E]`` (cls, dist, patches).
+
+        Adapters that act between blocks (:mod:`tympan.analysis.congater`) start from here.
+        """
         x = self._embed_patches(mel)
         tokens = self.cls_token + self.new_pos_embed[:, :1]
         if self.dist_token is not None:
             tokens = torch.cat((tokens, self.dist_token + self.new_pos_embed[:, 1:]), dim=1)
         x = torch.cat((tokens.expand(x.shape[0], -1, -1), x), dim=1)
-        return self.norm(self.blocks(self.pos_drop(x)))
+        return self.pos_drop(x)
+
+    def forward_tokens(self, mel: Tensor) -> Tensor:
+        """The whole output sequence after the final norm ``[B, num_tokens + N, E]`` (cls, dist, patches)."""
+        return self.norm(self.blocks(self.forward_input_sequence(mel)))
 
     def forward_features(self, mel: Tensor) -> Tensor:
         """Embedding ``[B, E]``: the mean of the cls and dist token outputs (cls alone when not distilled)."""
