@@ -18,7 +18,7 @@ from ..errors import TympanError
 __all__ = ["main"]
 
 # Subcommand modules, in the order `tympan --help` lists them.
-COMMANDS: tuple[str, ...] = ("tag", "embed", "export", "finetune")
+COMMANDS: tuple[str, ...] = ("tag", "embed", "export", "finetune", "complexity")
 
 
 def build_parser() -> argparse.ArgumentParser:
