@@ -99,6 +99,13 @@ def test_each_sample_gets_its_own_kernels(generator: torch.Generator) -> None:
     torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("use_dy_blocks", ["all", "replace_se"])
+def test_training_step_reaches_every_parameter(use_dy_blocks: str, generator: torch.Generator) -> None:
+    model = create("dymn", width_mult=0.1, num_classes=3, use_dy_blocks=use_dy_blocks).train()
+    model(torch.randn(2, 1, 32, 24, generator=generator)).sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
 def test_dynamic_relu_takes_the_maximum_of_its_pieces(generator: torch.Generator) -> None:
     relu = DynamicReLU(channels=2, context_dim=3, pieces=3)
     x, context = torch.randn(2, 2, 4, 5, generator=generator), torch.randn(2, 3, generator=generator)

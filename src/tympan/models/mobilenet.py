@@ -37,7 +37,10 @@ from .layers import (
 from .registry import register_architecture
 
 __all__ = [
+    "ACTIVATIONS",
     "HEAD_TYPES",
+    "NORM_LAYER",
+    "EfficientATNet",
     "InvertedResidual",
     "InvertedResidualConfig",
     "MobileNet",
@@ -47,6 +50,7 @@ __all__ = [
     "describe_features",
     "init_weights",
     "mobilenet_v3_config",
+    "reject_pretrained_name",
 ]
 
 logger = logging.getLogger(__name__)
