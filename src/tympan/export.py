@@ -49,7 +49,8 @@ def _example_mel(config: MelFrontendConfig, seconds: float, batch: int = 1) -> T
     return torch.randn(batch, 1, config.n_mels, frames, generator=generator)
 
 
-def _onnx_bytes(model: nn.Module, example: Tensor) -> bytes:
+def _onnx_bytes(model: nn.Module, example: Tensor, *, dynamic: bool = True) -> bytes:
+    axes = {"mel": {0: "batch", 3: "frames"}, "logits": {0: "batch"}, "embedding": {0: "batch"}} if dynamic else {}
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about Python control flow on shapes
@@ -60,50 +61,93 @@ def _onnx_bytes(model: nn.Module, example: Tensor) -> bytes:
             dynamo=False,
             input_names=["mel"],
             output_names=["logits", "embedding"],
-            dynamic_axes={"mel": {0: "batch", 3: "frames"}, "logits": {0: "batch"}, "embedding": {0: "batch"}},
+            dynamic_axes=axes,
             opset_version=OPSET,
         )
     return buffer.getvalue()
 
 
+def _export(model: nn.Module, example: Tensor) -> tuple[bytes, bool]:
+    """The graph with dynamic batch size and frames where the model allows it, else fixed to the example's shape.
+
+    DyMN's context pooling (adaptive pooling to a size computed from the input) only exports with fixed shapes.
+    """
+    try:
+        return _onnx_bytes(model, example), True
+    except torch.onnx.errors.OnnxExporterError as error:
+        logger.info("ONNX export with dynamic shapes failed (%s); exporting for %s", error, tuple(example.shape))
+        return _onnx_bytes(model, example, dynamic=False), False
+
+
+def _session(model_bytes: bytes, threads: int | None = None) -> Any:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return onnxruntime.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+
+
+def _run(session: Any, mel: Tensor) -> tuple[Tensor, Tensor]:
+    logits, embedding = session.run(None, {"mel": mel.detach().cpu().numpy().astype(np.float32, copy=False)})
+    return torch.from_numpy(logits), torch.from_numpy(embedding)
+
+
 class OnnxNetwork:
-    """An onnxruntime session of an exported network: ``network(mel) -> (logits, embedding)`` as torch tensors.
+    """``network(mel) -> (logits, embedding)`` through onnxruntime, for inputs of any batch size and length.
+
+    A graph is exported on first use; models whose graph cannot take dynamic shapes get one graph per input shape
+    (windowed tagging uses one or two). Each new graph is checked against PyTorch.
 
     Args:
-        model_bytes: the serialised ONNX graph.
+        model: an :class:`~tympan.models.base.AudioModel`.
         threads: intra-op threads (default: torch's current setting, so both backends use the same cores).
     """
 
-    def __init__(self, model_bytes: bytes, *, threads: int | None = None) -> None:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = onnxruntime.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    def __init__(self, model: nn.Module, *, threads: int | None = None) -> None:
+        self.model = model.eval().cpu()
+        self.threads = threads
+        self.dynamic = True
+        self._sessions: dict[tuple[int, ...] | None, Any] = {}
 
     @classmethod
     def from_model(cls, model: nn.Module, config: MelFrontendConfig, *, seconds: float = 10.0) -> OnnxNetwork:
-        """Export ``model`` and open a session on it; the export is checked against PyTorch."""
-        example = _example_mel(config, seconds)
-        network = cls(_onnx_bytes(model.cpu(), example))
-        difference = max_difference(model, network, example)
-        if difference > TOLERANCE:
-            raise ConfigError(f"the ONNX graph differs from PyTorch by {difference:.2e}; use backend='torch'")
+        """The network of ``model``, exported at once for clips of ``seconds`` (checked against PyTorch)."""
+        network = cls(model)
+        network(_example_mel(config, seconds))
         return network
 
+    def _session_for(self, mel: Tensor) -> Any:
+        key = None if self.dynamic else tuple(mel.shape)
+        if key not in self._sessions:
+            example = mel.detach().cpu()
+            if self.dynamic:
+                data, self.dynamic = _export(self.model, example)
+            else:
+                data = _onnx_bytes(self.model, example, dynamic=False)
+            key = None if self.dynamic else tuple(mel.shape)
+            session = _session(data, self.threads)
+            difference = _difference(self.model, session, example)
+            if difference > TOLERANCE:
+                raise ConfigError(f"the ONNX graph differs from PyTorch by {difference:.2e}; use backend='torch'")
+            self._sessions[key] = session
+        return self._sessions[key]
+
     def __call__(self, mel: Tensor) -> tuple[Tensor, Tensor]:
-        logits, embedding = self.session.run(None, {"mel": mel.detach().cpu().numpy().astype(np.float32)})
-        return torch.from_numpy(logits), torch.from_numpy(embedding)
+        return _run(self._session_for(mel), mel)
 
 
 @torch.no_grad()
-def max_difference(model: nn.Module, network: OnnxNetwork, mel: Tensor) -> float:
-    """Largest absolute difference of logits and embedding between PyTorch and the ONNX session."""
+def _difference(model: nn.Module, session: Any, mel: Tensor) -> float:
     logits, embedding = _LogitsAndEmbedding(model).eval()(mel)
-    onnx_logits, onnx_embedding = network(mel)
+    onnx_logits, onnx_embedding = _run(session, mel)
     return max((logits - onnx_logits).abs().max().item(), (embedding - onnx_embedding).abs().max().item())
+
+
+def max_difference(model: nn.Module, network: OnnxNetwork, mel: Tensor) -> float:
+    """Largest absolute difference of logits and embedding between PyTorch and the ONNX network on ``mel``."""
+    return _difference(model, network._session_for(mel), mel)
 
 
 def export_onnx(model: nn.Module, path: str | Path, *, seconds: float = 10.0, **_: Any) -> float:
@@ -119,8 +163,12 @@ def export_onnx(model: nn.Module, path: str | Path, *, seconds: float = 10.0, **
     """
     path = Path(path)
     example = _example_mel(model.frontend_config, seconds, batch=2)
-    data = _onnx_bytes(model.eval().cpu(), example)
-    difference = max_difference(model, OnnxNetwork(data), example)
+    data, dynamic = _export(model.eval().cpu(), example)
+    if not dynamic:
+        logger.warning(
+            "%s exported for inputs of %d frames only (%.1f s)", type(model).__name__, example.shape[-1], seconds
+        )
+    difference = _difference(model, _session(data), example)
     if difference > TOLERANCE:
         raise ConfigError(f"the ONNX graph differs from PyTorch by {difference:.2e} (> {TOLERANCE}); not written")
     write_atomically(path, data)

@@ -85,7 +85,7 @@ class AudioPipeline:
         if backend == "onnx":
             from .export import OnnxNetwork
 
-            self._onnx = OnnxNetwork.from_model(self.model, self.frontend_config)
+            self._onnx = OnnxNetwork.from_model(self.model, self.frontend_config, seconds=clip_seconds)
 
     @property
     def frontend_config(self) -> MelFrontendConfig:
