@@ -127,6 +127,10 @@ def test_reset_classifier_replaces_the_output_layer_only() -> None:
     assert model.num_classes == 10 and model.classifier[5].out_features == 10
     torch.testing.assert_close(model.classifier[2].weight, hidden)
     assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
+    fully_convolutional = create("mn", width_mult=0.1, head_type="fully_convolutional").double()
+    fully_convolutional.reset_classifier(4)
+    assert not fully_convolutional.classifier.training  # follows the model's eval mode
+    assert fully_convolutional(torch.zeros(1, 1, 32, 32, dtype=torch.float64)).shape == (1, 4)
 
 
 def test_checkpoint_with_another_class_count_keeps_the_new_head(caplog: pytest.LogCaptureFixture) -> None:

@@ -347,11 +347,12 @@ class EfficientATNet(AudioModel):
         weights, as the reference fine-tuning does) or the whole fully-convolutional head."""
         fresh = build_classifier(self.head_type, self.num_features, self._hidden_features, num_classes, self._dropout)
         init_weights(fresh)
-        device = next(self.classifier.parameters()).device
+        fresh.train(self.training)
+        like = next(self.classifier.parameters())  # keep the model's device and dtype
         if self.head_type == "mlp":
-            self.classifier[5] = fresh[5].to(device)
+            self.classifier[5] = fresh[5].to(like)
         else:
-            self.classifier = fresh.to(device)
+            self.classifier = fresh.to(like)
         self.num_classes = num_classes
 
 
