@@ -135,6 +135,10 @@ def test_backward_with_patchout_and_reset_classifier(generator: torch.Generator)
     model.reset_classifier(3)
     assert isinstance(model.head[0], torch.nn.LayerNorm) and torch.equal(model.head[0].weight, norm)
     assert model.head[1].out_features == 3 and model.head_dist.out_features == 3 and model.num_classes == 3
+    assert model.head[1].training and model.head_dist.weight.dtype == torch.float32
+    evaluated = tiny().double().eval()
+    evaluated.reset_classifier(4)
+    assert not evaluated.head[1].training and evaluated.head[1].weight.dtype == torch.float64
     loss = model(torch.randn(2, 1, 128, 200, generator=generator)).sum()
     loss.backward()
     assert model.patch_embed.proj.weight.grad is not None and model.time_new_pos_embed.grad.abs().sum() > 0

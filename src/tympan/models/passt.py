@@ -237,15 +237,18 @@ class PaSST(AudioModel):
         """New ``head.1`` and ``head_dist`` with ``num_classes`` outputs; the head LayerNorm ``head.0`` is kept.
 
         This is what fine-tuning from an AudioSet PaSST does (the reference replaced the whole head by a bare
-        Linear, which breaks the LayerNorm + Linear structure of the released checkpoints).
+        Linear, which breaks the LayerNorm + Linear structure of the released checkpoints). The new layers take
+        the model's device, dtype and train/eval mode.
         """
         self.num_classes = num_classes
+        norm = self.head[0].weight
         self.head[1] = self._classifier(num_classes)
         if self.head_dist is not None:
             self.head_dist = self._classifier(num_classes)
         for module in (self.head[1], self.head_dist):
             if module is not None:
                 module.apply(_init_module)
+                module.to(device=norm.device, dtype=norm.dtype).train(self.training)
 
     def _random_ints(self, high: int, size: int | None = None) -> Tensor:
         """A random permutation of ``range(high)`` (size None) or one integer in ``[0, high)``, on the CPU."""
