@@ -15,6 +15,7 @@ __all__ = ["CP_MOBILE_DCASE23", "CP_MOBILE_DCASE24_BASELINE"]
 
 _REPOSITORY = "https://github.com/fschmid56/cpjku_dcase23"
 _COMMIT = "2e20abaa64264f227c50696e5a43d4c706543ff4"
+_CHECKPOINT_COMMIT = "8475c9c0e8a85e02d040a79589942be358067282"  # the commit that added the student checkpoint
 _SOURCE = f"fschmid56/cpjku_dcase23@{_COMMIT[:8]}"
 _LICENSE = "weights published with the reference repository (no separate licence stated)"
 _DATA = "TAU Urban Acoustic Scenes 2022 Mobile development, train split of fold 1 (139,620 one-second clips)"
@@ -41,7 +42,7 @@ CP_MOBILE_DCASE23 = register_preset(
             "model before quantisation-aware training (W&B run c0a7nzin, epoch 149); about 126,952 parameters, "
             "28.9 M MACs per 1 s clip (below the 128 K / 30 M limits)."
         ),
-        checkpoint_url=f"{_REPOSITORY}/raw/{_COMMIT}/DCASE23_Task1/c0a7nzin/checkpoints/epoch=149-step=81900.ckpt",
+        checkpoint_url=f"{_REPOSITORY}/raw/{_CHECKPOINT_COMMIT}/DCASE23_Task1/c0a7nzin/checkpoints/epoch=149-step=81900.ckpt",
         num_params=126_952,
         macs=28_893_268,
         license=_LICENSE,
