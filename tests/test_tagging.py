@@ -83,3 +83,16 @@ def test_plot_is_a_png(tmp_path: Path) -> None:
     path = plot_timeline(line, tmp_path / "plots" / "line.png", events=detect_events(line))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in path.parent.iterdir()] == ["line.png"]
+
+
+def test_pooled_timeline_is_close_to_the_windowed_one(pipeline: AudioPipeline) -> None:
+    waveform = 0.1 * torch.randn(int(12.5 * RATE), generator=torch.Generator().manual_seed(3))
+    waveform *= torch.repeat_interleave(torch.rand(13, generator=torch.Generator().manual_seed(4)), RATE)[
+        : len(waveform)
+    ]
+    windowed = timeline(pipeline, waveform, window=4.0, hop=1.0)
+    pooled = timeline(pipeline, waveform, window=4.0, hop=1.0, method="pooled", chunk_seconds=5.0)
+    np.testing.assert_allclose(pooled.starts, windowed.starts)
+    # Squeeze-excitation sees the chunk instead of the window: close, not equal.
+    np.testing.assert_allclose(pooled.scores, windowed.scores, atol=0.01)
+    assert np.mean(pooled.scores.argmax(1) == windowed.scores.argmax(1)) >= 0.9

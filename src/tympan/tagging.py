@@ -132,6 +132,7 @@ def timeline(
     batch_size: int = 16,
     chunk_seconds: float = CHUNK_SECONDS,
     progress: bool = False,
+    method: str = "windows",
 ) -> Timeline:
     """Scores of windows of ``window`` seconds every ``hop`` seconds over a file or waveform of any length.
 
@@ -144,6 +145,10 @@ def timeline(
         batch_size: windows per forward pass.
         chunk_seconds: length of the pieces a file is read in.
         progress: show a tqdm bar on stderr (by audio seconds).
+        method: ``"windows"``: each window runs through the network (exact); ``"pooled"``: for the EfficientAT
+            CNNs, feature maps are computed once per chunk and mean-pooled per window, ~``window / hop`` times
+            less work (squeeze-excitation then sees the chunk rather than the window, so scores differ slightly;
+            see ``benchmarks/bench_inference.py``). Needs ``window`` to be a multiple of ``hop``.
 
     Raises:
         AudioLoadError: the input cannot be decoded, is empty or has non-finite samples.
@@ -156,6 +161,16 @@ def timeline(
     rate = pipeline.sample_rate
     window_samples, hop_samples = round(window * rate), round(hop * rate)
     chunk = max(round(chunk_seconds * rate), window_samples)
+    if method not in ("windows", "pooled"):
+        raise ConfigError(f"method must be 'windows' or 'pooled', got {method!r}")
+    if method == "pooled":
+        if not hasattr(pipeline.model, "forward_intermediates") or window_samples % hop_samples:
+            raise ConfigError(
+                "method='pooled' needs an EfficientAT CNN (mn, dymn) and a window that is a multiple of the hop"
+            )
+        with _progress_bar(progress, audio) as bar:
+            counter = _Counter(_chunks(pipeline, audio, sample_rate, chunk), rate, bar)
+            return _pooled_timeline(pipeline, counter, window_samples, hop_samples)
     notes: list[str] = []
     starts: list[int] = []
     scores: list[np.ndarray] = []
@@ -188,6 +203,82 @@ def timeline(
         scores=np.concatenate(scores),
         duration=duration,
         notes=notes,
+    )
+
+
+def _segment_features(
+    pipeline: AudioPipeline, audio: Tensor, offset: int, keep: tuple[int, int], hop: int
+) -> tuple[Tensor, Tensor]:
+    """Per-segment sums of the last feature map's frames whose centres fall in ``keep`` (absolute samples).
+
+    Returns sums ``[segments, D]`` and frame counts ``[segments]`` of the segments from ``keep[0] // hop`` on.
+    """
+    mel = pipeline.frontend(audio[None].to(pipeline.device)).unsqueeze(1)
+    feature_map = pipeline.model.forward_intermediates(mel)[-1].mean(dim=2)[0].T.cpu()  # [frames', D]
+    frames_per_feature = mel.shape[-1] / feature_map.shape[0]
+    hop_length = pipeline.frontend_config.hop_length
+    centres = offset + (torch.arange(feature_map.shape[0]) + 0.5) * frames_per_feature * hop_length
+    inside = (centres >= keep[0]) & (centres < keep[1])
+    segments = torch.div(centres[inside], hop, rounding_mode="floor").long()
+    first = keep[0] // hop
+    count = (keep[1] - 1) // hop - first + 1
+    sums = torch.zeros(count, feature_map.shape[1]).index_add_(0, segments - first, feature_map[inside])
+    counts = torch.zeros(count).index_add_(0, segments - first, torch.ones(len(segments)))
+    return sums, counts
+
+
+@torch.inference_mode()
+def _pooled_timeline(pipeline: AudioPipeline, counter: _Counter, window: int, hop: int) -> Timeline:
+    """The timeline from feature maps computed once per chunk (with context on both sides) and pooled per window."""
+    context = 2 * hop
+    sums: list[Tensor] = []
+    counts: list[Tensor] = []
+    buffer, buffer_start, done = torch.zeros(0), 0, 0  # done: samples whose segments are summed
+    chunks = iter(counter)
+    finished = False
+    while not finished:
+        piece = next(chunks, None)
+        finished = piece is None
+        if piece is not None:
+            buffer = torch.cat([buffer, piece.float()])
+        end = buffer_start + buffer.numel()
+        # Sum every whole chunk that has its right context, or all that is left at the end.
+        target = end if finished else (end - context) // hop * hop
+        if target <= done:
+            continue
+        start = max(done - context, 0)
+        audio = buffer[start - buffer_start : min(target + context, end) - buffer_start]
+        if audio.numel() < pipeline.min_samples:
+            audio = torch.nn.functional.pad(audio, (0, pipeline.min_samples - audio.numel()))
+        chunk_sums, chunk_counts = _segment_features(pipeline, audio, start, (done, target), hop)
+        sums.append(chunk_sums)
+        counts.append(chunk_counts)
+        done = target
+        keep_from = max(done - context, 0)
+        buffer, buffer_start = buffer[keep_from - buffer_start :].clone(), keep_from
+    total = counter.samples
+    if total == 0:
+        raise AudioLoadError("the audio is empty (0 samples)")
+    segment_sums, segment_counts = torch.cat(sums), torch.cat(counts)
+    cumulative = torch.cat([torch.zeros(1, segment_sums.shape[1]), segment_sums.double().cumsum(0)])
+    cumulative_counts = torch.cat([torch.zeros(1), segment_counts.double().cumsum(0)])
+    per_window = window // hop
+    starts = list(range(0, max(total - window, 0) + 1, hop))
+    if total > window and starts[-1] + window < total:
+        starts.append(total - window)
+    first = torch.tensor([s // hop for s in starts])
+    last = torch.clamp(first + per_window, max=len(segment_sums))
+    embeddings = (cumulative[last] - cumulative[first]) / (cumulative_counts[last] - cumulative_counts[first]).clamp(
+        min=1
+    )[:, None]
+    logits = pipeline.model.forward_head(embeddings.float().to(pipeline.device))
+    return Timeline(
+        labels=pipeline.labels,
+        starts=np.asarray(starts, dtype=np.float64) / pipeline.sample_rate,
+        window=min(window, total) / pipeline.sample_rate,
+        hop=hop / pipeline.sample_rate,
+        scores=pipeline.activate(logits).cpu().numpy(),
+        duration=total / pipeline.sample_rate,
     )
 
 

@@ -37,6 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", choices=("json", "csv", "table"), default="table", help="output format")
     parser.add_argument("--output", help="write to this file (atomically) instead of stdout")
     parser.add_argument("--plot", help="timeline PNG (one file; with several inputs, FILE_<name>.png each)")
+    parser.add_argument(
+        "--method",
+        choices=("windows", "pooled"),
+        default="windows",
+        help="with --window: run every window (exact) or, for MN/DyMN, pool feature maps computed once per chunk "
+        "(several times faster at overlapping windows; scores differ slightly)",
+    )
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="inference backend")
     parser.add_argument("--device", help="torch device, e.g. cuda (default: cuda where present)")
     parser.add_argument("--resume", action="store_true", help="skip files already in --output, keep their records")
@@ -87,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
                 record["predictions"] = _predictions(pipeline.top(pipeline.activate(logits)[0].numpy(), args.top_k))
                 notes = clips[0].notes
             else:
-                line = timeline(pipeline, path, window=args.window, hop=args.hop, progress=len(todo) == 1)
+                line = timeline(
+                    pipeline, path, window=args.window, hop=args.hop, method=args.method, progress=len(todo) == 1
+                )
                 events = detect_events(line, threshold=args.threshold, median_windows=args.median)
                 record["windows"] = [
                     {
