@@ -164,7 +164,9 @@ def timeline(
     if method not in ("windows", "pooled"):
         raise ConfigError(f"method must be 'windows' or 'pooled', got {method!r}")
     if method == "pooled":
-        if not hasattr(pipeline.model, "forward_intermediates") or window_samples % hop_samples:
+        from .models.mobilenet import EfficientATNet
+
+        if not isinstance(pipeline.model, EfficientATNet) or window_samples % hop_samples:
             raise ConfigError(
                 "method='pooled' needs an EfficientAT CNN (mn, dymn) and a window that is a multiple of the hop"
             )
