@@ -30,8 +30,8 @@ def small(golden: dict) -> PaSST:
     return model.eval()
 
 
-def tiny(generator: torch.Generator | None = None, **changes) -> PaSST:
-    torch.manual_seed(0)  # the init draws from the global generator, as nn.Module init does
+def tiny(generator: torch.Generator | None = None, seed: int = 0, **changes) -> PaSST:
+    torch.manual_seed(seed)  # the init draws from the global generator, as nn.Module init does
     model = PaSST(**{**TINY, "distilled": True, **changes})
     model.generator = generator
     return model
@@ -257,7 +257,7 @@ def test_checkpoint_filter_converts_deit_imagenet_weights(generator: torch.Gener
 
 
 def test_checkpoint_filter_reheads_and_reshapes_old_patch_weights() -> None:
-    source = tiny().state_dict()
+    source = tiny(seed=1).state_dict()
     source["patch_embed.proj.weight"] = source["patch_embed.proj.weight"].reshape(32, -1)
     model = tiny(num_classes=7)
     head = model.head[1].weight.clone()
@@ -265,3 +265,14 @@ def test_checkpoint_filter_reheads_and_reshapes_old_patch_weights() -> None:
     torch.testing.assert_close(model.patch_embed.proj.weight, source["patch_embed.proj.weight"].reshape(32, 1, 16, 16))
     torch.testing.assert_close(model.head[0].weight, source["head.0.weight"])
     torch.testing.assert_close(model.head[1].weight, head)
+
+
+def test_checkpoint_filter_reads_hear21passt_wrapper_state_dicts() -> None:
+    manifest = _manifest("hear21passt_base_wrapper_keys.json")
+    model_keys = _manifest("passt_s_swa_p16_128_ap476_keys.json")["keys_in_order"]
+    assert manifest["keys_in_order"] == ["device_proxy"] + [f"net.{k}" for k in model_keys]
+    source = tiny(seed=1).state_dict()
+    wrapper = {"device_proxy": torch.zeros(1), **{f"net.{k}": v for k, v in source.items()}}
+    model = tiny(num_classes=5)
+    load_checkpoint(model, wrapper, filter_fn=checkpoint_filter_fn)
+    torch.testing.assert_close(model.time_new_pos_embed, source["time_new_pos_embed"])

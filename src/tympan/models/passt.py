@@ -363,12 +363,16 @@ def checkpoint_filter_fn(state_dict: dict[str, Any], model: nn.Module) -> dict[s
 
     * ImageNet DeiT (no ``time_new_pos_embed``): ``pos_embed`` is split into ``new_pos_embed`` and the
       frequency / time encodings (:func:`_split_image_pos_embed`); DeiT's classifiers ``head.*`` are dropped.
+    * A ``hear21passt`` wrapper state dict: ``device_proxy`` is dropped and the ``net.`` prefix removed.
     * A 3-channel (RGB) patch conv is summed to one channel; an old 2-D ``patch_embed.proj.weight`` is reshaped.
     * Classifier tensors that are missing or whose class count differs from the model's (``head.*``,
       ``head_dist.*``) are taken from ``model`` itself (its fresh init), and this is logged: the rest loads
       strictly.
     """
     state = dict(state_dict)
+    if "device_proxy" in state:  # a hear21passt wrapper: a dummy device parameter and the network under "net."
+        del state["device_proxy"]
+        state = {key.removeprefix("net."): value for key, value in state.items()}
     target = model.state_dict()
     if "time_new_pos_embed" not in state and "pos_embed" in state:
         logger.info("adapting ImageNet positional embeddings to PaSST's frequency/time encodings")
