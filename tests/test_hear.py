@@ -125,10 +125,15 @@ def test_any_audio_model_and_modes(cnn: TinyCNN, mode: str, size: int) -> None:
     assert timestamps.shape == embeddings.shape[:2]
 
 
-@pytest.mark.parametrize("seconds", [1.07, 1.98, 4.0])
-@pytest.mark.parametrize("n_sounds", [1, 3])
-def test_what_the_hear_validator_checks(cnn: TinyCNN, seconds: float, n_sounds: int) -> None:
-    model = hear.wrap(cnn, MelFrontend.from_config(cnn.frontend_config))
+@pytest.mark.parametrize(
+    ("seconds", "n_sounds", "network"),
+    [(s, n, "cnn") for s in (1.07, 1.98, 4.0) for n in (1, 3)] + [(1.07, 3, "passt")],
+)
+def test_what_the_hear_validator_checks(
+    cnn: TinyCNN, small_passt: AudioModel, seconds: float, n_sounds: int, network: str
+) -> None:
+    net = cnn if network == "cnn" else small_passt
+    model = hear.wrap(net, MelFrontend.from_config(net.frontend_config))
     assert all(isinstance(getattr(model, a), int) for a in ("sample_rate", "scene_embedding_size",
                                                             "timestamp_embedding_size"))
     n_samples = int(seconds * model.sample_rate)
@@ -136,7 +141,7 @@ def test_what_the_hear_validator_checks(cnn: TinyCNN, seconds: float, n_sounds: 
     embeddings, timestamps = hear.get_timestamp_embeddings(audio, model)
     scene = hear.get_scene_embeddings(audio, model)
     assert embeddings.dtype == timestamps.dtype == scene.dtype == torch.float32
-    assert embeddings.shape == (n_sounds, n_samples // 800 + 1, model.timestamp_embedding_size)
+    assert embeddings.shape == (n_sounds, n_samples * 20 // model.sample_rate + 1, model.timestamp_embedding_size)
     assert timestamps.shape == embeddings.shape[:2] and scene.shape == (n_sounds, model.scene_embedding_size)
     hops = timestamps.diff(dim=1)
     assert torch.allclose(hops, torch.full_like(hops, 50.0)) and timestamps[0, 0] == 0
