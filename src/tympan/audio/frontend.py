@@ -238,9 +238,9 @@ class MelFrontend(nn.Module):
         """The filterbank with the reference's jitter: one fmin and one fmax draw for the whole batch."""
         cfg = self.config
         fmin, fmax = cfg.fmin, cfg.effective_fmax
-        if cfg.fmin_aug_range > 0:
+        if cfg.fmin_aug_range > 1:  # randint(1) is always 0: no draw
             fmin = fmin + int(torch.randint(cfg.fmin_aug_range, (1,), generator=generator))
-        if cfg.fmax_aug_range > 0:
+        if cfg.fmax_aug_range > 1:
             fmax = fmax + cfg.fmax_aug_range // 2 - int(torch.randint(cfg.fmax_aug_range, (1,), generator=generator))
         fmax = min(fmax, cfg.sample_rate / 2)  # the reference would fail above Nyquist
         basis = kaldi_mel_banks(cfg.n_mels, cfg.n_fft, cfg.sample_rate, fmin, fmax)
