@@ -162,6 +162,8 @@ def test_audio_shorter_than_half_a_window_and_bad_input(cnn: TinyCNN) -> None:
         hear.get_scene_embeddings(torch.zeros(3000), model)
     with pytest.raises(ConfigError, match="variant"):
         hear.wrap(cnn, MelFrontend.from_config(cnn.frontend_config), variant="3level")
+    with pytest.raises(ConfigError, match="resample"):
+        hear.wrap(cnn, MelFrontend.from_config(cnn.frontend_config), sample_rate=32000)
     with pytest.raises(ConfigError, match="scene_embedding_size"):
         hear.wrap(cnn, MelFrontend.from_config(cnn.frontend_config), scene_embedding_size=5)
 

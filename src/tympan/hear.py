@@ -201,6 +201,9 @@ def wrap(
         if config is None:
             raise ConfigError("pass sample_rate: neither the frontend nor the model tells it")
         sample_rate = config.sample_rate
+    elif config is not None and sample_rate != config.sample_rate:
+        raise ConfigError(f"sample_rate={sample_rate} contradicts the frontend's {config.sample_rate} Hz; resample the "
+                          "audio to the frontend's rate instead")
     options = {**VARIANTS[variant], **wrapper_config}
     if options["timestamp_mel_frames"] and config is not None:
         options.setdefault("hop_length", config.hop_length)
