@@ -4,9 +4,11 @@ The field is traced through the real forward pass rather than read off a hand-wr
 ``TorchFunctionMode`` follows every tensor derived from the input and updates, for the frequency and time axes,
 its receptive-field size and its jump (the input distance between neighbouring outputs). Convolutions and
 pooling grow the field (``size += (k − 1)·dilation·jump``, ``jump *= stride``); element-wise operations (residual
-additions, activations, normalisation) take the largest field of their inputs; reductions over an axis (global or
-adaptive pooling, coordinate attention, the mean of a transformer) make that axis global. This covers residual
-branches, DyMN's dynamic convolutions (grouped ``conv2d`` calls) and any other architecture without special cases.
+additions, activations, normalisation) take the largest local field of their inputs; reductions over an axis (global
+or adaptive pooling, the mean of a transformer) make that axis global. Global context that only rescales local
+features (squeeze-excitation, GRN, coordinate attention) is not counted, by the usual definition of the field.
+This covers residual branches, DyMN's dynamic convolutions (grouped ``conv2d`` calls) and any other architecture
+without special cases.
 """
 
 from __future__ import annotations
@@ -57,6 +59,17 @@ class LayerField:
     time: AxisField
 
 
+def _combine(fields: list[AxisField]) -> AxisField:
+    """Field of an element-wise result: the largest *local* input field.
+
+    Globally pooled context that rescales local features (squeeze-excitation, GRN, coordinate attention) does not
+    widen the convolutional receptive field, by the usual definition; only a result made of global inputs alone
+    (the pooled embedding) is global.
+    """
+    local = [f for f in fields if not f.is_global]
+    return max(local, key=lambda a: (a.size, a.jump)) if local else _GLOBAL
+
+
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[-1]))
 
@@ -77,8 +90,8 @@ class _FieldTracer(TorchFunctionMode):
         return [self.fields[t] for t in leaves if isinstance(t, Tensor) and t in self.fields]
 
     def _output_field(self, func, args, kwargs, inputs, output):
-        freq = max((f for f, _ in inputs), key=lambda a: (a.size, a.jump))
-        time = max((t for _, t in inputs), key=lambda a: (a.size, a.jump))
+        freq = _combine([f for f, _ in inputs])
+        time = _combine([t for _, t in inputs])
         name = getattr(func, "__name__", "")
         if name == "conv2d":
             kernel = _pair(_argument(args, kwargs, 1, "weight", None).shape[-2:])

@@ -18,11 +18,23 @@ from ..errors import TympanError
 __all__ = ["main"]
 
 # Subcommand modules, in the order `tympan --help` lists them.
-COMMANDS: tuple[str, ...] = ("tag", "embed", "export", "finetune", "complexity")
+COMMANDS: tuple[str, ...] = (
+    "tag",
+    "embed",
+    "export",
+    "finetune",
+    "complexity",
+    "receptive_field",
+    "robustness",
+    "congater",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tympan", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="tympan",
+        description="Efficient audio understanding: tagging, scene classification, embeddings and retrieval.",
+    )
     parser.add_argument("--version", action="version", version=f"tympan {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
