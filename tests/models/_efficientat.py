@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import torch
 
 from tests.conftest import shared_path
@@ -27,3 +29,13 @@ def meta_layout(arch: str, **kwargs: Any) -> tuple[dict[str, list[int]], int]:
     with torch.device("meta"):
         model = create(arch, **kwargs)
     return {k: list(v.shape) for k, v in model.state_dict().items()}, sum(p.numel() for p in model.parameters())
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Run a module single-threaded: its small inputs gain nothing from intra-op threads, and on a shared
+    2-core machine two spinning threads per process slow these many small convolutions down tenfold."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -6,10 +6,12 @@ import pytest
 import torch
 
 from tests.conftest import load_reference
-from tests.models._efficientat import keys_file, meta_layout, official_variant
+from tests.models._efficientat import keys_file, meta_layout, official_variant, one_thread
 from tympan.errors import ConfigError
 from tympan.models import create
 from tympan.models.dymn import DyMN, DynamicConv, DynamicReLU, TemperatureSchedule
+
+pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 
 DYMN_VARIANTS = ["dymn04_as", "dymn10_as", "dymn20_as", "dymn04_replace_se_as", "dymn10_replace_se_as"]
 ATOL, RTOL = 3e-4, 1e-3

@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from tests.conftest import load_reference
-from tests.models._efficientat import keys_file, meta_layout, official_variant
+from tests.models._efficientat import keys_file, meta_layout, official_variant, one_thread
 from tympan.errors import ConfigError
 from tympan.models import create
 from tympan.models.mobilenet import InvertedResidualConfig, MobileNet, mobilenet_v3_config
+
+pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 
 MN_VARIANTS = ["mn01_as", "mn02_as", "mn04_as", "mn05_as", "mn10_as", "mn20_as", "mn30_as", "mn40_as", "mn10_as_fc"]
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.models._efficientat import one_thread
 from tympan.models import create, get_preset, list_models
+
+pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 
 FORWARD_MAX_PARAMS = 2_000_000  # larger presets are only counted (built without memory on the meta device)
 FRAMES = 64
