@@ -184,7 +184,9 @@ def create(
     entry: ModelEntry | None = None
     if name in _PRESETS:
         entry = _PRESETS[name]
-        conflicts = {k: v for k, v in kwargs.items() if k in entry.model_kwargs and entry.model_kwargs[k] != v}
+        conflicts = {
+            k: v for k, v in kwargs.items() if k in entry.model_kwargs and _plain(entry.model_kwargs[k]) != _plain(v)
+        }
         if conflicts:
             hint = (
                 " To train on other labels, build the preset and call model.reset_classifier(num_classes)."
@@ -205,6 +207,13 @@ def create(
     if checkpoint is not None:
         load_checkpoint(model, checkpoint, filter_fn=arch.checkpoint_filter)
     return model.eval()
+
+
+def _plain(value: Any) -> Any:
+    """Sequences as tuples, so that ``[2, 2]`` and ``(2, 2)`` compare equal."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_plain(v) for v in value)
+    return value
 
 
 def _ensure_zoo_loaded() -> None:
