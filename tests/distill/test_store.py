@@ -42,7 +42,7 @@ def test_ensemble_logits_are_the_mean_of_each_teacher_with_its_frontend(tmp_path
         soundfile.write(tmp_path / f"{i}.wav", rng.normal(size=4000).astype(np.float32) * 0.1, 8000)
         lines.append(f"{i}.wav,{'ab'[i % 2]}")
     (tmp_path / "meta.csv").write_text("\n".join(lines) + "\n")
-    teachers = [tiny_model(2, seed=1).eval(), tiny_model(2, seed=2).eval()]
+    teachers = [tiny_model(2, seed=1).eval(), tiny_model(2, seed=2, n_mels=12).eval()]
     teachers[1].frontend_config = teachers[1].frontend_config.replace(n_mels=12)  # another frontend
     store = compute_teacher_logits(teachers, tmp_path / "meta.csv", tmp_path / "logits.npy", clip_seconds=0.5,
                                    batch_size=2, device="cpu")

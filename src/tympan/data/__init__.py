@@ -15,15 +15,16 @@ from .metadata import (
     read_folder,
     read_tau22,
 )
-from .sampling import balanced_sampler, class_balanced_weights
+from .sampling import BalancedSampler, ShuffleSampler, class_balanced_weights
 
 __all__ = [
     "AudioDataModule",
+    "BalancedSampler",
     "ClipDataset",
     "ClipLoader",
     "ClipRecord",
     "ClipTable",
-    "balanced_sampler",
+    "ShuffleSampler",
     "class_balanced_weights",
     "collate_skipping",
     "find_unreadable",

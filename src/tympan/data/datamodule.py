@@ -9,6 +9,7 @@ is reported with its path before any worker starts (and dropped with a warning w
 from __future__ import annotations
 
 import logging
+import statistics
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -17,11 +18,12 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
+from ..audio.io import audio_info
 from ..errors import ConfigError, DataError
 from .dataset import ClipDataset, OnError, collate_skipping, find_unreadable
 from .decode import ClipLoader
 from .metadata import ClipTable, read_audioset_hdf5, read_data
-from .sampling import balanced_sampler
+from .sampling import BalancedSampler, ShuffleSampler, class_balanced_weights
 
 __all__ = ["AudioDataModule"]
 
@@ -38,19 +40,21 @@ class AudioDataModule(L.LightningDataModule):
         test_data: a separate test set; default: the ``test`` split of ``data``.
         labels: class names in model order (default: from the data).
         sample_rate: rate of the waveforms in Hz (the model's frontend rate).
-        clip_seconds: every clip is zero-padded or cut to this length.
+        clip_seconds: every clip is zero-padded or cut to this length; None: the median duration of (up to 200 of)
+            the files, at most 10 s.
         batch_size: clips per batch and process (the global batch under DDP is ``batch_size × world size``).
         num_workers: DataLoader worker processes.
         val_fraction: share of the clips held out for validation when the data has neither a split column nor folds.
         val_folds: folds held out for validation (training uses the remaining folds).
         train_folds: folds used for training (default: all except ``val_folds`` and ``test_folds``).
         test_folds: folds held out for testing.
+        shuffle: reshuffle the training clips every epoch (off: file order, e.g. to compare runs).
         balanced_sampling: EfficientAT / PaSST class-balanced sampling (multi-label data).
         epoch_length: clips per training epoch with balanced sampling (default: all labelled clips).
         on_error: ``"raise"`` on an unreadable file, or ``"skip"`` it with a warning naming it.
         check_files: check every audio header in ``prepare_data`` (cheap; reports all bad files at once).
         cache_dir: folder for decoded and resampled clips (decoding once makes later epochs much faster).
-        seed: seed of the random validation split.
+        seed: seed of the random validation split and of the training order (a function of seed and epoch).
     """
 
     def __init__(
@@ -60,13 +64,14 @@ class AudioDataModule(L.LightningDataModule):
         test_data: str | Sequence[str] | None = None,
         labels: Sequence[str] | None = None,
         sample_rate: int = 32000,
-        clip_seconds: float = 10.0,
+        clip_seconds: float | None = 10.0,
         batch_size: int = 32,
         num_workers: int = 0,
         val_fraction: float = 0.1,
         val_folds: Sequence[int] | None = None,
         train_folds: Sequence[int] | None = None,
         test_folds: Sequence[int] | None = None,
+        shuffle: bool = True,
         balanced_sampling: bool = False,
         epoch_length: int | None = None,
         on_error: OnError = "raise",
@@ -89,13 +94,14 @@ class AudioDataModule(L.LightningDataModule):
         self.val_folds = list(val_folds) if val_folds is not None else None
         self.train_folds = list(train_folds) if train_folds is not None else None
         self.test_folds = list(test_folds) if test_folds is not None else None
+        self.shuffle = shuffle
         self.balanced_sampling = balanced_sampling
         self.epoch_length = epoch_length
         self.on_error = on_error
         self.check_files = check_files
         self.cache_dir = cache_dir
         self.seed = seed
-        self.loader = ClipLoader(sample_rate, round(clip_seconds * sample_rate), cache_dir)
+        self.loader: ClipLoader | None = None  # built in setup, when sample_rate and clip_seconds are final
         self.datasets: dict[str, ClipDataset] = {}
 
     @cached_property
@@ -132,6 +138,9 @@ class AudioDataModule(L.LightningDataModule):
                 )
 
     def setup(self, stage: str | None = None) -> None:
+        if self.clip_seconds is None:
+            self.clip_seconds = self._median_duration()
+        self.loader = ClipLoader(self.sample_rate, round(self.clip_seconds * self.sample_rate), self.cache_dir)
         tables = self.split_tables()
         if self.on_error == "skip" and self.check_files:
             tables = {name: _without_unreadable(table) for name, table in tables.items()}
@@ -168,6 +177,10 @@ class AudioDataModule(L.LightningDataModule):
         result.update(extra)
         return {name: t for name, t in result.items() if len(t) > 0}
 
+    def _median_duration(self, limit: float = 10.0) -> float:
+        durations = [audio_info(r.source).duration for r in self.table.records[:200] if r.row is None]
+        return min(limit, statistics.median(durations)) if durations else limit
+
     def _extra_tables(self) -> dict[str, ClipTable]:
         extra = {}
         for name, source in (("val", self.val_data), ("test", self.test_data)):
@@ -179,8 +192,11 @@ class AudioDataModule(L.LightningDataModule):
         dataset = self.datasets["train"]
         sampler = None
         if self.balanced_sampling:
-            sampler = balanced_sampler(dataset.table.target_matrix(), self.epoch_length)
-        return self._loader(dataset, shuffle=sampler is None, sampler=sampler, drop_last=True)
+            weights = class_balanced_weights(dataset.table.target_matrix())
+            sampler = BalancedSampler(weights, self.epoch_length, self.seed)
+        elif self.shuffle:
+            sampler = ShuffleSampler(len(dataset), self.seed)
+        return self._loader(dataset, sampler=sampler, drop_last=True)
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.datasets["val"]) if "val" in self.datasets else []
@@ -189,13 +205,12 @@ class AudioDataModule(L.LightningDataModule):
         return self._loader(self.datasets["test"]) if "test" in self.datasets else []
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(ClipDataset(self.table, self.loader, self.on_error))
+        return self._loader(ClipDataset(self.table, self.loader, self.on_error))  # all clips of ``data``
 
-    def _loader(self, dataset: ClipDataset, shuffle: bool = False, sampler=None, drop_last: bool = False):
+    def _loader(self, dataset: ClipDataset, sampler=None, drop_last: bool = False):
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
             sampler=sampler,
             drop_last=drop_last and len(dataset) >= self.batch_size,
             num_workers=self.num_workers,

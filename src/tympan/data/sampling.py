@@ -1,20 +1,24 @@
-"""Class-balanced sampling of multi-label data (EfficientAT / PaSST AudioSet recipe).
+"""Training samplers whose order is a pure function of ``(seed, epoch)``, also under DDP.
 
-Per-class counts over the training set, class weight ``scale / (count + offset)`` (``1000 / (count + 100)`` in the
-references), sample weight = the **sum** over its positive classes; drawn with ``WeightedRandomSampler(weights,
-num_samples=epoch_length, replacement=False)``. Under DDP, Lightning wraps the sampler in its distributed sampler
-wrapper, so each process draws a disjoint share of the same epoch.
+Lightning calls ``set_epoch`` at the start of every epoch, so a run resumed from a checkpoint draws exactly the
+orders the uninterrupted run would have drawn, independent of whatever else consumed the global random state.
+
+Class-balanced sampling is the EfficientAT / PaSST AudioSet recipe: per-class counts over the training set, class
+weight ``scale / (count + offset)`` (``1000 / (count + 100)`` in the references), sample weight = the **sum** over
+its positive classes; ``epoch_length`` clips drawn without replacement per epoch (100,000 for AudioSet).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
-from torch.utils.data import WeightedRandomSampler
+from torch.utils.data import DistributedSampler
 
 from ..errors import ConfigError
 
-__all__ = ["balanced_sampler", "class_balanced_weights"]
+__all__ = ["BalancedSampler", "ShuffleSampler", "class_balanced_weights"]
 
 
 def class_balanced_weights(targets: np.ndarray, offset: float = 100.0, scale: float = 1000.0) -> np.ndarray:
@@ -26,14 +30,43 @@ def class_balanced_weights(targets: np.ndarray, offset: float = 100.0, scale: fl
     return targets @ class_weights
 
 
-def balanced_sampler(
-    targets: np.ndarray, epoch_length: int | None = None, offset: float = 100.0, seed: int | None = None
-) -> WeightedRandomSampler:
-    """A sampler drawing ``epoch_length`` clips (default: all) without replacement, class-balanced."""
-    weights = class_balanced_weights(targets, offset)
-    available = int((weights > 0).sum())
-    epoch_length = available if epoch_length is None else epoch_length
-    if epoch_length > available:
-        raise ConfigError(f"epoch_length {epoch_length} exceeds the {available} labelled clips (no replacement)")
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    return WeightedRandomSampler(weights.tolist(), epoch_length, replacement=False, generator=generator)
+def _world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size(), torch.distributed.get_rank()
+    return 1, 0
+
+
+class ShuffleSampler(DistributedSampler):
+    """A permutation seeded by ``(seed, epoch)``; under DDP each process takes every ``world_size``-th index.
+
+    Process ``r`` of ``n`` with per-process batch ``b`` gets ``perm[r::n]``, so the union of the ranks' k-th batches
+    is ``perm[k·n·b : (k+1)·n·b]``: exactly the k-th batch of a single-process run with batch ``n·b``. (Being a
+    ``DistributedSampler``, Lightning uses it as it is instead of wrapping it.)
+    """
+
+    def __init__(self, num_samples: int, seed: int = 0):
+        num_replicas, rank = _world()
+        super().__init__(range(num_samples), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+
+
+class BalancedSampler(DistributedSampler):
+    """``epoch_length`` clips per epoch drawn without replacement with probabilities ∝ ``weights``.
+
+    The draw is seeded by ``(seed, epoch)``; under DDP each process takes every ``world_size``-th drawn clip.
+    """
+
+    def __init__(self, weights: np.ndarray, epoch_length: int | None = None, seed: int = 0):
+        self.weights = torch.as_tensor(np.asarray(weights), dtype=torch.float64)
+        available = int((self.weights > 0).sum())
+        epoch_length = available if epoch_length is None else epoch_length
+        if not 0 < epoch_length <= available:
+            raise ConfigError(f"epoch_length must be in 1..{available} (labelled clips, no replacement)")
+        num_replicas, rank = _world()
+        super().__init__(range(epoch_length), num_replicas=num_replicas, rank=rank, shuffle=False, seed=seed)
+        self.epoch_length = epoch_length
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        drawn = torch.multinomial(self.weights, self.epoch_length, replacement=False, generator=generator).tolist()
+        drawn += drawn[: self.total_size - len(drawn)]  # pad to a multiple of the world size
+        return iter(drawn[self.rank : self.total_size : self.num_replicas])

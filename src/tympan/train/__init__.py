@@ -1,1 +1,17 @@
-"""tympan.train."""
+"""Training: LightningModules for tagging and scenes (with KD), callbacks, fine-tuning and recipes."""
+
+from __future__ import annotations
+
+from .api import FinetuneResult, export_checkpoint, finetune
+from .callbacks import PeriodicWeightAveraging
+from .systems import AudioSystem, SceneSystem, TaggingSystem
+
+__all__ = [
+    "AudioSystem",
+    "FinetuneResult",
+    "PeriodicWeightAveraging",
+    "SceneSystem",
+    "TaggingSystem",
+    "export_checkpoint",
+    "finetune",
+]

@@ -1,0 +1,59 @@
+"""``tympan finetune``: a preset with a new head for your labels, trained on your clips, in one command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "finetune",
+        help="fine-tune a model on your labelled clips (CSV file,label or one folder per label)",
+        description="Fine-tune a zoo model on your own labels and write DIR/model.ckpt, which "
+        "`tympan tag --checkpoint DIR/model.ckpt` uses with no other flags.",
+    )
+    parser.add_argument("--data", required=True, help="CSV with columns file,label (or labels) or a label-folder tree")
+    parser.add_argument("--model", default="mn10_as", help="zoo preset or architecture (default mn10_as)")
+    parser.add_argument("--checkpoint", help="initial weights (default: the preset's official weights)")
+    parser.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
+    parser.add_argument("--output", default="finetuned", help="run folder (default ./finetuned)")
+    parser.add_argument("--batch-size", type=int, default=32, help="clips per batch (default 32)")
+    parser.add_argument("--lr", type=float, help="peak learning rate (default 1e-4 pretrained, 1e-3 from scratch)")
+    parser.add_argument("--clip-seconds", type=float, help="clip length (default: median file duration, <= 10 s)")
+    parser.add_argument("--val-fraction", type=float, default=0.1, help="held-out share without a split column")
+    parser.add_argument("--mixup", type=float, default=0.3, help="spectrogram mixup alpha (0 disables)")
+    parser.add_argument("--no-pretrained", action="store_true", help="start from random weights")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument("--accelerator", default="auto", help="cpu, gpu, ... (default auto)")
+    parser.add_argument("--devices", default="auto", help="number of devices (default auto)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train import finetune
+
+    result = finetune(
+        args.data,
+        args.model,
+        checkpoint=args.checkpoint,
+        epochs=args.epochs,
+        output=args.output,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        clip_seconds=args.clip_seconds,
+        val_fraction=args.val_fraction,
+        mixup_alpha=args.mixup,
+        pretrained=not args.no_pretrained,
+        num_workers=args.workers,
+        accelerator=args.accelerator,
+        devices=int(args.devices) if args.devices.isdigit() else args.devices,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    print(json.dumps({"checkpoint": str(result.checkpoint), "labels": result.labels, "metrics": result.metrics},
+                     indent=1), file=sys.stdout)
+    return 0

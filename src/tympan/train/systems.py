@@ -1,0 +1,328 @@
+"""LightningModules ("systems") that train any tympan network: tagging (BCE) and scene classification (CE).
+
+A system receives a plain network (an ``nn.Module`` or a zoo / architecture name built with
+:func:`tympan.models.create`) and adds the training logic of the papers around it:
+
+* the mel frontend runs inside the module, on the training device, with its train-time augmentation (fmin/fmax
+  jitter, frequency / time masking);
+* waveform augmentation (time roll, gain, device impulse responses for chosen devices) and spectrogram
+  augmentation (Freq-MixStyle, mixup) from :mod:`tympan.audio.augment`, each off unless configured;
+* an optional knowledge-distillation term from a :class:`~tympan.distill.TeacherLogitStore` read by clip id:
+  EfficientAT's ``λ·BCE(labels) + (1−λ)·BCE(sigmoid(teacher/T))`` for tagging, DCASE23's ``λ·CE + (1−λ)·KL·T²``
+  for scenes (losses from :mod:`tympan.train.losses`);
+* Adam / AdamW with the references' per-epoch ``exp_warmup_linear_down`` factor;
+* validation metrics of :mod:`tympan.eval.metrics` (mAP / d-prime; accuracy per device);
+* every checkpoint carries a ``"tympan"`` description (architecture, arguments, frontend, labels, complexity), so
+  :func:`tympan.load` rebuilds the model from the file alone.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..audio.augment import DeviceImpulseResponses, freq_mixstyle, gain, mixup, roll
+from ..audio.frontend import MelFrontend
+from ..distill import TeacherLogitStore
+from ..errors import ConfigError
+from ..eval import metrics
+from ..models.registry import create, get_architecture
+from . import losses
+from .complexity import enforce_limits
+from .schedules import exp_warmup_linear_down
+
+__all__ = ["AudioSystem", "SceneSystem", "TaggingSystem", "describe_model"]
+
+logger = logging.getLogger(__name__)
+
+
+def describe_model(model: nn.Module, labels: Sequence[str], multilabel: bool) -> dict[str, Any]:
+    """The ``"tympan"`` entry of a checkpoint: what :func:`tympan.load` needs to rebuild ``model``."""
+    entry = getattr(model, "preset", None)
+    arch = getattr(model, "tympan_arch", None) or (entry.arch if entry is not None else None)
+    kwargs = dict(getattr(model, "tympan_model_kwargs", None) or (entry.model_kwargs if entry is not None else {}))
+    if arch is not None:
+        accepted = inspect.signature(get_architecture(arch).builder).parameters
+        key = next((k for k in ("num_classes", "n_classes") if k in kwargs or k in accepted), None)
+        if key is not None:  # the (possibly new) head size, under the architecture's own argument name
+            kwargs[key] = model.num_classes
+    return {
+        "arch": arch,
+        "model_kwargs": kwargs,
+        "frontend": model.frontend_config.to_dict(),
+        "labels": list(labels),
+        "multilabel": multilabel,
+        "preset": entry.name if entry is not None else None,
+    }
+
+
+def build_model(
+    model: str | nn.Module, num_classes: int | None, checkpoint: str | None, model_kwargs: dict[str, Any] | None
+) -> nn.Module:
+    """A network from a name (zoo preset or architecture) or as given, re-headed to ``num_classes``."""
+    if isinstance(model, nn.Module):
+        network = model
+    else:
+        network = create(model, checkpoint=checkpoint, **(model_kwargs or {}))
+        if network.preset is None:  # an architecture: remember how to rebuild it
+            network.tympan_arch = model
+            network.tympan_model_kwargs = dict(model_kwargs or {})
+    if not hasattr(network, "frontend_config"):
+        raise ConfigError("the model needs a `frontend_config` (build it with tympan.models.create)")
+    if num_classes is not None and num_classes != network.num_classes:
+        logger.info("new classifier: %d -> %d classes", network.num_classes, num_classes)
+        network.reset_classifier(num_classes)
+    return network.train()
+
+
+class AudioSystem(L.LightningModule):
+    """Shared training logic; subclasses define the task loss and metrics.
+
+    Args:
+        model: a zoo preset (``"mn10_as"``), an architecture (``"cp_mobile"``) or a network with a
+            ``frontend_config``.
+        num_classes: outputs of the head; a new head is created when it differs from the model's.
+        labels: class names (stored in checkpoints; default ``class_0`` ...).
+        checkpoint: initial weights of a named model (any layout :func:`tympan.models.create` loads).
+        model_kwargs: keyword arguments of the architecture / preset.
+        frontend: changes to the model's mel frontend for training, e.g. ``{"freqm": 48, "timem": 192}``.
+        lr: peak learning rate.
+        weight_decay: L2 penalty (Adam) or decoupled decay (AdamW).
+        adamw: use AdamW instead of Adam.
+        warmup_epochs, rampdown_start, rampdown_epochs, last_lr_factor: the ``exp_warmup_linear_down`` schedule
+            (stepped per epoch); ``rampdown_epochs=0`` keeps the rate constant after warm-up.
+        mixup_alpha: spectrogram mixup with ``λ ~ Beta(α, α)``, ``λ = max(λ, 1−λ)`` (0 disables).
+        mixstyle_p, mixstyle_alpha: Freq-MixStyle probability per batch and Beta parameter.
+        roll_samples: circular time roll by up to ± this many samples.
+        gain_db: random gain in ``[−gain_db, gain_db)`` dB.
+        dir_folder, dir_prob, dir_devices: device-impulse-response augmentation with the impulse responses of a
+            folder, with probability ``dir_prob``, for clips recorded by ``dir_devices`` (DCASE23: device ``a``).
+        teacher_logits: a teacher-logit store (``tympan distill``) enabling knowledge distillation.
+        kd_lambda: weight of the label loss; the KD term gets ``1 − kd_lambda``.
+        temperature: KD temperature.
+        max_params, max_macs: complexity limits (DCASE: 128,000 / 30e6 per 1 s); training refuses a bigger model.
+        complexity_seconds: input length for the complexity measurement.
+        seed: seed of the augmentation draws (each step's generator is a function of seed, step and rank).
+    """
+
+    multilabel: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        model: str | nn.Module = "mn10_as",
+        num_classes: int | None = None,
+        labels: list[str] | None = None,
+        checkpoint: str | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        frontend: dict[str, Any] | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        adamw: bool = False,
+        warmup_epochs: int = 0,
+        rampdown_start: int = 0,
+        rampdown_epochs: int = 0,
+        last_lr_factor: float = 0.01,
+        mixup_alpha: float = 0.0,
+        mixstyle_p: float = 0.0,
+        mixstyle_alpha: float = 0.3,
+        roll_samples: int = 0,
+        gain_db: int = 0,
+        dir_folder: str | None = None,
+        dir_prob: float = 0.0,
+        dir_devices: list[str] | None = None,
+        teacher_logits: str | None = None,
+        kd_lambda: float = 1.0,
+        temperature: float = 1.0,
+        max_params: int | None = None,
+        max_macs: float | None = None,
+        complexity_seconds: float = 1.0,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
+        if not 0.0 <= kd_lambda <= 1.0:
+            raise ConfigError(f"kd_lambda must be in [0, 1], got {kd_lambda}")
+        self.model = build_model(model, num_classes, checkpoint, model_kwargs)
+        train_frontend = self.model.frontend_config.replace(**(frontend or {}))
+        self.frontend = MelFrontend.from_config(train_frontend)
+        self.labels = list(labels) if labels is not None else [f"class_{i}" for i in range(self.model.num_classes)]
+        if len(self.labels) != self.model.num_classes:
+            raise ConfigError(f"{len(self.labels)} labels for a head of {self.model.num_classes} classes")
+        self.teacher_store = None
+        self.device_names: list[str] = []
+        self.complexity: dict[str, Any] | None = None
+        self._dir_bank = None
+        self._outputs: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
+
+    # ----------------------------------------------------------------------------------------------- inference
+    def forward(self, waveform: Tensor) -> Tensor:
+        """Logits ``[batch, classes]`` of waveforms ``[batch, samples]`` (eval-mode frontend when not training)."""
+        return self.model(self.frontend(waveform).unsqueeze(1))
+
+    # ------------------------------------------------------------------------------------------------ training
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        self.device_names = list(getattr(datamodule, "device_names", []) or [])
+        if self.hparams.teacher_logits and self.teacher_store is None:
+            self.teacher_store = TeacherLogitStore(self.hparams.teacher_logits)
+            if stage == "fit" and datamodule is not None and "train" in getattr(datamodule, "datasets", {}):
+                self.teacher_store.check(datamodule.datasets["train"].table.ids, self.model.num_classes)
+
+    def on_fit_start(self) -> None:
+        self.complexity = enforce_limits(
+            self.model,
+            self.model.frontend_config,
+            self.hparams.complexity_seconds,
+            self.hparams.max_params,
+            self.hparams.max_macs,
+        )
+
+    def training_step(self, batch: dict[str, Any] | None, batch_idx: int) -> Tensor | None:
+        if batch is None:  # every clip of the batch was unreadable (on_error="skip")
+            return None
+        generator = self._step_generator()
+        audio = self._augment_waveform(batch["audio"], batch, generator)
+        mel = self.frontend(audio, generator=generator).unsqueeze(1)
+        if self.hparams.mixstyle_p > 0:
+            mel = freq_mixstyle(mel, self.hparams.mixstyle_p, self.hparams.mixstyle_alpha, generator=generator)
+        teacher = self.teacher_store[batch["id"]].to(mel.device) if self.teacher_store is not None else None
+        lam = perm = None
+        if self.hparams.mixup_alpha > 0:
+            mel, lam, perm = mixup(mel, self.hparams.mixup_alpha, generator=generator)
+        logits = self.model(mel)
+        label_loss = self.label_loss(logits, batch["target"], lam, perm)
+        loss = label_loss
+        if teacher is not None:
+            kd_loss = self.kd_loss(logits, teacher, lam, perm)
+            loss = self.hparams.kd_lambda * label_loss + (1 - self.hparams.kd_lambda) * kd_loss
+            self.log("train/kd_loss", kd_loss, batch_size=len(logits))
+        self.log("train/label_loss", label_loss, batch_size=len(logits))
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(logits))
+        return loss
+
+    def _step_generator(self) -> torch.Generator:
+        """The source of every augmentation draw of this step: a function of (seed, step, rank) only.
+
+        Resuming from a checkpoint therefore repeats the uninterrupted run's draws exactly, and DDP ranks draw
+        independently, whatever else consumed the global random state.
+        """
+        seed = (self.hparams.seed * 1_000_003 + self.global_step) * 64 + self.global_rank
+        return torch.Generator().manual_seed(seed)
+
+    def _augment_waveform(self, audio: Tensor, batch: dict[str, Any], generator: torch.Generator) -> Tensor:
+        hp = self.hparams
+        if hp.dir_prob > 0 and hp.dir_folder:
+            if self._dir_bank is None:
+                self._dir_bank = DeviceImpulseResponses.from_folder(
+                    hp.dir_folder, self.model.frontend_config.sample_rate
+                )
+            devices = [self.device_names[i] if i >= 0 else "" for i in batch["device_index"].tolist()]
+            chosen = torch.tensor([d in (hp.dir_devices or ["a"]) for d in devices], device=audio.device)
+            audio = self._dir_bank(audio, p=hp.dir_prob, mask=chosen, generator=generator)
+        if hp.roll_samples > 0:
+            audio = roll(audio, hp.roll_samples, generator=generator)
+        if hp.gain_db > 0:
+            audio = gain(audio, hp.gain_db, generator=generator)
+        return audio
+
+    # ------------------------------------------------------------------------------------------------ eval
+    def validation_step(self, batch: dict[str, Any] | None, batch_idx: int) -> None:
+        if batch is None:
+            return
+        logits = self(batch["audio"])
+        loss = self.label_loss(logits, batch["target"])
+        self.log("val/loss", loss, batch_size=len(logits), sync_dist=True)
+        self._outputs.append((batch["index"], logits.float(), batch["target"], batch["device_index"]))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._outputs:
+            return
+        index, logits, targets, devices = (torch.cat(parts) for parts in zip(*self._outputs, strict=True))
+        self._outputs.clear()
+        if self.trainer.world_size > 1:  # DistributedSampler pads with repeats: gather, then keep each clip once
+            gathered = (self.all_gather(t).flatten(0, 1) for t in (index, logits, targets, devices))
+            index, logits, targets, devices = gathered
+        _, first = np.unique(index.cpu().numpy(), return_index=True)
+        results = self.compute_metrics(logits[first].cpu().numpy(), targets[first].cpu().numpy(), devices[first])
+        self.log_dict({f"val/{k}": v for k, v in results.items()})  # the same on every rank: computed from all clips
+
+    def test_step(self, batch: dict[str, Any] | None, batch_idx: int) -> None:
+        self.validation_step(batch, batch_idx)
+
+    def on_test_epoch_end(self) -> None:
+        self.on_validation_epoch_end()
+
+    # ------------------------------------------------------------------------------------------- optimisers
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        optimizer_class = torch.optim.AdamW if hp.adamw else torch.optim.Adam
+        optimizer = optimizer_class(self.model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.warmup_epochs == 0 and hp.rampdown_epochs == 0:
+            return {"optimizer": optimizer}
+        factor = exp_warmup_linear_down(hp.warmup_epochs, hp.rampdown_epochs, hp.rampdown_start, hp.last_lr_factor)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+    def describe(self) -> dict[str, Any]:
+        """The self-description stored under ``"tympan"`` in every checkpoint."""
+        return {**describe_model(self.model, self.labels, self.multilabel), "complexity": self.complexity}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["tympan"] = self.describe()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.complexity = checkpoint.get("tympan", {}).get("complexity")
+
+    # ------------------------------------------------------------------------------------ task-specific
+    def label_loss(self, logits: Tensor, target: Tensor, lam: Tensor | None = None, perm: Tensor | None = None):
+        """Loss against the dataset targets, mixed with the mixup draws ``lam``, ``perm`` when given."""
+        raise NotImplementedError
+
+    def kd_loss(self, logits: Tensor, teacher_logits: Tensor, lam: Tensor | None, perm: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    def compute_metrics(self, logits: np.ndarray, targets: np.ndarray, devices: Tensor) -> dict[str, float]:
+        raise NotImplementedError
+
+
+class TaggingSystem(AudioSystem):
+    """Multi-label audio tagging (AudioSet, FSD50K): BCE with logits; KD = BCE against ``sigmoid(teacher / T)``."""
+
+    multilabel = True
+
+    def label_loss(self, logits: Tensor, target: Tensor, lam: Tensor | None = None, perm: Tensor | None = None):
+        return losses.mixup_bce(logits, target, lam, perm)
+
+    def kd_loss(self, logits: Tensor, teacher_logits: Tensor, lam: Tensor | None, perm: Tensor | None) -> Tensor:
+        return losses.kd_bce_loss(logits, teacher_logits, self.hparams.temperature, lam, perm)
+
+    def compute_metrics(self, logits: np.ndarray, targets: np.ndarray, devices: Tensor) -> dict[str, float]:
+        result = metrics.tagging_metrics(targets, logits)
+        return {"mAP": result["mAP"], "roc_auc": result["roc_auc"], "d_prime": result["d_prime"]}
+
+
+class SceneSystem(AudioSystem):
+    """Single-label classification (acoustic scenes, ESC-50): CE; KD = DCASE23's ``KL(student/T ‖ teacher/T)·T²``."""
+
+    def label_loss(self, logits: Tensor, target: Tensor, lam: Tensor | None = None, perm: Tensor | None = None):
+        return losses.mixup_cross_entropy(logits, target, lam, perm)
+
+    def kd_loss(self, logits: Tensor, teacher_logits: Tensor, lam: Tensor | None, perm: Tensor | None) -> Tensor:
+        if lam is not None:
+            raise ConfigError("the KL distillation loss of DCASE23 is not defined with mixup; set mixup_alpha=0")
+        return losses.kd_kl_loss(logits, teacher_logits, self.hparams.temperature)
+
+    def compute_metrics(self, logits: np.ndarray, targets: np.ndarray, devices: Tensor) -> dict[str, float]:
+        names = [self.device_names[i] if i >= 0 else "" for i in devices.tolist()] if self.device_names else None
+        result = metrics.classification_metrics(targets, logits, self.labels, names)
+        flat = {"accuracy": result["accuracy"], "macro_accuracy": result["macro_accuracy"]}
+        flat.update({f"accuracy/{d}": v for d, v in result.get("accuracy_per_device", {}).items() if d})
+        return flat
