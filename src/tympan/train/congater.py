@@ -61,7 +61,7 @@ class ConGaterSystem(L.LightningModule):
             raise ConfigError(f"attribute_classes lacks {sorted(missing)}")
         self.save_hyperparameters(ignore=["model", "frontend"])
         self.automatic_optimization = False
-        self.model = model
+        self.model = model.train()  # zoo models come in eval mode, and Lightning keeps each module's mode
         self.frontend = frontend
         self.adversaries = nn.ModuleDict(
             {
