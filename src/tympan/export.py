@@ -23,7 +23,7 @@ from .audio.frontend import MelFrontendConfig
 from .errors import ConfigError
 from .files import write_atomically
 
-__all__ = ["OnnxNetwork", "export_onnx", "max_difference"]
+__all__ = ["LogitsAndEmbedding", "OnnxNetwork", "TimeFeatureMap", "export_onnx", "max_difference"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +31,10 @@ OPSET = 17
 TOLERANCE = 1e-4
 
 
-class _LogitsAndEmbedding(nn.Module):
-    """The network as the graph exposes it: mel in, (logits, embedding) out."""
+class LogitsAndEmbedding(nn.Module):
+    """The network as the exported graph exposes it: mel in, (logits, embedding) out."""
+
+    output_names = ("logits", "embedding")
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -43,40 +45,56 @@ class _LogitsAndEmbedding(nn.Module):
         return self.model.forward_head(features), features
 
 
+class TimeFeatureMap(nn.Module):
+    """The last feature map of an EfficientAT CNN averaged over frequency: mel in, ``[batch, D, time']`` out.
+
+    What the pooled timeline (:mod:`tympan.tagging`) pools per window.
+    """
+
+    output_names = ("feature_map",)
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, mel: Tensor) -> tuple[Tensor]:
+        return (self.model.forward_intermediates(mel)[-1].mean(dim=2),)
+
+
 def _example_mel(config: MelFrontendConfig, seconds: float, batch: int = 1) -> Tensor:
     frames = config.num_frames(round(seconds * config.sample_rate))
     generator = torch.Generator().manual_seed(0)
     return torch.randn(batch, 1, config.n_mels, frames, generator=generator)
 
 
-def _onnx_bytes(model: nn.Module, example: Tensor, *, dynamic: bool = True) -> bytes:
-    axes = {"mel": {0: "batch", 3: "frames"}, "logits": {0: "batch"}, "embedding": {0: "batch"}} if dynamic else {}
+def _onnx_bytes(graph: nn.Module, example: Tensor, *, dynamic: bool = True) -> bytes:
+    axes = {"mel": {0: "batch", 3: "frames"}, **{name: {0: "batch"} for name in graph.output_names}} if dynamic else {}
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about Python control flow on shapes
         torch.onnx.export(
-            _LogitsAndEmbedding(model).eval(),
+            graph.eval(),
             (example,),
             buffer,
             dynamo=False,
             input_names=["mel"],
-            output_names=["logits", "embedding"],
+            output_names=list(graph.output_names),
             dynamic_axes=axes,
             opset_version=OPSET,
         )
     return buffer.getvalue()
 
 
-def _export(model: nn.Module, example: Tensor) -> tuple[bytes, bool]:
+def _export(graph: nn.Module, example: Tensor) -> tuple[bytes, bool]:
     """The graph with dynamic batch size and frames where the model allows it, else fixed to the example's shape.
 
     DyMN's context pooling (adaptive pooling to a size computed from the input) only exports with fixed shapes.
     """
     try:
-        return _onnx_bytes(model, example), True
+        return _onnx_bytes(graph, example), True
     except torch.onnx.errors.OnnxExporterError as error:
         logger.info("ONNX export with dynamic shapes failed (%s); exporting for %s", error, tuple(example.shape))
-        return _onnx_bytes(model, example, dynamic=False), False
+        return _onnx_bytes(graph, example, dynamic=False), False
 
 
 def _session(model_bytes: bytes, threads: int | None = None) -> Any:
@@ -89,24 +107,28 @@ def _session(model_bytes: bytes, threads: int | None = None) -> Any:
     return onnxruntime.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
 
-def _run(session: Any, mel: Tensor) -> tuple[Tensor, Tensor]:
-    logits, embedding = session.run(None, {"mel": mel.detach().cpu().numpy().astype(np.float32, copy=False)})
-    return torch.from_numpy(logits), torch.from_numpy(embedding)
+def _run(session: Any, mel: Tensor) -> tuple[Tensor, ...]:
+    outputs = session.run(None, {"mel": mel.detach().cpu().numpy().astype(np.float32, copy=False)})
+    return tuple(torch.from_numpy(output) for output in outputs)
 
 
 class OnnxNetwork:
-    """``network(mel) -> (logits, embedding)`` through onnxruntime, for inputs of any batch size and length.
+    """``network(mel) -> (logits, embedding)`` (or the outputs of another ``graph``) through onnxruntime, for inputs
+    of any batch size and length.
 
     A graph is exported on first use; models whose graph cannot take dynamic shapes get one graph per input shape
     (windowed tagging uses one or two). Each new graph is checked against PyTorch.
 
     Args:
         model: an :class:`~tympan.models.base.AudioModel`.
+        graph: the module exported around ``model``: :class:`LogitsAndEmbedding` or :class:`TimeFeatureMap`.
         threads: intra-op threads (default: torch's current setting, so both backends use the same cores).
     """
 
-    def __init__(self, model: nn.Module, *, threads: int | None = None) -> None:
-        self.model = model.eval().cpu()
+    def __init__(
+        self, model: nn.Module, *, graph: type[nn.Module] = LogitsAndEmbedding, threads: int | None = None
+    ) -> None:
+        self.graph = graph(model.eval().cpu()).eval()
         self.threads = threads
         self.dynamic = True
         self._sessions: dict[tuple[int, ...] | None, Any] = {}
@@ -123,31 +145,30 @@ class OnnxNetwork:
         if key not in self._sessions:
             example = mel.detach().cpu()
             if self.dynamic:
-                data, self.dynamic = _export(self.model, example)
+                data, self.dynamic = _export(self.graph, example)
             else:
-                data = _onnx_bytes(self.model, example, dynamic=False)
+                data = _onnx_bytes(self.graph, example, dynamic=False)
             key = None if self.dynamic else tuple(mel.shape)
             session = _session(data, self.threads)
-            difference = _difference(self.model, session, example)
+            difference = _difference(self.graph, session, example)
             if difference > TOLERANCE:
                 raise ConfigError(f"the ONNX graph differs from PyTorch by {difference:.2e}; use backend='torch'")
             self._sessions[key] = session
         return self._sessions[key]
 
-    def __call__(self, mel: Tensor) -> tuple[Tensor, Tensor]:
+    def __call__(self, mel: Tensor) -> tuple[Tensor, ...]:
         return _run(self._session_for(mel), mel)
 
 
 @torch.no_grad()
-def _difference(model: nn.Module, session: Any, mel: Tensor) -> float:
-    logits, embedding = _LogitsAndEmbedding(model).eval()(mel)
-    onnx_logits, onnx_embedding = _run(session, mel)
-    return max((logits - onnx_logits).abs().max().item(), (embedding - onnx_embedding).abs().max().item())
+def _difference(graph: nn.Module, session: Any, mel: Tensor) -> float:
+    expected, actual = graph(mel), _run(session, mel)
+    return max((a - b).abs().max().item() for a, b in zip(expected, actual, strict=True))
 
 
-def max_difference(model: nn.Module, network: OnnxNetwork, mel: Tensor) -> float:
-    """Largest absolute difference of logits and embedding between PyTorch and the ONNX network on ``mel``."""
-    return _difference(model, network._session_for(mel), mel)
+def max_difference(network: OnnxNetwork, mel: Tensor) -> float:
+    """Largest absolute difference of the outputs between PyTorch and the ONNX network on ``mel``."""
+    return _difference(network.graph, network._session_for(mel), mel)
 
 
 def export_onnx(model: nn.Module, path: str | Path, *, seconds: float = 10.0, **_: Any) -> float:
@@ -163,12 +184,13 @@ def export_onnx(model: nn.Module, path: str | Path, *, seconds: float = 10.0, **
     """
     path = Path(path)
     example = _example_mel(model.frontend_config, seconds, batch=2)
-    data, dynamic = _export(model.eval().cpu(), example)
+    graph = LogitsAndEmbedding(model.eval().cpu())
+    data, dynamic = _export(graph, example)
     if not dynamic:
         logger.warning(
             "%s exported for inputs of %d frames only (%.1f s)", type(model).__name__, example.shape[-1], seconds
         )
-    difference = _difference(model, _session(data), example)
+    difference = _difference(graph, _session(data), example)
     if difference > TOLERANCE:
         raise ConfigError(f"the ONNX graph differs from PyTorch by {difference:.2e} (> {TOLERANCE}); not written")
     write_atomically(path, data)

@@ -82,6 +82,7 @@ class AudioPipeline:
         self.name = name
         self.backend = backend
         self._onnx = None
+        self._onnx_feature_map = None
         if backend == "onnx":
             from .export import OnnxNetwork
 
@@ -158,6 +159,18 @@ class AudioPipeline:
             return self._onnx(mel)
         features = self.model.forward_features(mel)
         return self.model.forward_head(features), features
+
+    @torch.inference_mode()
+    def feature_map(self, waveform: Tensor) -> Tensor:
+        """The last feature map of an EfficientAT CNN averaged over frequency, ``[D, time']``, of one waveform."""
+        from .export import OnnxNetwork, TimeFeatureMap
+
+        mel = self.frontend(waveform[None].to(self.device)).unsqueeze(1)
+        if self.backend == "onnx":
+            if self._onnx_feature_map is None:
+                self._onnx_feature_map = OnnxNetwork(self.model, graph=TimeFeatureMap)
+            return self._onnx_feature_map(mel)[0][0]
+        return TimeFeatureMap(self.model)(mel)[0][0]
 
     def activate(self, logits: Tensor) -> Tensor:
         """Class scores from logits: sigmoid for multi-label sets, softmax for single-label ones."""

@@ -215,9 +215,8 @@ def _segment_features(
 
     Returns sums ``[segments, D]`` and frame counts ``[segments]`` of the segments from ``keep[0] // hop`` on.
     """
-    mel = pipeline.frontend(audio[None].to(pipeline.device)).unsqueeze(1)
-    feature_map = pipeline.model.forward_intermediates(mel)[-1].mean(dim=2)[0].T.cpu()  # [frames', D]
-    frames_per_feature = mel.shape[-1] / feature_map.shape[0]
+    feature_map = pipeline.feature_map(audio).T.cpu()  # [frames', D]
+    frames_per_feature = pipeline.frontend_config.num_frames(audio.numel()) / feature_map.shape[0]
     hop_length = pipeline.frontend_config.hop_length
     centres = offset + (torch.arange(feature_map.shape[0]) + 0.5) * frames_per_feature * hop_length
     inside = (centres >= keep[0]) & (centres < keep[1])

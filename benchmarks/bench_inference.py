@@ -1,0 +1,226 @@
+"""Inference speed: one clip end to end (P1) and whole-file tagging of an hour of audio (P2).
+
+P1 (1 thread, process CPU time, medians): one 10-s clip of a 44.1-kHz WAV through decode → resample → mel frontend
+→ model, for ``mn10_as`` with random weights: the PyTorch eager model against the fast path (onnxruntime, frontend
+in PyTorch), and the ratio of each to the MAC floor = the model's MACs / a float32 matrix-multiply rate measured in
+the same run. Also times the frontend exported into the ONNX graph, to justify keeping it outside.
+
+P2 (2 threads): tagging one hour of generated audio (a 16-bit WAV written block by block) with ``mn10_as`` at a 1-s
+timeline hop: × real time and peak resident memory, for 10 and 60 minutes (memory flat in file length), the
+windowed timeline against the pooled one (feature maps once per chunk, pooled per window).
+
+    .venv/bin/python -m benchmarks.bench_inference            # P1 and P2
+    .venv/bin/python -m benchmarks.bench_inference --quick    # seconds: few runs, 2-minute file
+    .venv/bin/python -m benchmarks.bench_inference --only p1
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile
+import soxr
+import torch
+
+
+def _load_mn10(backend: str = "torch") -> Any:
+    """``mn10_as`` with O(1) activations (random init gives logits of ~1e-10, which would compare nothing)."""
+    import tympan
+    from tests._models import stress_
+    from tympan.pipeline import AudioPipeline
+
+    pipeline = tympan.load("mn10_as", pretrained=False, device="cpu", backend="torch")
+    stress_(pipeline.model, torch.Generator().manual_seed(0))
+    return AudioPipeline(
+        pipeline.model, pipeline.frontend, pipeline.labels, multilabel=True, device="cpu", backend=backend
+    )
+
+
+def _median_cpu_ms(fn: Callable[[], Any], runs: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(runs):
+        start = time.process_time()
+        fn()
+        times.append(time.process_time() - start)
+    return 1000 * statistics.median(times)
+
+
+def matmul_rate(runs: int) -> float:
+    """Float32 multiply-accumulates per second of one large matrix product (1 thread)."""
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    milliseconds = _median_cpu_ms(lambda: torch.mm(a, b), runs)
+    return 1024**3 / (milliseconds / 1000)
+
+
+def _frontend_in_onnx_ms(frontend: torch.nn.Module, waveform: torch.Tensor, runs: int) -> str:
+    """Time the frontend as an ONNX graph, or say why it cannot be exported."""
+    import onnxruntime
+
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(frontend, (waveform,), buffer, dynamo=False, opset_version=17)
+    except Exception as error:  # report any exporter failure as a figure, it is the measurement
+        return f"not exportable ({type(error).__name__}: {str(error).splitlines()[0][:80]})"
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return f"{_median_cpu_ms(lambda: session.run(None, {name: waveform.numpy()}), runs):.2f} ms"
+
+
+def p1(runs: int) -> None:
+    from tympan.audio.io import load_audio
+    from tympan.eval.complexity import measure_model
+    from tympan.pipeline import AudioPipeline
+
+    torch.set_num_threads(1)
+    pipeline = _load_mn10()
+    fast = AudioPipeline(pipeline.model, pipeline.frontend, pipeline.labels, multilabel=True, backend="onnx")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "clip.wav"
+        soundfile.write(path, 0.1 * np.random.default_rng(0).standard_normal(441000), 44100, subtype="PCM_16")
+        raw, _ = soundfile.read(path, dtype="float32")
+        decode = _median_cpu_ms(lambda: soundfile.read(path, dtype="float32"), runs)
+        resample = _median_cpu_ms(lambda: soxr.resample(raw, 44100, 32000, quality="HQ"), runs)
+        load = _median_cpu_ms(lambda: load_audio(path, 32000), runs)
+    waveform = torch.from_numpy(soxr.resample(raw, 44100, 32000, quality="HQ"))[None]
+    with torch.inference_mode():
+        frontend = _median_cpu_ms(lambda: pipeline.frontend(waveform), runs)
+        mel = pipeline.frontend(waveform).unsqueeze(1)
+        eager = _median_cpu_ms(lambda: pipeline.model(mel), runs)
+        onnx = _median_cpu_ms(lambda: fast._onnx(mel), runs)
+        end_eager = _median_cpu_ms(lambda: pipeline.forward_waveforms(waveform), runs)
+        end_fast = _median_cpu_ms(lambda: fast.forward_waveforms(waveform), runs)
+        logits_eager, _ = pipeline.forward_waveforms(waveform)
+        logits_fast, _ = fast.forward_waveforms(waveform)
+    macs = measure_model("mn10_as").complexity.macs
+    rate = matmul_rate(runs)
+    floor = 1000 * macs / rate
+    print("P1: mn10_as, one 10-s clip, 1 thread, process CPU time, median of", runs)
+    print(f"  decode (soundfile, 44.1 kHz 16-bit)   {decode:7.2f} ms")
+    print(f"  resample (soxr HQ, 44.1 -> 32 kHz)    {resample:7.2f} ms")
+    print(f"  load_audio (decode + resample)        {load:7.2f} ms")
+    in_onnx = _frontend_in_onnx_ms(pipeline.frontend, waveform, runs)
+    print(f"  mel frontend (torch)                  {frontend:7.2f} ms   in ONNX: {in_onnx}")
+    print(f"  model, PyTorch eager                  {eager:7.2f} ms")
+    print(f"  model, onnxruntime                    {onnx:7.2f} ms   ({eager / onnx:.2f}x eager)")
+    print(f"  waveform -> logits, eager             {end_eager:7.2f} ms")
+    print(f"  waveform -> logits, fast path         {end_fast:7.2f} ms   ({end_eager / end_fast:.2f}x eager)")
+    print(
+        f"  MAC floor: {macs / 1e9:.3f} GMACs / {rate / 1e9:.1f} GMAC/s (matmul) = {floor:.2f} ms;"
+        f" fast path {end_fast / floor:.2f}x floor (model only {onnx / floor:.2f}x), eager {end_eager / floor:.2f}x"
+    )
+    print(
+        f"  file -> logits, fast path             {load + end_fast:7.2f} ms;"
+        f" max |logits onnx - eager| = {(logits_fast - logits_eager).abs().max().item():.1e}"
+    )
+
+
+def _write_noise(path: Path, seconds: int, rate: int = 32000) -> None:
+    """A WAV of ``seconds`` of coloured noise bursts, written in one-minute blocks (flat memory)."""
+    generator = np.random.default_rng(0)
+    with soundfile.SoundFile(path, "w", rate, 1, subtype="PCM_16") as out:
+        for start in range(0, seconds, 60):
+            block = generator.standard_normal(min(60, seconds - start) * rate).astype(np.float32)
+            envelope = np.repeat(generator.uniform(0.01, 0.3, len(block) // rate + 1), rate)[: len(block)]
+            out.write(block * envelope)
+
+
+def _tag_child(path: str, method: str, threads: int) -> None:
+    """Run in a fresh process: tag ``path``; print JSON with time and peak memory."""
+    from tympan.tagging import timeline
+
+    torch.set_num_threads(threads)
+    pipeline = _load_mn10("onnx")
+    if method == "pooled":  # export the graphs before timing: setup, not tagging
+        pipeline.feature_map(torch.zeros(64 * pipeline.sample_rate))
+    else:
+        pipeline.forward_waveforms(torch.zeros(16, 10 * pipeline.sample_rate))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    wall, cpu = time.perf_counter(), time.process_time()
+    line = timeline(pipeline, path, window=10.0, hop=1.0, method=method, batch_size=16)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    np.save(path + f".{method}.npy", line.scores)
+    print(
+        json.dumps(
+            {
+                "wall": wall,
+                "cpu": cpu,
+                "duration": line.duration,
+                "peak_mb": peak / 1024,
+                "before_mb": before / 1024,
+                "windows": len(line.starts),
+            }
+        )
+    )
+
+
+def p2(minutes: list[int], threads: int) -> None:
+    print(f"P2: mn10_as, 10-s windows at a 1-s hop, {threads} threads (random weights), fresh process per run")
+    with tempfile.TemporaryDirectory() as folder:
+        for length in minutes:
+            path = Path(folder) / f"noise_{length}min.wav"
+            _write_noise(path, 60 * length)
+            for method in ("pooled", "windows"):
+                if method == "windows" and length > min(minutes):
+                    continue  # the windowed baseline runs on the shortest file only (it is ~10x slower)
+                result = subprocess.run(
+                    [sys.executable, "-m", "benchmarks.bench_inference", "--child", str(path), method, str(threads)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                figures = json.loads(result.stdout.strip().splitlines()[-1])
+                print(
+                    f"  {length:3d} min, {method:7s}: {figures['duration'] / figures['wall']:7.0f}x real time (wall),"
+                    f" {figures['duration'] / figures['cpu']:6.0f}x per CPU second,"
+                    f" peak RSS {figures['peak_mb']:6.0f} MB"
+                    f" (after loading {figures['before_mb']:.0f} MB), {figures['windows']} windows"
+                )
+            if (Path(str(path) + ".windows.npy")).exists():
+                pooled = np.load(str(path) + ".pooled.npy")
+                windowed = np.load(str(path) + ".windows.npy")
+                difference = np.abs(pooled - windowed)
+                top_pooled, top_windowed = pooled.argmax(1), windowed.argmax(1)
+                print(
+                    f"  pooled vs windowed timeline: max |score difference| {difference.max():.3f}, mean"
+                    f" {difference.mean():.4f}, top-1 label agrees in"
+                    f" {np.mean(top_pooled == top_windowed):.1%} of windows"
+                )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few runs and a 2-minute file")
+    parser.add_argument("--only", choices=("p1", "p2"))
+    parser.add_argument("--threads", type=int, default=2, help="threads of P2 (default 2)")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _tag_child(args.child[0], args.child[1], int(args.child[2]))
+        return
+    if args.only in (None, "p1"):
+        p1(runs=5 if args.quick else 30)
+    if args.only in (None, "p2"):
+        p2([2] if args.quick else [10, 60], args.threads)
+
+
+if __name__ == "__main__":
+    main()
