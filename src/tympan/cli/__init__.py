@@ -22,11 +22,13 @@ COMMANDS: tuple[str, ...] = (
     "tag",
     "embed",
     "export",
+    "train",
     "finetune",
     "complexity",
     "receptive_field",
     "robustness",
     "congater",
+    "quantize",
 )
 
 
