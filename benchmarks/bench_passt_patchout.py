@@ -37,7 +37,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--frames", type=int, default=1000, help="mel frames (1000 = 10 s at hop 320)")
     parser.add_argument("--patchout", type=int, nargs=2, default=(40, 4), metavar=("T", "F"))
+    parser.add_argument("--threads", type=int, default=1,
+                        help="intra-op threads (default 1: CPU time then counts work, not idle threads spinning)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     model = create(
