@@ -3,7 +3,7 @@
 One model, one input, the same process: forward + backward of a batch with structured patchout
 (``s_patchout_t=40, s_patchout_f=4`` on the 12x99 grid of 10 s at stride 10: 2 + 8·59 = 474 tokens) against the
 same model with patchout off (1190 tokens). Runs alternate between the two settings; the medians of the process
-CPU time (all threads) are printed with their ratio.
+CPU time (one intra-op thread by default) are printed with their ratio.
 
     .venv/bin/python -m benchmarks.bench_passt_patchout            # PaSST-S shape, batch 2, 10 s
     .venv/bin/python -m benchmarks.bench_passt_patchout --quick    # a tiny model, seconds
