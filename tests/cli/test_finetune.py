@@ -1,32 +1,68 @@
-"""``tympan finetune`` end to end on a small generated dataset, and the checkpoint it writes."""
+"""``tympan finetune`` end to end on a small generated dataset; then ``evaluate`` and ``distill`` on its output."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
+import pytest
 import torch
 
 from tests.train._data import write_tone_dataset
 from tests.train._tiny import TINY_FRONTEND
 from tympan.cli import main
+from tympan.distill import TeacherLogitStore
 from tympan.models import create
 
 
-def test_finetune_writes_a_self_describing_checkpoint(tmp_path, capsys):
-    csv = write_tone_dataset(tmp_path / "data", per_class=8)
+@pytest.fixture(scope="module")
+def finetuned(tmp_path_factory):
+    root = tmp_path_factory.mktemp("finetune")
+    csv = write_tone_dataset(root / "data", per_class=8)
     status = main([
-        "finetune", "--data", str(csv), "--model", "tiny_test", "--epochs", "4", "--output", str(tmp_path / "run"),
-        "--batch-size", "4", "--lr", "0.03", "--mixup", "0", "--quiet", "--accelerator", "cpu",
+        "finetune", "--data", str(csv), "--model", "tiny_test", "--epochs", "4", "--output", str(root / "run"),
+        "--batch-size", "4", "--lr", "0.03", "--quiet", "--accelerator", "cpu",
     ])  # fmt: skip
     assert status == 0
-    printed = json.loads(capsys.readouterr().out)
-    assert printed["labels"] == ["low", "mid"] and printed["metrics"]["val/accuracy"] == 1.0
-    checkpoint = torch.load(tmp_path / "run" / "model.ckpt", weights_only=True)
+    return root, csv
+
+
+def test_finetune_writes_a_self_describing_checkpoint(finetuned, capsys):
+    root, _ = finetuned
+    checkpoint = torch.load(root / "run" / "model.ckpt", weights_only=True)
     description = checkpoint["tympan"]
     assert description["arch"] == "tiny_test" and description["labels"] == ["low", "mid"]
     assert description["frontend"] == TINY_FRONTEND.to_dict() and description["multilabel"] is False
+    assert description["metrics"]["val/accuracy"] == 1.0
     params = sum(p.numel() for p in create("tiny_test", num_classes=2).parameters())
     assert description["complexity"]["params"] == params
     assert all(k.startswith("model.") for k in checkpoint["state_dict"])
     model = create(description["arch"], **description["model_kwargs"])
     model.load_state_dict({k[6:]: v for k, v in checkpoint["state_dict"].items()})  # strict
+
+
+def test_evaluate_prints_writes_json_and_plots(finetuned, capsys):
+    root, csv = finetuned
+    capsys.readouterr()
+    status = main(["evaluate", str(root / "run" / "model.ckpt"), "--data", str(csv), "--clip-seconds", "0.5",
+                   "--device", "cpu", "--output", str(root / "eval"), "--format", "json"])  # fmt: skip
+    assert status == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["clips"] == 4 and result["accuracy"] == 1.0  # the test split
+    assert set(result["accuracy_per_device"]) == {"a", "b"} and result["device_groups"]["seen"] == ["a", "b"]
+    assert json.loads((root / "eval" / "metrics.json").read_text())["accuracy"] == 1.0
+    assert (root / "eval" / "confusion_matrix.png").stat().st_size > 0
+    assert (root / "eval" / "accuracy_per_device.png").stat().st_size > 0
+
+
+def test_distill_stores_the_teacher_logits_by_id(finetuned, capsys):
+    root, csv = finetuned
+    capsys.readouterr()
+    out = root / "teacher.npy"
+    status = main(["distill", "--teacher", str(root / "run" / "model.ckpt"), "--data", str(csv), "--out", str(out),
+                   "--clip-seconds", "0.5", "--device", "cpu"])  # fmt: skip
+    assert status == 0 and json.loads(capsys.readouterr().out)["clips"] == 16
+    store = TeacherLogitStore(out)
+    labels = np.array([name.split("_")[0] for name in store.metadata["ids"]])
+    predicted = np.array(["low", "mid"])[store.logits.argmax(axis=1)]
+    assert (predicted == labels).mean() >= 0.9

@@ -24,6 +24,8 @@ COMMANDS: tuple[str, ...] = (
     "export",
     "train",
     "finetune",
+    "distill",
+    "evaluate",
     "complexity",
     "receptive_field",
     "robustness",
