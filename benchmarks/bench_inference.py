@@ -40,13 +40,10 @@ def _load_mn10(backend: str = "torch") -> Any:
     """``mn10_as`` with O(1) activations (random init gives logits of ~1e-10, which would compare nothing)."""
     import tympan
     from tests._models import stress_
-    from tympan.pipeline import AudioPipeline
 
     pipeline = tympan.load("mn10_as", pretrained=False, device="cpu", backend="torch")
     stress_(pipeline.model, torch.Generator().manual_seed(0))
-    return AudioPipeline(
-        pipeline.model, pipeline.frontend, pipeline.labels, multilabel=True, device="cpu", backend=backend
-    )
+    return pipeline.with_backend(backend)
 
 
 def _median_cpu_ms(fn: Callable[[], Any], runs: int) -> float:
@@ -87,11 +84,10 @@ def _frontend_in_onnx_ms(frontend: torch.nn.Module, waveform: torch.Tensor, runs
 def p1(runs: int) -> None:
     from tympan.audio.io import load_audio
     from tympan.eval.complexity import measure_model
-    from tympan.pipeline import AudioPipeline
 
     torch.set_num_threads(1)
     pipeline = _load_mn10()
-    fast = AudioPipeline(pipeline.model, pipeline.frontend, pipeline.labels, multilabel=True, backend="onnx")
+    fast = pipeline.with_backend("onnx")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "clip.wav"
         soundfile.write(path, 0.1 * np.random.default_rng(0).standard_normal(441000), 44100, subtype="PCM_16")

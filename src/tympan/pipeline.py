@@ -88,6 +88,19 @@ class AudioPipeline:
 
             self._onnx = OnnxNetwork.from_model(self.model, self.frontend_config, seconds=clip_seconds)
 
+    def with_backend(self, backend: str) -> AudioPipeline:
+        """The same model, frontend and labels on another backend (``"onnx"`` runs on the CPU)."""
+        return AudioPipeline(
+            self.model,
+            self.frontend,
+            self.labels,
+            multilabel=self.multilabel,
+            clip_seconds=self.clip_seconds,
+            device="cpu" if backend == "onnx" else self.device,
+            backend=backend,
+            name=self.name,
+        )
+
     @property
     def frontend_config(self) -> MelFrontendConfig:
         return self.model.frontend_config

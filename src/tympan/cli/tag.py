@@ -16,6 +16,7 @@ from ..files import write_atomically
 
 logger = logging.getLogger(__name__)
 
+LONG_JOB_FILES = 20
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".caf", ".w64", ".rf64")
 
 
@@ -44,7 +45,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="with --window: run every window (exact) or, for MN/DyMN, pool feature maps computed once per chunk "
         "(several times faster at overlapping windows; scores differ slightly)",
     )
-    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="inference backend")
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "torch", "onnx"),
+        default="auto",
+        help="inference backend; auto: onnxruntime for long jobs (windows, or over 20 files) where the model exports "
+        "(about 3x faster than PyTorch for MN on CPU, after an export of a few seconds), else PyTorch",
+    )
     parser.add_argument("--device", help="torch device, e.g. cuda (default: cuda where present)")
     parser.add_argument("--resume", action="store_true", help="skip files already in --output, keep their records")
     parser.set_defaults(handler=run)
@@ -63,7 +70,6 @@ def find_audio_files(paths: list[str]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import load
     from ..tagging import detect_events, plot_timeline, timeline
 
     if args.model is None and args.checkpoint is None:
@@ -82,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     todo = [f for f in files if str(f) not in done]
     redone = {str(f) for f in todo}
     records = [record for record in previous if record["file"] not in redone]
-    pipeline = load(args.model, args.checkpoint, device=args.device, backend=args.backend)
+    pipeline = _load_pipeline(args, long_job=args.window is not None or len(todo) > LONG_JOB_FILES)
     from tqdm import tqdm
 
     for path in tqdm(todo, desc="tagging", unit="file", disable=None if len(todo) > 1 else True, file=sys.stderr):
@@ -124,6 +130,25 @@ def run(args: argparse.Namespace) -> int:
     for record in failed:
         logger.warning("%s: %s", record["file"], record["error"])
     return 1 if failed else 0
+
+
+def _load_pipeline(args: argparse.Namespace, *, long_job: bool) -> Any:
+    """The pipeline on the backend asked for; ``auto`` picks onnxruntime on CPU for long jobs, if the model exports."""
+    from .. import load
+
+    pipeline = load(args.model, args.checkpoint, device=args.device, backend="torch")
+    backend = args.backend
+    if backend == "auto":
+        backend = "onnx" if long_job and pipeline.device.type == "cpu" else "torch"
+    if backend == "torch":
+        return pipeline
+    try:
+        return pipeline.with_backend("onnx")
+    except (RuntimeError, ValueError) as error:
+        if args.backend == "onnx":
+            raise
+        logger.info("ONNX export failed (%s); tagging with PyTorch", error)
+        return pipeline
 
 
 def _message(error: Exception) -> str:
