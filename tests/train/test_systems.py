@@ -1,0 +1,114 @@
+"""The training systems: task + KD losses as the references define them, augmentation hooks, complexity limits."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from tests.train._data import write_tone_dataset
+from tympan.data import AudioDataModule, BalancedSampler
+from tympan.distill import write_store
+from tympan.errors import ConfigError, DataError
+from tympan.train import SceneSystem, TaggingSystem, losses
+
+from ._tiny import tiny_model
+
+STILL = {"fmin_aug_range": 1, "fmax_aug_range": 1}  # a frontend without random draws
+
+
+def _batch(generator, size=4, classes=3, multilabel=False):
+    multi_hot = (torch.rand(size, classes, generator=generator) < 0.5).float()
+    target = multi_hot if multilabel else torch.arange(size) % classes
+    return {
+        "audio": 0.1 * torch.randn(size, 4000, generator=generator),
+        "target": target,
+        "id": [f"c{i}" for i in range(size)],
+        "index": torch.arange(size),
+        "device_index": torch.tensor([0, 1, 0, 1][:size]),
+    }
+
+
+def test_scene_kd_loss_is_the_dcase23_loss(tmp_path, generator):
+    teacher = torch.randn(4, 3, generator=generator)
+    store = write_store(tmp_path / "t.npy", ["c3", "c2", "c1", "c0"], teacher.flip(0).numpy(), {"teachers": ["x"]})
+    system = SceneSystem(tiny_model(3), num_classes=3, frontend=STILL, teacher_logits=str(store), kd_lambda=0.02,
+                         temperature=2.0)  # fmt: skip
+    system.setup("fit")
+    batch = _batch(generator)
+    loss = system.training_step(batch, 0)
+    logits = system.model(system.frontend(batch["audio"]).unsqueeze(1))
+    expected = losses.dcase23_kd_loss(logits, batch["target"], teacher, temperature=2.0, kd_lambda=0.02)
+    torch.testing.assert_close(loss, expected)
+
+
+def test_tagging_kd_with_mixup_is_the_efficientat_loss(tmp_path, generator):
+    teacher = torch.randn(4, 3, generator=generator)
+    store = write_store(tmp_path / "t.npy", [f"c{i}" for i in range(4)], teacher.numpy(), {})
+    system = TaggingSystem(tiny_model(3), num_classes=3, frontend=STILL, teacher_logits=str(store), kd_lambda=0.1,
+                           mixup_alpha=0.3)  # fmt: skip
+    system.setup("fit")
+    batch = _batch(generator, multilabel=True)
+    loss = system.training_step(batch, 0)
+    mel, lam, perm = losses_mixup_draws(system, batch)
+    logits = system.model(mel)
+    expected = losses.efficientat_kd_loss(logits, batch["target"], teacher, 1.0, 0.1, lam, perm)
+    torch.testing.assert_close(loss, expected)
+
+
+def losses_mixup_draws(system, batch):
+    """Replays the step's draws: the system's per-step generator makes them reproducible."""
+    from tympan.audio.augment import mixup
+
+    generator = system._step_generator()
+    mel = system.frontend(batch["audio"], generator=generator).unsqueeze(1)
+    return mixup(mel, 0.3, generator=generator)
+
+
+def test_waveform_and_spectrogram_augmentations_run_in_the_step(tmp_path, generator):
+    from tests.conftest import SHARED
+
+    dirs = SHARED / "data" / "dirs"
+    system = SceneSystem(tiny_model(3), num_classes=3, roll_samples=400, gain_db=6, mixstyle_p=1.0, mixup_alpha=0.3,
+                         dir_folder=str(dirs) if dirs.is_dir() else None, dir_prob=1.0)  # fmt: skip
+    system.device_names = ["a", "b"]
+    loss = system.training_step(_batch(generator), 0)
+    assert torch.isfinite(loss) and loss.requires_grad
+    with pytest.raises(ConfigError, match="mixup"):
+        SceneSystem(tiny_model(3), num_classes=3, mixup_alpha=0.3).kd_loss(
+            torch.zeros(2, 3), torch.zeros(2, 3), torch.ones(2), torch.arange(2)
+        )
+
+
+def test_training_refuses_a_model_over_the_complexity_limits(tmp_path):
+    csv = write_tone_dataset(tmp_path / "data", per_class=4)
+    module = AudioDataModule(str(csv), sample_rate=8000, clip_seconds=0.5, batch_size=2)
+    system = SceneSystem("tiny_test", num_classes=2, max_params=50, max_macs=30e6)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, enable_model_summary=False)  # fmt: skip
+    with pytest.raises(ConfigError, match=r"parameters > 50"):
+        trainer.fit(system, datamodule=module)
+
+
+def test_store_for_other_clips_is_refused_before_training(tmp_path):
+    csv = write_tone_dataset(tmp_path / "data", per_class=4)
+    store = write_store(tmp_path / "t.npy", ["other.wav"], np.zeros((1, 2)), {})
+    module = AudioDataModule(str(csv), sample_rate=8000, clip_seconds=0.5, batch_size=2)
+    system = SceneSystem("tiny_test", num_classes=2, teacher_logits=str(store))
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, enable_model_summary=False)  # fmt: skip
+    with pytest.raises(DataError, match="no teacher logits"):
+        trainer.fit(system, datamodule=module)
+
+
+def test_balanced_sampler_is_seeded_per_epoch_and_follows_the_weights():
+    weights = np.array([1.0, 1.0, 8.0, 0.0, 2.0])
+    sampler = BalancedSampler(weights, epoch_length=2, seed=1)
+    first = list(sampler)
+    assert list(sampler) == first and 3 not in first
+    counts = np.zeros(5)
+    for epoch in range(300):
+        sampler.set_epoch(epoch)
+        counts[list(sampler)] += 1
+    assert counts[3] == 0 and counts[2] > counts[4] > counts[0]
