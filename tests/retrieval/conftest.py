@@ -23,11 +23,3 @@ def minilm():
     from tympan.retrieval import TextEncoder
 
     return TextEncoder(frozen=True)
-
-
-@pytest.fixture
-def tiny_config():
-    from tympan.retrieval import DualEncoderConfig
-
-    return DualEncoderConfig(audio_model="passt", audio_model_kwargs=TINY_PASST, audio_frontend=TINY_FRONTEND,
-                             freeze_text=True, shared_dim=48, segment_seconds=1.0, max_seconds=3.0)  # fmt: skip

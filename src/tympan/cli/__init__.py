@@ -31,6 +31,8 @@ COMMANDS: tuple[str, ...] = (
     "robustness",
     "congater",
     "quantize",
+    "index",
+    "search",
 )
 
 
