@@ -33,6 +33,7 @@ COMMANDS: tuple[str, ...] = (
     "quantize",
     "index",
     "search",
+    "scaling",
 )
 
 

@@ -1,0 +1,500 @@
+"""Over-parameterisation study: width and depth of CP-ResNet / CP-Mobile at a fixed parameter budget.
+
+Koutini et al., "Over-Parameterization and Generalization in Audio Classification" (ICML 2021 workshop, arXiv
+2107.08933): wider CNNs generalise better to unseen recording devices, even at the same number of parameters. The
+DCASE20 code base (``kkoutini/cpjku_dcase20``) holds the parameter count fixed while raising the width in two ways,
+both here:
+
+* :class:`MagnitudePruner` — magnitude pruning of a wide network to the narrow one's non-zero count, with the
+  pruned share ramped up over the first epochs (a Lightning callback; masks survive optimiser steps);
+* :func:`decompose_convs` — each k×k conv becomes ``1×1 (C_in → C_out/Z) → k×k → 1×1 (→ C_out)``.
+
+Also :func:`apply_frequency_damping` (the DCASE20 "frequency damping": k×k kernels scaled along frequency from 1 at
+the centre to 0.01 at the edges) and :func:`count_params` (non-zero as well as total parameters).
+:func:`scaling_sweep` trains a width × depth × ρ family with one recipe through the training engine and reports
+accuracy on seen and unseen devices.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import itertools
+import json
+import logging
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from ..errors import ConfigError
+
+__all__ = [
+    "DecomposedConv2d",
+    "FrequencyDamping",
+    "MagnitudePruner",
+    "ScalingSweep",
+    "apply_frequency_damping",
+    "build_family_model",
+    "count_params",
+    "damping_ramp",
+    "decompose_convs",
+    "decomposed_params",
+    "plot_scaling",
+    "scaling_sweep",
+]
+
+logger = logging.getLogger(__name__)
+
+ARCHS = ("cp_resnet", "cp_mobile")
+METHODS = ("prune", "decompose")
+
+
+# ------------------------------------------------------------------------------------------------ counting
+def count_params(model: nn.Module, nonzero: bool = True) -> int:
+    """Parameters of ``model``: non-zero elements (pruned weights do not count) or all elements.
+
+    A parametrised weight (frequency damping) counts its stored original once.
+    """
+    return sum(int(torch.count_nonzero(p)) if nonzero else p.numel() for p in model.parameters())
+
+
+# ------------------------------------------------------------------------------------------------- pruning
+def _prunable(model: nn.Module) -> dict[str, nn.Module]:
+    """Conv and linear layers whose weights are pruned (BN, GRN and biases are kept, as in the reference)."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+
+
+class MagnitudePruner(Callback):
+    """Magnitude pruning of conv / linear weights, ramped over epochs, as a Lightning callback.
+
+    At the start of every training epoch the share of pruned weights is raised along the ramp and the masks are
+    recomputed: the smallest ``|w|`` go, over all layers at once (``scope="global"``) or in each layer by the same
+    share (``scope="layer"``). Weights are ranked, not thresholded, so ties cannot overshoot and the final count is
+    exact. After every optimiser step the masks are applied again (Adam's momentum would revive pruned weights).
+
+    Args:
+        target_ratio: share of the prunable weights to remove at the end of the ramp.
+        target_params: alternatively, the parameter count of the whole model to reach: the kept weights plus every
+            parameter that is not pruned (BN, biases, GRN), which counts in full even where it happens to be 0.
+        scope: ``"global"`` or ``"layer"``.
+        ramp: ``"linear"`` or ``"exp"`` (fast at first: ``(1 − e^{−5t}) / (1 − e^{−5})``).
+        ramp_epochs: epochs to reach the target (the reference uses 50).
+        start_epoch: first (0-based) epoch with pruning.
+    """
+
+    def __init__(
+        self,
+        target_ratio: float | None = None,
+        target_params: int | None = None,
+        scope: str = "global",
+        ramp: str = "linear",
+        ramp_epochs: int = 50,
+        start_epoch: int = 0,
+    ) -> None:
+        if (target_ratio is None) == (target_params is None):
+            raise ConfigError("give exactly one of target_ratio and target_params")
+        if target_ratio is not None and not 0.0 <= target_ratio < 1.0:
+            raise ConfigError(f"target_ratio must be in [0, 1), got {target_ratio}")
+        if scope not in ("global", "layer"):
+            raise ConfigError(f"scope must be 'global' or 'layer', got {scope!r}")
+        if ramp not in ("linear", "exp"):
+            raise ConfigError(f"ramp must be 'linear' or 'exp', got {ramp!r}")
+        if ramp_epochs < 1 or start_epoch < 0:
+            raise ConfigError("ramp_epochs must be >= 1 and start_epoch >= 0")
+        self.target_ratio = target_ratio
+        self.target_params = target_params
+        self.scope = scope
+        self.ramp = ramp
+        self.ramp_epochs = ramp_epochs
+        self.start_epoch = start_epoch
+        self.masks: dict[str, Tensor] = {}
+
+    # -------------------------------------------------------------------------------------- schedule
+    def progress(self, epoch: int) -> float:
+        """Share of the final pruning applied during ``epoch`` (0 before ``start_epoch``, 1 after the ramp)."""
+        t = min(1.0, max(0.0, (epoch - self.start_epoch + 1) / self.ramp_epochs)) if epoch >= self.start_epoch else 0
+        if self.ramp == "exp":
+            return (1 - math.exp(-5 * t)) / (1 - math.exp(-5))
+        return t
+
+    def final_pruned(self, model: nn.Module) -> int:
+        """Number of prunable weights removed at the end of the ramp."""
+        layers = _prunable(model)
+        prunable = sum(m.weight.numel() for m in layers.values())
+        if self.target_ratio is not None:
+            return round(self.target_ratio * prunable)
+        fixed = count_params(model, nonzero=False) - prunable
+        keep = self.target_params - fixed
+        if keep < len(layers):
+            raise ConfigError(
+                f"target_params={self.target_params:,} leaves {keep} weights for {len(layers)} layers "
+                f"({fixed:,} parameters are not prunable); raise the target"
+            )
+        return max(0, prunable - keep)
+
+    # --------------------------------------------------------------------------------------- pruning
+    @torch.no_grad()
+    def prune(self, model: nn.Module, fraction: float = 1.0) -> None:
+        """Recompute the masks for ``fraction`` of the final pruning and zero the pruned weights."""
+        layers = _prunable(model)
+        count = round(fraction * self.final_pruned(model))
+        if self.scope == "global":
+            magnitudes = torch.cat([m.weight.detach().abs().flatten() for m in layers.values()])
+            keep = torch.zeros(magnitudes.numel(), dtype=torch.bool, device=magnitudes.device)
+            keep[torch.topk(magnitudes, magnitudes.numel() - count, sorted=False).indices] = True
+            offset = 0
+            for name, module in layers.items():
+                size = module.weight.numel()
+                self.masks[name] = keep[offset : offset + size].view_as(module.weight)
+                offset += size
+        else:
+            total = sum(m.weight.numel() for m in layers.values())
+            for name, module in layers.items():
+                weights = module.weight.detach().abs().flatten()
+                pruned = min(weights.numel() - 1, round(count * weights.numel() / total))
+                keep = torch.zeros(weights.numel(), dtype=torch.bool, device=weights.device)
+                keep[torch.topk(weights, weights.numel() - pruned, sorted=False).indices] = True
+                self.masks[name] = keep.view_as(module.weight)
+        self.apply_masks(model)
+
+    @torch.no_grad()
+    def apply_masks(self, model: nn.Module) -> None:
+        """Zero the pruned weights again (after an optimiser step)."""
+        for name, module in _prunable(model).items():
+            mask = self.masks.get(name)
+            if mask is not None:
+                module.weight.mul_(mask.to(module.weight.device))
+
+    # ---------------------------------------------------------------------------------- Lightning hooks
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch >= self.start_epoch:
+            self.prune(_network(pl_module), self.progress(trainer.current_epoch))
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        self.apply_masks(_network(pl_module))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"masks": {k: v.cpu() for k, v in self.masks.items()}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.masks = dict(state_dict["masks"])
+
+
+def _network(pl_module: nn.Module) -> nn.Module:
+    return getattr(pl_module, "model", pl_module)
+
+
+# ------------------------------------------------------------------------------------------- decomposition
+class DecomposedConv2d(nn.Sequential):
+    """``reduce`` 1×1 (C_in → C_out/Z) → ``conv`` k×k (stride, padding, dilation of the original) → ``expand`` 1×1
+    (→ C_out, with the original's bias); the receptive field is the original's."""
+
+    def __init__(self, conv: nn.Conv2d, factor: int) -> None:
+        if conv.groups != 1:
+            raise ConfigError("only ungrouped convolutions can be decomposed")
+        inner = max(1, conv.out_channels // factor)
+        super().__init__()
+        self.reduce = nn.Conv2d(conv.in_channels, inner, 1, bias=False)
+        self.conv = nn.Conv2d(
+            inner, inner, conv.kernel_size, conv.stride, conv.padding, conv.dilation, bias=False,
+            padding_mode=conv.padding_mode,
+        )  # fmt: skip
+        self.expand = nn.Conv2d(inner, conv.out_channels, 1, bias=conv.bias is not None)
+
+
+def decomposed_params(in_channels: int, out_channels: int, kernel: tuple[int, int], factor: int, bias: bool) -> int:
+    """Weights of a :class:`DecomposedConv2d`: ``C_in·C' + C'²·k_f·k_t + C'·C_out (+ C_out)``, ``C' = C_out // Z``."""
+    inner = max(1, out_channels // factor)
+    return in_channels * inner + inner * inner * kernel[0] * kernel[1] + inner * out_channels + (out_channels * bias)
+
+
+def decompose_convs(model: nn.Module, factor: int, min_in_channels: int = 2) -> nn.Module:
+    """Replace (in place) every ungrouped k×k conv (k > 1 on some axis) with at least ``min_in_channels`` inputs by a
+    :class:`DecomposedConv2d` of factor ``factor``; returns ``model``.
+
+    Depthwise / grouped convs (CP-Mobile's blocks, CP-ResNet's grouped stage) and the one-channel stem are kept, as
+    are 1×1 convs (nothing to gain).
+    """
+    if factor < 1:
+        raise ConfigError(f"the decomposition factor must be >= 1, got {factor}")
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if (
+                isinstance(child, nn.Conv2d)
+                and child.groups == 1
+                and max(child.kernel_size) > 1
+                and child.in_channels >= min_in_channels
+            ):
+                setattr(parent, name, DecomposedConv2d(child, factor))
+    return model
+
+
+# ----------------------------------------------------------------------------------------- frequency damping
+def damping_ramp(size: int, edge: float = 0.01) -> Tensor:
+    """Linear ramp from 1 at the centre to ``edge`` at both ends (``[0.01, 1, 0.01]`` for 3)."""
+    if size == 1:
+        return torch.ones(1)
+    centre = (size - 1) / 2
+    distance = (torch.arange(size, dtype=torch.float32) - centre).abs() / centre
+    return 1.0 - (1.0 - edge) * distance
+
+
+class FrequencyDamping(nn.Module):
+    """Weight parametrisation multiplying a conv kernel ``[out, in, k_f, k_t]`` by :func:`damping_ramp` along
+    frequency; the nominal receptive field stays, the effective one along frequency shrinks."""
+
+    def __init__(self, freq_size: int, edge: float = 0.01) -> None:
+        super().__init__()
+        self.register_buffer("ramp", damping_ramp(freq_size, edge).view(1, 1, -1, 1))
+
+    def forward(self, weight: Tensor) -> Tensor:
+        return weight * self.ramp
+
+
+def apply_frequency_damping(model: nn.Module, edge: float = 0.01) -> nn.Module:
+    """Register :class:`FrequencyDamping` on every conv with a frequency kernel > 1 (in place); returns ``model``."""
+    for module in list(model.modules()):
+        if isinstance(module, nn.Conv2d) and module.kernel_size[0] > 1:
+            parametrize.register_parametrization(module, "weight", FrequencyDamping(module.kernel_size[0], edge))
+    return model
+
+
+# ---------------------------------------------------------------------------------------------- families
+def build_family_model(arch: str, width: int, depth: int = 0, rho: int | None = None, num_classes: int = 10):
+    """One member of a width × depth × ρ family.
+
+    * ``cp_resnet``: CP-ResNet (DCASE23 ρ mapping, no channel cuts) with widths ``(w, 2w, 4w)``; ``depth`` adds
+      blocks to stage 1 beyond its second, which are 1×1 at every ρ, with the stage-1 pools kept after blocks 1
+      and 2 — so depth changes the parameter count but not the receptive field (the DCASE20 depth restriction,
+      read the other way).
+    * ``cp_mobile``: CP-Mobile with base width ``w``; ``depth`` adds blocks to the last stage (their 3×3 depthwise
+      convs do widen the receptive field); ``rho`` does not apply.
+    """
+    from ..models import create
+
+    if arch == "cp_resnet":
+        model = create(
+            "cp_resnet",
+            rho=8 if rho is None else rho,
+            base_channels=width,
+            cut_channels_s3=0,
+            n_blocks=(2 + depth, 1, 1),
+            maxpool_pos_stage1=(0, 1, 2),
+            n_classes=num_classes,
+        )
+    elif arch == "cp_mobile":
+        model = create("cp_mobile", base_channels=width, n_blocks=(3, 2, 1 + depth), num_classes=num_classes)
+    else:
+        raise ConfigError(f"unknown family {arch!r}; use one of {ARCHS}")
+    return model
+
+
+def _decomposition_for_budget(build: Callable[[], nn.Module], budget: int) -> tuple[nn.Module, int]:
+    """The smallest decomposition factor whose model fits ``budget`` parameters (the largest tried otherwise)."""
+    model, factor = build(), 1
+    for factor in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64):
+        model = build() if factor == 1 else decompose_convs(build(), factor)
+        if count_params(model, nonzero=False) <= budget:
+            break
+    return model, factor
+
+
+# --------------------------------------------------------------------------------------------------- sweep
+@dataclass(frozen=True)
+class ScalingSweep:
+    """Rows of :func:`scaling_sweep` (one per trained model) and the files written."""
+
+    rows: list[dict[str, Any]]
+    files: dict[str, Path]
+
+
+def scaling_sweep(
+    data: str | Path,
+    widths: Sequence[int],
+    depths: Sequence[int] = (0,),
+    rhos: Sequence[int | None] = (4,),
+    fixed_params: int | None = None,
+    *,
+    arch: str = "cp_resnet",
+    method: str = "prune",
+    freq_damping: bool = False,
+    epochs: int = 10,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    frontend: dict[str, Any] | None = None,
+    unseen_devices: Sequence[str] | None = None,
+    output: str | Path | None = None,
+    accelerator: str = "auto",
+    seed: int = 0,
+    progress: bool = False,
+) -> ScalingSweep:
+    """Train every width × depth × ρ member of a family with one recipe and compare seen / unseen devices.
+
+    Args:
+        data: scene clips with ``device`` and ``split`` columns (train / val / test), e.g. the synthetic corpus.
+        widths, depths, rhos: the grid (see :func:`build_family_model`).
+        fixed_params: parameter budget; members above it are pruned to it (``method="prune"``: non-zero count,
+            ramped over the first half of the epochs) or decomposed with the smallest factor that fits
+            (``method="decompose"``).
+        arch: ``"cp_resnet"`` or ``"cp_mobile"``.
+        freq_damping: frequency damping on every k×k kernel.
+        epochs, batch_size, lr: the recipe (Adam, warm-up-free, linear decay over the second half).
+        frontend: changes to the architecture's mel frontend; default 64 mel bins with 8-bin masking (quick).
+        unseen_devices: devices of the unseen group; default: the test devices that no training clip has.
+        output: folder for ``scaling.json``, ``scaling.csv`` and ``scaling.png`` (nothing written without it).
+        accelerator, seed, progress: Lightning settings.
+
+    Returns:
+        the rows (arch, width, depth, rho, method, factor, params, nonzero_params, accuracy, seen, unseen,
+        per-device accuracies) and the files written.
+    """
+    from ..data.datamodule import AudioDataModule
+
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; use one of {METHODS}")
+    if not widths or min(widths) < 1 or min(depths) < 0:
+        raise ConfigError("widths must be positive and depths non-negative")
+    if epochs < 1:
+        raise ConfigError(f"epochs must be at least 1, got {epochs}")
+    rhos = [None] if arch == "cp_mobile" else list(rhos)
+    frontend = {"n_mels": 64, "freqm": 8} if frontend is None else frontend
+    rows = []
+    for width, depth, rho in itertools.product(widths, depths, rhos):
+        L.seed_everything(seed, workers=True, verbose=False)
+        probe = AudioDataModule(str(data), batch_size=batch_size, seed=seed)
+        build = functools.partial(build_family_model, arch, width, depth, rho, probe.num_classes)
+
+        factor, callbacks = 1, []
+        model = build()
+        if fixed_params is not None and count_params(model, nonzero=False) > fixed_params:
+            if method == "decompose":
+                model, factor = _decomposition_for_budget(build, fixed_params)
+            else:
+                callbacks.append(MagnitudePruner(target_params=fixed_params, ramp_epochs=max(1, epochs // 2)))
+        if freq_damping:
+            apply_frequency_damping(model)
+        model.frontend_config = model.frontend_config.replace(**frontend)
+        row = {
+            "arch": arch,
+            "width": width,
+            "depth": depth,
+            "rho": rho,
+            "method": (method if (callbacks or factor > 1) else "dense"),
+            "decomp_factor": factor,
+            "freq_damping": freq_damping,
+            "params": count_params(model, nonzero=False),
+        }
+        row.update(_train_and_test(model, probe, callbacks, epochs, lr, accelerator, seed, progress, unseen_devices))
+        logger.info("scaling: %s", row)
+        rows.append(row)
+    files = _write(rows, Path(output)) if output is not None else {}
+    return ScalingSweep(rows, files)
+
+
+def _train_and_test(model, module, callbacks, epochs, lr, accelerator, seed, progress, unseen) -> dict[str, Any]:
+    from ..eval.metrics import classification_metrics
+    from ..train.systems import SceneSystem
+
+    module.sample_rate = model.frontend_config.sample_rate
+    module.clip_seconds = None
+    system = SceneSystem(
+        model, labels=module.labels, lr=lr, rampdown_start=epochs // 2, rampdown_epochs=max(1, epochs - epochs // 2),
+        last_lr_factor=0.01, seed=seed,
+    )  # fmt: skip
+    trainer = L.Trainer(
+        max_epochs=epochs, accelerator=accelerator, devices=1, callbacks=callbacks, logger=False,
+        enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )  # fmt: skip
+    trainer.fit(system, datamodule=module)
+    loader = module.test_dataloader() or module.val_dataloader()
+    seen = module.datasets["train"].table.device_names if "train" in module.datasets else []
+    system.eval()
+    logits, targets, devices = [], [], []
+    names = module.device_names
+    with torch.no_grad():
+        for batch in loader:
+            if batch is None:
+                continue
+            logits.append(system(batch["audio"].to(system.device)).float().cpu())
+            targets.append(batch["target"])
+            devices += [names[i] if i >= 0 else "" for i in batch["device_index"].tolist()]
+    present = sorted(set(devices) - {""})
+    unseen = sorted(unseen) if unseen is not None else [d for d in present if d not in seen]
+    result = classification_metrics(
+        torch.cat(targets).numpy(), torch.cat(logits).numpy(), module.labels, devices,
+        {"seen": [d for d in present if d not in unseen], "unseen": unseen},
+    )  # fmt: skip
+    groups = result["accuracy_per_device_group"]
+    return {
+        "nonzero_params": count_params(system.model, nonzero=True),
+        "accuracy": float(result["accuracy"]),
+        "seen": float(groups.get("seen", float("nan"))),
+        "unseen": float(groups.get("unseen", float("nan"))),
+        **{f"acc_{d}": float(v) for d, v in result["accuracy_per_device"].items() if d},
+    }
+
+
+def _write(rows: list[dict[str, Any]], output: Path) -> dict[str, Path]:
+    output.mkdir(parents=True, exist_ok=True)
+    files = {"json": output / "scaling.json", "csv": output / "scaling.csv", "png": output / "scaling.png"}
+    plain = [{k: _nan_to_none(v) for k, v in row.items()} for row in rows]
+    files["json"].write_text(json.dumps(plain, indent=1) + "\n")
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+    with files["csv"].open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    plot_scaling(rows, files["png"])
+    return files
+
+
+def plot_scaling(rows: Iterable[dict[str, Any]], path: str | Path) -> Path:
+    """Accuracy vs width (seen solid, unseen dashed; one line per depth / ρ / method) and accuracy vs non-zero
+    parameters."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(rows)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    keys = sorted({(r["depth"], str(r["rho"]), r["method"]) for r in rows})
+    for index, (depth, rho, method) in enumerate(keys):
+        group = sorted((r for r in rows if (r["depth"], str(r["rho"]), r["method"]) == (depth, rho, method)),
+                       key=lambda r: r["width"])  # fmt: skip
+        colour = f"C{index % 10}"
+        label = f"depth {depth}, rho {rho}, {method}"
+        widths = [r["width"] for r in group]
+        left.plot(widths, [r["seen"] for r in group], "o-", color=colour, label=f"{label}: seen")
+        left.plot(widths, [r["unseen"] for r in group], "s--", color=colour, label=f"{label}: unseen")
+        nonzero = [r["nonzero_params"] for r in group]
+        right.plot(nonzero, [r["seen"] for r in group], "o", color=colour)
+        right.plot(nonzero, [r["unseen"] for r in group], "s", color=colour, fillstyle="none")
+    left.set_xscale("log", base=2)
+    left.set_xlabel("width (base channels)")
+    left.set_ylabel("accuracy")
+    left.set_title("accuracy vs width (solid: seen, dashed: unseen devices)")
+    left.legend(fontsize=7)
+    right.set_xscale("log")
+    right.set_xlabel("non-zero parameters")
+    right.set_title("accuracy vs non-zero parameters (filled: seen, open: unseen)")
+    for axis in (left, right):
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return Path(path)
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if isinstance(value, float) and np.isnan(value) else value
