@@ -367,7 +367,8 @@ def scaling_sweep(
         raise ConfigError(f"epochs must be at least 1, got {epochs}")
     rhos = [None] if arch == "cp_mobile" else list(rhos)
     frontend = {"n_mels": 64, "freqm": 8} if frontend is None else frontend
-    rows = []
+    rows: list[dict[str, Any]] = []
+    files: dict[str, Path] = {}
     for width, depth, rho in itertools.product(widths, depths, rhos):
         L.seed_everything(seed, workers=True, verbose=False)
         probe = AudioDataModule(str(data), batch_size=batch_size, seed=seed)
@@ -396,7 +397,7 @@ def scaling_sweep(
         row.update(_train_and_test(model, probe, callbacks, epochs, lr, accelerator, seed, progress, unseen_devices))
         logger.info("scaling: %s", row)
         rows.append(row)
-    files = _write(rows, Path(output)) if output is not None else {}
+        files = _write(rows, Path(output)) if output is not None else {}  # after each member: long sweeps
     return ScalingSweep(rows, files)
 
 
