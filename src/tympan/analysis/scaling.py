@@ -88,7 +88,8 @@ class MagnitudePruner(Callback):
         scope: ``"global"`` or ``"layer"``.
         ramp: ``"linear"`` or ``"exp"`` (fast at first: ``(1 − e^{−5t}) / (1 − e^{−5})``).
         ramp_epochs: epochs to reach the target (the reference uses 50).
-        start_epoch: first (0-based) epoch with pruning.
+        start_epoch: first (0-based) epoch with pruning; start after some dense training when the init has zero
+            weights (CP-ResNet's Fixup): weights pruned while still 0 are never revived.
     """
 
     def __init__(
@@ -343,8 +344,8 @@ def scaling_sweep(
         data: scene clips with ``device`` and ``split`` columns (train / val / test), e.g. the synthetic corpus.
         widths, depths, rhos: the grid (see :func:`build_family_model`).
         fixed_params: parameter budget; members above it are pruned to it (``method="prune"``: non-zero count,
-            ramped over the first half of the epochs) or decomposed with the smallest factor that fits
-            (``method="decompose"``).
+            dense for the first fifth of the epochs, then ramped linearly over a quarter) or decomposed with the
+            smallest factor that fits (``method="decompose"``).
         arch: ``"cp_resnet"`` or ``"cp_mobile"``.
         freq_damping: frequency damping on every k×k kernel.
         epochs, batch_size, lr: the recipe (Adam, warm-up-free, linear decay over the second half).
@@ -380,7 +381,10 @@ def scaling_sweep(
             if method == "decompose":
                 model, factor = _decomposition_for_budget(build, fixed_params)
             else:
-                callbacks.append(MagnitudePruner(target_params=fixed_params, ramp_epochs=max(1, epochs // 2)))
+                # Dense training first: Fixup zero-initialises convs and the classifier, and weights pruned while
+                # still 0 would stay 0 (they rank lowest at every later step).
+                start, ramp = max(1, epochs // 5), max(1, epochs // 4)
+                callbacks.append(MagnitudePruner(target_params=fixed_params, start_epoch=start, ramp_epochs=ramp))
         if freq_damping:
             apply_frequency_damping(model)
         model.frontend_config = model.frontend_config.replace(**frontend)
