@@ -11,12 +11,13 @@ windowed timeline against the pooled one (feature maps once per chunk, pooled pe
 
     .venv/bin/python -m benchmarks.bench_inference            # P1 and P2
     .venv/bin/python -m benchmarks.bench_inference --quick    # seconds: few runs, 2-minute file
-    .venv/bin/python -m benchmarks.bench_inference --only p1
+    .venv/bin/python -m benchmarks.bench_inference --only p1 --models mn10_as,dymn10_as,cp_mobile_dcase23
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import resource
@@ -36,12 +37,12 @@ import soxr
 import torch
 
 
-def _load_mn10(backend: str = "torch") -> Any:
-    """``mn10_as`` with O(1) activations (random init gives logits of ~1e-10, which would compare nothing)."""
+def _load(name: str, backend: str = "torch") -> Any:
+    """Zoo model ``name`` with O(1) activations (random init gives logits of ~1e-10, which would compare nothing)."""
     import tympan
     from tests._models import stress_
 
-    pipeline = tympan.load("mn10_as", pretrained=False, device="cpu", backend="torch")
+    pipeline = tympan.load(name, pretrained=False, device="cpu", backend="torch")
     stress_(pipeline.model, torch.Generator().manual_seed(0))
     return pipeline.with_backend(backend)
 
@@ -69,7 +70,7 @@ def _frontend_in_onnx_ms(frontend: torch.nn.Module, waveform: torch.Tensor, runs
 
     buffer = io.BytesIO()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its graph
             warnings.simplefilter("ignore")
             torch.onnx.export(frontend, (waveform,), buffer, dynamo=False, opset_version=17)
     except Exception as error:  # report any exporter failure as a figure, it is the measurement
@@ -81,21 +82,25 @@ def _frontend_in_onnx_ms(frontend: torch.nn.Module, waveform: torch.Tensor, runs
     return f"{_median_cpu_ms(lambda: session.run(None, {name: waveform.numpy()}), runs):.2f} ms"
 
 
-def p1(runs: int) -> None:
+def p1(runs: int, name: str = "mn10_as", seconds: float = 10.0, batch: int = 1) -> None:
+    """One clip (or a batch of clips cut from one file) end to end, per stage, eager vs onnxruntime vs MAC floor."""
     from tympan.audio.io import load_audio
     from tympan.eval.complexity import measure_model
 
     torch.set_num_threads(1)
-    pipeline = _load_mn10()
+    pipeline = _load(name)
     fast = pipeline.with_backend("onnx")
+    rate = pipeline.sample_rate
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "clip.wav"
-        soundfile.write(path, 0.1 * np.random.default_rng(0).standard_normal(441000), 44100, subtype="PCM_16")
+        noise = 0.1 * np.random.default_rng(0).standard_normal(round(44100 * seconds * batch))
+        soundfile.write(path, noise, 44100, subtype="PCM_16")
         raw, _ = soundfile.read(path, dtype="float32")
         decode = _median_cpu_ms(lambda: soundfile.read(path, dtype="float32"), runs)
-        resample = _median_cpu_ms(lambda: soxr.resample(raw, 44100, 32000, quality="HQ"), runs)
-        load = _median_cpu_ms(lambda: load_audio(path, 32000), runs)
-    waveform = torch.from_numpy(soxr.resample(raw, 44100, 32000, quality="HQ"))[None]
+        resample = _median_cpu_ms(lambda: soxr.resample(raw, 44100, rate, quality="HQ"), runs)
+        load = _median_cpu_ms(lambda: load_audio(path, rate), runs)
+    waveform = torch.from_numpy(soxr.resample(raw, 44100, rate, quality="HQ"))
+    waveform = waveform[: batch * round(seconds * rate)].reshape(batch, -1)
     with torch.inference_mode():
         frontend = _median_cpu_ms(lambda: pipeline.frontend(waveform), runs)
         mel = pipeline.frontend(waveform).unsqueeze(1)
@@ -105,12 +110,13 @@ def p1(runs: int) -> None:
         end_fast = _median_cpu_ms(lambda: fast.forward_waveforms(waveform), runs)
         logits_eager, _ = pipeline.forward_waveforms(waveform)
         logits_fast, _ = fast.forward_waveforms(waveform)
-    macs = measure_model("mn10_as").complexity.macs
-    rate = matmul_rate(runs)
-    floor = 1000 * macs / rate
-    print("P1: mn10_as, one 10-s clip, 1 thread, process CPU time, median of", runs)
+    macs = batch * measure_model(name, seconds=seconds).complexity.macs
+    matmul = matmul_rate(runs)
+    floor = 1000 * macs / matmul
+    clips = f"{batch} clips of {seconds:g} s" if batch > 1 else f"one {seconds:g}-s clip"
+    print(f"P1: {name}, {clips}, 1 thread, process CPU time, median of {runs}")
     print(f"  decode (soundfile, 44.1 kHz 16-bit)   {decode:7.2f} ms")
-    print(f"  resample (soxr HQ, 44.1 -> 32 kHz)    {resample:7.2f} ms")
+    print(f"  resample (soxr HQ, 44.1 -> {rate / 1000:g} kHz)    {resample:7.2f} ms")
     print(f"  load_audio (decode + resample)        {load:7.2f} ms")
     in_onnx = _frontend_in_onnx_ms(pipeline.frontend, waveform, runs)
     print(f"  mel frontend (torch)                  {frontend:7.2f} ms   in ONNX: {in_onnx}")
@@ -119,7 +125,7 @@ def p1(runs: int) -> None:
     print(f"  waveform -> logits, eager             {end_eager:7.2f} ms")
     print(f"  waveform -> logits, fast path         {end_fast:7.2f} ms   ({end_eager / end_fast:.2f}x eager)")
     print(
-        f"  MAC floor: {macs / 1e9:.3f} GMACs / {rate / 1e9:.1f} GMAC/s (matmul) = {floor:.2f} ms;"
+        f"  MAC floor: {macs / 1e9:.3f} GMACs / {matmul / 1e9:.1f} GMAC/s (matmul) = {floor:.2f} ms;"
         f" fast path {end_fast / floor:.2f}x floor (model only {onnx / floor:.2f}x), eager {end_eager / floor:.2f}x"
     )
     print(
@@ -143,7 +149,7 @@ def _tag_child(path: str, method: str, threads: int) -> None:
     from tympan.tagging import timeline
 
     torch.set_num_threads(threads)
-    pipeline = _load_mn10("onnx")
+    pipeline = _load("mn10_as", "onnx")
     if method == "pooled":  # export the graphs before timing: setup, not tagging
         pipeline.feature_map(torch.zeros(64 * pipeline.sample_rate))
     else:
@@ -206,6 +212,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few runs and a 2-minute file")
     parser.add_argument("--only", choices=("p1", "p2"))
+    parser.add_argument(
+        "--models",
+        default="mn10_as",
+        help="P1 models, comma-separated (e.g. mn10_as,dymn10_as,cp_mobile_dcase23,passt_s_swa_p16_128_ap476;"
+        " cp_* run a batch of ten 1-s clips)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="threads of P2 (default 2)")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -213,7 +225,9 @@ def main() -> None:
         _tag_child(args.child[0], args.child[1], int(args.child[2]))
         return
     if args.only in (None, "p1"):
-        p1(runs=5 if args.quick else 30)
+        for name in args.models.split(","):
+            seconds, batch = (1.0, 10) if name.startswith("cp_") else (10.0, 1)
+            p1(runs=5 if args.quick else 30, name=name, seconds=seconds, batch=batch)
     if args.only in (None, "p2"):
         p2([2] if args.quick else [10, 60], args.threads)
 
