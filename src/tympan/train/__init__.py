@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from .api import FinetuneResult, export_checkpoint, finetune
-from .callbacks import PeriodicWeightAveraging
+from .callbacks import DyMNTemperature, PeriodicWeightAveraging
 from .systems import AudioSystem, SceneSystem, TaggingSystem
 
 __all__ = [
     "AudioSystem",
+    "DyMNTemperature",
     "FinetuneResult",
     "PeriodicWeightAveraging",
     "SceneSystem",

@@ -1,4 +1,5 @@
-"""Callbacks of the recipes: periodic weight averaging (PaSST's SWA) on top of Lightning's ``WeightAveraging``.
+"""Callbacks of the recipes: periodic weight averaging (PaSST's SWA) on top of Lightning's ``WeightAveraging``, and
+the DyMN temperature schedule.
 
 Checkpointing with resume is Lightning's ``ModelCheckpoint`` (``save_last=True``); the systems add the
 self-description, the measured complexity and the RNG states to every checkpoint they write.
@@ -6,9 +7,25 @@ self-description, the measured complexity and the RNG states to every checkpoint
 
 from __future__ import annotations
 
-from lightning.pytorch.callbacks import WeightAveraging
+import lightning as L
+from lightning.pytorch.callbacks import Callback, WeightAveraging
 
-__all__ = ["PeriodicWeightAveraging"]
+from ..errors import ConfigError
+
+__all__ = ["DyMNTemperature", "PeriodicWeightAveraging"]
+
+
+class DyMNTemperature(Callback):
+    """Sets a DyMN's attention temperature from its schedule at the start of every epoch (EfficientAT DyMN recipe).
+
+    The temperature is a function of the epoch only, so a resumed run continues the schedule exactly.
+    """
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        model = pl_module.model
+        if not callable(getattr(model, "update_temperature", None)):
+            raise ConfigError(f"DyMNTemperature needs a DyMN model, got {type(model).__name__}; remove the callback")
+        pl_module.log("train/temperature", model.update_temperature(trainer.current_epoch))
 
 
 class PeriodicWeightAveraging(WeightAveraging):
