@@ -10,9 +10,10 @@ import soundfile
 import torch
 
 import tympan
+from tympan import tagging
 from tympan.errors import AudioLoadError
 from tympan.pipeline import AudioPipeline
-from tympan.tagging import Timeline, _windows, detect_events, plot_timeline, timeline
+from tympan.tagging import Timeline, _windows, clip_scores, detect_events, plot_timeline, timeline
 
 from ._models import small_mn_state
 
@@ -96,3 +97,22 @@ def test_pooled_timeline_is_close_to_the_windowed_one(pipeline: AudioPipeline) -
     # Squeeze-excitation sees the chunk instead of the window: close, not equal.
     np.testing.assert_allclose(pooled.scores, windowed.scores, atol=0.01)
     assert np.mean(pooled.scores.argmax(1) == windowed.scores.argmax(1)) >= 0.9
+
+
+def test_long_files_are_scored_window_by_window(
+    pipeline: AudioPipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waveform = 0.1 * torch.randn(3 * RATE, generator=torch.Generator().manual_seed(5))
+    soundfile.write(tmp_path / "a.wav", waveform.numpy(), RATE, subtype="FLOAT")
+    short_scores, short_notes = clip_scores(pipeline, tmp_path / "a.wav")
+    assert short_notes == []
+    monkeypatch.setattr(tagging, "LONG_FILE_SECONDS", 1.0)
+    pipeline.clip_seconds = 1.0
+    try:
+        long_scores, long_notes = clip_scores(pipeline, tmp_path / "a.wav")
+        expected = pipeline.scores(waveform.reshape(3, RATE)).max(axis=0)
+    finally:
+        pipeline.clip_seconds = 10.0
+    np.testing.assert_allclose(long_scores, expected, atol=1e-5)
+    assert "maximum of the scores of 3 windows" in long_notes[-1]
+    assert not np.allclose(long_scores, short_scores, atol=1e-3)

@@ -23,11 +23,13 @@ from .errors import AudioLoadError, ConfigError
 from .files import atomic_path
 from .pipeline import AudioInput, AudioPipeline
 
-__all__ = ["Event", "Timeline", "detect_events", "plot_timeline", "timeline"]
+__all__ = ["Event", "Timeline", "clip_scores", "detect_events", "plot_timeline", "timeline"]
 
 logger = logging.getLogger(__name__)
 
 CHUNK_SECONDS = 60.0
+# Longer files are tagged window by window (streamed) rather than in one forward pass.
+LONG_FILE_SECONDS = 60.0
 
 
 @dataclass
@@ -206,6 +208,26 @@ def timeline(
         duration=duration,
         notes=notes,
     )
+
+
+def clip_scores(pipeline: AudioPipeline, path: str | Path) -> tuple[np.ndarray, list[str]]:
+    """Class scores ``[classes]`` of a whole file, and notes on what was done to it.
+
+    Files longer than :data:`LONG_FILE_SECONDS` are streamed in windows of the model's clip length (flat memory)
+    and the window scores aggregated: the maximum for multi-label tagging (a sound anywhere in the file), the mean
+    for scene classification.
+    """
+    from .audio.io import audio_info
+
+    if audio_info(path).duration <= LONG_FILE_SECONDS:
+        clips = pipeline.clips(path)
+        logits, _ = pipeline.run_clips(clips)
+        return pipeline.activate(logits)[0].numpy(), clips[0].notes
+    line = timeline(pipeline, path)
+    how = "maximum" if pipeline.multilabel else "mean"
+    scores = line.scores.max(axis=0) if pipeline.multilabel else line.scores.mean(axis=0)
+    note = f"a long file: the {how} of the scores of {len(line.starts)} windows of {line.window:g} s"
+    return scores, [*line.notes, note]
 
 
 def _segment_features(

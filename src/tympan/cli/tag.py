@@ -73,7 +73,7 @@ def find_audio_files(paths: list[str]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..tagging import detect_events, plot_timeline, timeline
+    from ..tagging import clip_scores, detect_events, plot_timeline, timeline
 
     if args.model is None and args.checkpoint is None:
         raise ConfigError("pass --model NAME (or --checkpoint FILE of a tympan fine-tuned model)")
@@ -98,10 +98,8 @@ def run(args: argparse.Namespace) -> int:
         record: dict[str, Any] = {"file": str(path)}
         try:
             if args.window is None:
-                clips = pipeline.clips(path)
-                logits, _ = pipeline.run_clips(clips)
-                record["predictions"] = _predictions(pipeline.top(pipeline.activate(logits)[0].numpy(), args.top_k))
-                notes = clips[0].notes
+                scores, notes = clip_scores(pipeline, path)
+                record["predictions"] = _predictions(pipeline.top(scores, args.top_k))
             else:
                 line = timeline(
                     pipeline, path, window=args.window, hop=args.hop, method=args.method, progress=len(todo) == 1
