@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .api import FinetuneResult, export_checkpoint, finetune
 from .callbacks import DyMNTemperature, PeriodicWeightAveraging
+from .recipes import train_from_config
 from .systems import AudioSystem, SceneSystem, TaggingSystem
 
 __all__ = [
@@ -15,4 +16,5 @@ __all__ = [
     "TaggingSystem",
     "export_checkpoint",
     "finetune",
+    "train_from_config",
 ]
