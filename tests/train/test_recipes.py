@@ -13,7 +13,13 @@ from tympan.train.recipes import recipe_dir, train_from_config
 
 from . import _tiny  # noqa: F401  (registers the tiny architecture)
 
-RECIPES = sorted(recipe_dir().glob("*.yaml"))
+SYSTEMS = ("tympan.train.SceneSystem", "tympan.train.TaggingSystem")
+# The recipes of the tagging / scene systems (configs/ also holds recipes of other trainers, tested with those).
+RECIPES = [
+    path
+    for path in sorted(recipe_dir().glob("*.yaml"))
+    if yaml.safe_load(path.read_text())["model"]["class_path"] in SYSTEMS
+]
 
 
 def test_all_paper_recipes_exist():
@@ -29,7 +35,7 @@ def test_recipe_parses(recipe):
         train_from_config(["--config", str(recipe), "--print_config"])
     assert exit_info.value.code in (0, None)
     resolved = yaml.safe_load(printed.getvalue())
-    assert resolved["model"]["class_path"].startswith("tympan.train.")
+    assert resolved["model"]["class_path"] in SYSTEMS
 
 
 def test_recipe_trains_with_overrides_and_links_the_classes(tmp_path):
