@@ -120,6 +120,10 @@ def build_index(
     Raises:
         DataError: the folder holds no audio, or no file could be read.
     """
+    folder = Path(folder).resolve()
+    files = _audio_files(folder)
+    if not files:
+        raise DataError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {folder}")
     checkpoint = None
     if not isinstance(model, DualEncoder):
         checkpoint = str(Path(model).resolve())
@@ -128,15 +132,12 @@ def build_index(
     if device is not None:
         model = model.to(device)
     model.eval()
-    folder = Path(folder).resolve()
-    files = _audio_files(folder)
-    if not files:
-        raise DataError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {folder}")
     encoder = model.audio_encoder
     loader = ClipLoader(encoder.sample_rate)
     device = next(model.parameters()).device
     names, rows, failed = [], [], {}
-    for start in tqdm(range(0, len(files), batch_size), desc="indexing", unit="batch", disable=not progress):
+    bar = tqdm(total=len(files), desc="indexing", unit="file", disable=not progress)
+    for start in range(0, len(files), batch_size):
         waves, batch_names = [], []
         for path in files[start : start + batch_size]:
             relative = str(path.relative_to(folder))
@@ -147,6 +148,7 @@ def build_index(
                 logger.warning("skipped %s: %s", relative, error)
                 continue
             batch_names.append(relative)
+        bar.update(len(files[start : start + batch_size]) - len(waves))
         if not waves:
             continue
         lengths = torch.tensor([min(len(w), encoder.max_samples) for w in waves])
@@ -155,6 +157,8 @@ def build_index(
             batch[row, : lengths[row]] = wave[: lengths[row]]
         rows.append(model.embed_audio(batch.to(device), lengths.to(device)).float().cpu().numpy())
         names += batch_names
+        bar.update(len(waves))
+    bar.close()
     if not names:
         raise DataError(f"none of the {len(files)} audio files under {folder} could be read: {failed}")
     return RetrievalIndex(str(folder), names, np.concatenate(rows), checkpoint, failed)
