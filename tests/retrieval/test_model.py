@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tympan.errors import CheckpointError
-from tympan.retrieval import DualEncoder, DualEncoderConfig, build_dual_encoder, load_dual_encoder, save_dual_encoder
+from tympan.errors import CheckpointError, ConfigError
+from tympan.retrieval import (
+    DualEncoder,
+    DualEncoderConfig,
+    build_dual_encoder,
+    fuse_similarities,
+    load_dual_encoder,
+    save_dual_encoder,
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,3 +52,12 @@ def test_foreign_and_missing_checkpoints_are_clear_errors(tmp_path):
     torch.save({"weight": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a retrieval checkpoint"):
         load_dual_encoder(tmp_path / "other.pt")
+
+
+def test_fuse_similarities_is_a_weighted_mean():
+    first, second = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    torch.testing.assert_close(fuse_similarities([first, second]), torch.tensor([[0.5, 0.5]]))
+    torch.testing.assert_close(fuse_similarities([first, second], [3, 1]), torch.tensor([[0.75, 0.25]]))
+    with pytest.raises(ConfigError, match="same"):
+        fuse_similarities([first, torch.zeros(2, 2)])
+

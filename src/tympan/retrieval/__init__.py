@@ -26,7 +26,14 @@ from .datasets import (
 )
 from .index import RetrievalIndex, SearchHit, build_index, search
 from .loss import contrastive_loss
-from .model import DualEncoder, DualEncoderConfig, build_dual_encoder, load_dual_encoder, save_dual_encoder
+from .model import (
+    DualEncoder,
+    DualEncoderConfig,
+    build_dual_encoder,
+    fuse_similarities,
+    load_dual_encoder,
+    save_dual_encoder,
+)
 from .text import DEFAULT_TEXT_MODEL, TextEncoder, normalize_caption
 
 __all__ = [
@@ -43,6 +50,7 @@ __all__ = [
     "build_index",
     "collate_captions",
     "contrastive_loss",
+    "fuse_similarities",
     "load_dual_encoder",
     "normalize_caption",
     "read_audiocaps",

@@ -21,13 +21,20 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..files import atomic_path
 from ..models.checkpoint import load_checkpoint
 from .audio import AudioEncoder
 from .text import DEFAULT_TEXT_MODEL, TextEncoder
 
-__all__ = ["DualEncoder", "DualEncoderConfig", "build_dual_encoder", "load_dual_encoder", "save_dual_encoder"]
+__all__ = [
+    "DualEncoder",
+    "DualEncoderConfig",
+    "build_dual_encoder",
+    "fuse_similarities",
+    "load_dual_encoder",
+    "save_dual_encoder",
+]
 
 FORMAT = "tympan-retrieval/1"
 
@@ -175,3 +182,20 @@ def load_dual_encoder(path: str | Path) -> DualEncoder:
     model = build_dual_encoder(dataclasses.replace(config, audio_checkpoint=None))
     load_checkpoint(model, stored)
     return model.eval()
+
+
+def fuse_similarities(similarities: Sequence[Tensor], weights: Sequence[float] | None = None) -> Tensor:
+    """Late fusion of several systems: the weighted mean of their ``[queries, clips]`` similarity matrices.
+
+    The DCASE 2023 submissions ensembled dual encoders this way (the public reference code has no ensembling).
+
+    Raises:
+        ConfigError: no matrices, differing shapes, or a wrong number of weights.
+    """
+    if not similarities or any(s.shape != similarities[0].shape for s in similarities):
+        raise ConfigError("give one or more similarity matrices of the same [queries, clips] shape")
+    weights = [1.0] * len(similarities) if weights is None else list(weights)
+    if len(weights) != len(similarities) or sum(weights) <= 0:
+        raise ConfigError(f"need one positive-sum weight per matrix; got {weights} for {len(similarities)} matrices")
+    return sum(w * s for w, s in zip(weights, similarities, strict=True)) / sum(weights)
+
