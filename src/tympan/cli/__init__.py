@@ -34,6 +34,7 @@ COMMANDS: tuple[str, ...] = (
     "index",
     "search",
     "scaling",
+    "demo",
 )
 
 

@@ -175,7 +175,7 @@ class CorpusConfig:
     @classmethod
     def quick(cls, seed: int = 0) -> CorpusConfig:
         """A small corpus for tests and ``tympan demo --quick``."""
-        return cls(train_per_class=40, val_per_class=8, test_per_class=4, seed=seed)
+        return cls(train_per_class=24, val_per_class=6, test_per_class=2, seed=seed)
 
     @property
     def key(self) -> str:

@@ -1,0 +1,279 @@
+"""The demo pipeline: generated corpus → teachers → stored ensemble logits → three CP-Mobile students → evaluation,
+complexity, int8 and ONNX → tagging a long recording → report.
+
+Each stage calls the package's public pieces through :mod:`tympan.demo.engine`; this module only decides what runs,
+in which order, at which size, and collects the numbers.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data import synthetic
+from ..eval.metrics import classification_metrics
+from . import engine, plots, report
+
+__all__ = ["DemoConfig", "DemoResult", "run_demo"]
+
+logger = logging.getLogger(__name__)
+
+DCASE_LIMITS = {"params": 128_000, "macs": 30_000_000}
+TAGGING_SCENES = ("park", "street_traffic", "metro_station", "metro", "shopping_mall", "public_square")
+
+
+@dataclass(frozen=True)
+class Size:
+    """How big each part of the run is; the full size fits 10 minutes on 2 CPU cores, the quick one about 1."""
+
+    corpus: synthetic.CorpusConfig
+    teacher_epochs: int
+    student_epochs: int
+    qat_epochs: int
+    student_width: int
+    teacher_width: int
+    passt_dim: int
+    passt_depth: int
+    segment_seconds: float
+
+
+FULL = Size(
+    corpus=synthetic.CorpusConfig(train_per_class=150, val_per_class=20, test_per_class=20),
+    teacher_epochs=6,
+    student_epochs=8,
+    qat_epochs=1,
+    student_width=16,
+    teacher_width=16,
+    passt_dim=64,
+    passt_depth=2,
+    segment_seconds=6.0,
+)
+QUICK = Size(
+    corpus=synthetic.CorpusConfig.quick(),
+    teacher_epochs=1,
+    student_epochs=2,
+    qat_epochs=1,
+    student_width=16,
+    teacher_width=16,
+    passt_dim=48,
+    passt_depth=1,
+    segment_seconds=3.0,
+)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What ``tympan demo`` was asked for.
+
+    Attributes:
+        output: folder for report.md, metrics.json, the figures and the exported model.
+        quick: the small size (tests, a first look).
+        dirs: folder of device impulse responses for DIR; None generates a set disjoint from the test devices.
+        cache_dir: where the generated corpus is cached (default :func:`tympan.data.synthetic.default_cache_dir`).
+        seed: seeds the corpus and every model initialisation.
+    """
+
+    output: Path = Path("demo-output")
+    quick: bool = False
+    dirs: Path | None = None
+    cache_dir: Path | None = None
+    seed: int = 0
+
+    @property
+    def size(self) -> Size:
+        return QUICK if self.quick else FULL
+
+
+@dataclass
+class DemoResult:
+    """Where the report landed and the numbers in it."""
+
+    report: Path
+    metrics_file: Path
+    metrics: dict[str, Any]
+    figures: list[Path] = field(default_factory=list)
+
+
+class _Timer:
+    """Seconds spent per named stage, in order."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def run(self, stage: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        logger.info("demo: %s ...", stage)
+        start = time.perf_counter()
+        result = function(*args, **kwargs)
+        self.seconds[stage] = time.perf_counter() - start
+        return result
+
+
+def _evaluate(logits: np.ndarray, split: engine.Split, labels: list[str]) -> dict[str, Any]:
+    groups = {"seen": synthetic.SEEN_DEVICES, "unseen": synthetic.UNSEEN_DEVICES}
+    result = classification_metrics(split.targets, logits, labels=labels, devices=split.devices, device_groups=groups)
+    return {
+        "accuracy": result["accuracy"],
+        "accuracy_seen": result["accuracy_per_device_group"]["seen"],
+        "accuracy_unseen": result["accuracy_per_device_group"]["unseen"],
+        "per_device": {d: result["accuracy_per_device"][d] for d in synthetic.DEVICES},
+        "confusion_matrix": result["confusion_matrix"],
+    }
+
+
+def _dir_folder(config: DemoConfig, folder: Path) -> tuple[Path, str]:
+    """The impulse responses for DIR: the user's folder, or a generated set (new devices, not the test ones)."""
+    if config.dirs is not None:
+        return config.dirs, f"impulse responses from {config.dirs}"
+    count = 12
+    engine.write_impulse_responses(synthetic.device_impulse_responses(count), folder)
+    return folder, f"{count} generated device responses (disjoint from the test devices)"
+
+
+def run_demo(config: DemoConfig) -> DemoResult:
+    """Run the whole demo and write ``report.md``, ``metrics.json`` and the figures into ``config.output``."""
+    size = config.size
+    output = config.output
+    output.mkdir(parents=True, exist_ok=True)
+    timer = _Timer()
+    start = time.perf_counter()
+
+    corpus = timer.run(
+        "corpus",
+        synthetic.ensure_corpus,
+        synthetic.CorpusConfig(**{**size.corpus.__dict__, "seed": config.seed}),
+        config.cache_dir,
+    )
+    data = timer.run("load audio", engine.load_splits, corpus)
+    labels = corpus.labels
+    models: dict[str, dict[str, Any]] = {}
+    curves: dict[str, dict[str, list[float]]] = {}
+    logits_of: dict[str, np.ndarray] = {}
+
+    def fit(name: str, role: str, recipe: engine.Recipe, checkpoint: Path | None = None) -> torch.nn.Module:
+        trained, curve = timer.run(f"train {name}", engine.train, data, recipe, checkpoint)
+        logits = engine.predict(trained, data.test, labels)
+        logits_of[name] = logits
+        measured = engine.complexity(trained)
+        models[name] = {
+            "role": role,
+            "params": measured["params"],
+            "macs": measured["macs"],
+            "train_seconds": timer.seconds[f"train {name}"],
+            **_evaluate(logits, data.test, labels),
+        }
+        curves[name] = curve
+        return trained
+
+    # 2. teachers, and their ensemble logits stored once for the students
+    teacher_specs = engine.teacher_recipes(size, len(labels), config.seed)
+    teachers = [fit(name, "teacher", recipe) for name, recipe in teacher_specs.items()]
+    store = timer.run(
+        "store ensemble logits", engine.store_teacher_logits, teachers, data, output / "teacher_logits.npy"
+    )
+    ensemble_logits = np.mean([logits_of[name] for name in teacher_specs], axis=0)
+    ensemble = _evaluate(ensemble_logits, data.test, labels)
+
+    # 3. students: same initialisation and schedule, only the training signal differs
+    dir_folder, dir_source = _dir_folder(config, output / "generated_dirs")
+    variants = {
+        "student, no KD": engine.student_recipe(size, len(labels), config.seed, kd=False),
+        "student + KD": engine.student_recipe(size, len(labels), config.seed, kd=True),
+        "student + KD + DIR + FMS": engine.student_recipe(
+            size, len(labels), config.seed, kd=True, dir_folder=dir_folder
+        ),
+    }
+    checkpoints = {name: output / "checkpoints" / f"student{index}.ckpt" for index, name in enumerate(variants)}
+    students = {
+        name: fit(name, "student", recipe.with_store(store), checkpoints[name]) for name, recipe in variants.items()
+    }
+
+    # 4. complexity against the DCASE limits, then int8 and ONNX of the best student
+    complexity = {
+        "CP-Mobile, DCASE23 submission size": engine.complexity(engine.dcase_student(len(labels))),
+        "demo student": engine.complexity(next(iter(students.values()))),
+    }
+    best = max(students, key=lambda n: curves[n]["val_accuracy"][-1])  # chosen on validation, not on test
+    forms = [{"name": "float32 (PyTorch)", "accuracy": models[best]["accuracy"], "note": "as trained"}]
+    forms += timer.run("int8 + ONNX", engine.deploy, checkpoints[best], data, size.qat_epochs, output)
+    # 5. tag a long multi-scene recording with the best student
+    tagging = timer.run(
+        "tagging",
+        engine.tag_recording,
+        students[best],
+        TAGGING_SCENES,
+        size.segment_seconds,
+        config.seed,
+        labels,
+        output / "timeline.png",
+    )
+
+    findings = {
+        "kd_vs_no_kd": report.compare(
+            models["student + KD"]["accuracy"], models["student, no KD"]["accuracy"], len(data.test.targets)
+        ),
+        "device_augmentation_unseen": report.compare(
+            models["student + KD + DIR + FMS"]["accuracy_unseen"],
+            models["student + KD"]["accuracy_unseen"],
+            data.test.count(synthetic.UNSEEN_DEVICES),
+        ),
+        "seen_vs_unseen": report.compare(
+            models["student, no KD"]["accuracy_seen"],
+            models["student, no KD"]["accuracy_unseen"],
+            data.test.count(synthetic.UNSEEN_DEVICES),
+        ),
+        "unseen_clips": data.test.count(synthetic.UNSEEN_DEVICES),
+    }
+    figures = {
+        "per_device": plots.plot_per_device(
+            {**models, "teacher ensemble": ensemble}, synthetic.UNSEEN_DEVICES, output / "per_device_accuracy.png"
+        ),
+        "confusion": plots.plot_confusion(
+            models[best]["confusion_matrix"],
+            labels,
+            f"{best}: test confusion (all devices)",
+            output / "confusion_matrix.png",
+        ),
+        "training_curves": plots.plot_training_curves(curves, output / "training_curves.png"),
+        "timeline": output / "timeline.png",
+    }
+    timer.seconds["total"] = time.perf_counter() - start
+    metrics = {
+        "run": {
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "quick": config.quick,
+            "seconds": timer.seconds["total"],
+            "threads": torch.get_num_threads(),
+            "seed": config.seed,
+            "dir_source": dir_source,
+        },
+        "corpus": {
+            "root": str(corpus.root),
+            "classes": labels,
+            "seen_devices": list(synthetic.SEEN_DEVICES),
+            "unseen_devices": list(synthetic.UNSEEN_DEVICES),
+            "clips": {s: len(getattr(data, s).targets) for s in ("train", "val", "test")},
+        },
+        "teachers": list(teacher_specs),
+        "students": list(students),
+        "models": models,
+        "ensemble": ensemble,
+        "training_curves": curves,
+        "findings": findings,
+        "complexity": complexity,
+        "dcase_limits": DCASE_LIMITS,
+        "deployment": {"student": best, "forms": forms},
+        "tagging": tagging,
+        "figures": {name: str(path) for name, path in figures.items()},
+        "timings": timer.seconds,
+    }
+    metrics_file = report.write_metrics(metrics, output / "metrics.json")
+    report_file = report.write_report(metrics, output / "report.md")
+    return DemoResult(report_file, metrics_file, metrics, list(figures.values()))
