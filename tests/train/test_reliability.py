@@ -25,27 +25,33 @@ class _Crash(Callback):
             raise RuntimeError("killed")
 
 
-def _run(csv, folder, *, epochs=3, callbacks=(), ckpt_path=None, **trainer_kwargs):
+def _run(csv, folder, *, epochs=3, callbacks=(), ckpt_path=None, every_n_train_steps=None, **trainer_kwargs):
     L.seed_everything(0, workers=True, verbose=False)
+    checkpoints = ModelCheckpoint(folder, save_last=True, every_n_train_steps=every_n_train_steps)
     module = AudioDataModule(str(csv), sample_rate=8000, clip_seconds=0.5, batch_size=4)
     system = SceneSystem(
         "tiny_test", num_classes=2, lr=0.01, frontend={"freqm": 4, "timem": 8}, warmup_epochs=0, rampdown_epochs=0
     )
     trainer = L.Trainer(
         max_epochs=epochs, accelerator="cpu", deterministic=True, logger=False, enable_progress_bar=False,
-        enable_model_summary=False, callbacks=[ModelCheckpoint(folder, save_last=True), *callbacks],
+        enable_model_summary=False, callbacks=[checkpoints, *callbacks],
         **trainer_kwargs,
     )  # fmt: skip
     trainer.fit(system, datamodule=module, ckpt_path=ckpt_path)
     return system, trainer
 
 
-def test_resume_after_a_crash_mid_epoch_matches_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("every_n_train_steps", [None, 1], ids=["epoch-checkpoints", "step-checkpoints"])
+def test_resume_after_a_crash_mid_epoch_matches_an_uninterrupted_run(tmp_path, every_n_train_steps):
     csv = write_tone_dataset(tmp_path / "data", per_class=8)
     reference, _ = _run(csv, tmp_path / "a")
-    with pytest.raises(RuntimeError, match="killed"):
-        _run(csv, tmp_path / "b", callbacks=[_Crash(epoch=1, batch=1)])
-    resumed, trainer = _run(csv, tmp_path / "b", ckpt_path=tmp_path / "b" / "last.ckpt")
+    with pytest.raises(RuntimeError, match="killed"):  # the last checkpoint: end of epoch 0, or after 2 batches of 1
+        _run(csv, tmp_path / "b", callbacks=[_Crash(epoch=1, batch=2)], every_n_train_steps=every_n_train_steps)
+    loader_state = torch.load(tmp_path / "b" / "last.ckpt", weights_only=True)["loops"]["fit_loop"]["state_dict"]
+    expected = [{"epoch": 1, "batches": 2}] if every_n_train_steps else [{"epoch": 0, "batches": 3}]
+    assert loader_state["combined_loader"] == expected
+    resumed, trainer = _run(csv, tmp_path / "b", ckpt_path=tmp_path / "b" / "last.ckpt",
+                            every_n_train_steps=every_n_train_steps)  # fmt: skip
     assert trainer.current_epoch == 3
     for name, value in reference.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[name], value, rtol=0, atol=0, msg=name)

@@ -25,7 +25,7 @@ from .decode import ClipLoader
 from .metadata import ClipTable, read_audioset_hdf5, read_data
 from .sampling import BalancedSampler, ShuffleSampler, class_balanced_weights
 
-__all__ = ["AudioDataModule"]
+__all__ = ["AudioDataModule", "ResumableLoader"]
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +196,9 @@ class AudioDataModule(L.LightningDataModule):
             sampler = BalancedSampler(weights, self.epoch_length, self.seed)
         elif self.shuffle:
             sampler = ShuffleSampler(len(dataset), self.seed)
-        return self._loader(dataset, sampler=sampler, drop_last=True)
+        loader = self._loader(dataset, sampler=sampler, drop_last=True)
+        loader.trainer = self.trainer
+        return loader
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.datasets["val"]) if "val" in self.datasets else []
@@ -208,7 +210,8 @@ class AudioDataModule(L.LightningDataModule):
         return self._loader(ClipDataset(self.table, self.loader, self.on_error))  # all clips of ``data``
 
     def _loader(self, dataset: ClipDataset, sampler=None, drop_last: bool = False):
-        return DataLoader(
+        loader_class = ResumableLoader if sampler is not None else DataLoader
+        return loader_class(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
@@ -217,6 +220,27 @@ class AudioDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             collate_fn=collate_skipping,
         )
+
+
+class ResumableLoader(DataLoader):
+    """A training DataLoader that Lightning checkpoints: its state is the number of batches trained in the epoch.
+
+    Lightning saves ``state_dict()`` in every checkpoint and gives it back before iterating on resume; the
+    epoch-seeded sampler then skips the clips of the batches already trained on, so resuming from a mid-epoch
+    checkpoint continues exactly where the run stopped (augmentation draws depend only on the global step).
+    """
+
+    trainer = None  # set by the DataModule; progress counters live in the trainer's loops
+
+    def state_dict(self) -> dict[str, int]:
+        if self.trainer is None:
+            return {}
+        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
+        return {"epoch": self.trainer.current_epoch, "batches": progress.processed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state:
+            self.sampler.resume(state["epoch"], state["batches"] * self.batch_size)
 
 
 def _read(source: str | Sequence[str], labels: Sequence[str] | None) -> ClipTable:

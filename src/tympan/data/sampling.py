@@ -1,7 +1,8 @@
 """Training samplers whose order is a pure function of ``(seed, epoch)``, also under DDP.
 
 Lightning calls ``set_epoch`` at the start of every epoch, so a run resumed from a checkpoint draws exactly the
-orders the uninterrupted run would have drawn, independent of whatever else consumed the global random state.
+orders the uninterrupted run would have drawn, independent of whatever else consumed the global random state; after
+a mid-epoch checkpoint, :meth:`resume` skips the clips already trained on in that epoch.
 
 Class-balanced sampling is the EfficientAT / PaSST AudioSet recipe: per-class counts over the training set, class
 weight ``scale / (count + offset)`` (``1000 / (count + 100)`` in the references), sample weight = the **sum** over
@@ -36,7 +37,22 @@ def _world() -> tuple[int, int]:
     return 1, 0
 
 
-class ShuffleSampler(DistributedSampler):
+class _Resumable(DistributedSampler):
+    """Skips the clips of the batches already trained on in the epoch a mid-epoch checkpoint was saved in."""
+
+    _resume: tuple[int, int] | None = None  # (epoch, samples of this rank to skip)
+
+    def resume(self, epoch: int, samples: int) -> None:
+        self._resume = (epoch, samples)
+
+    def _skipping(self, indices: list[int]) -> Iterator[int]:
+        if self._resume is not None and self._resume[0] == self.epoch:
+            indices = indices[self._resume[1] :]
+        self._resume = None
+        return iter(indices)
+
+
+class ShuffleSampler(_Resumable):
     """A permutation seeded by ``(seed, epoch)``; under DDP each process takes every ``world_size``-th index.
 
     Process ``r`` of ``n`` with per-process batch ``b`` gets ``perm[r::n]``, so the union of the ranks' k-th batches
@@ -48,8 +64,11 @@ class ShuffleSampler(DistributedSampler):
         num_replicas, rank = _world()
         super().__init__(range(num_samples), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
 
+    def __iter__(self) -> Iterator[int]:
+        return self._skipping(list(super().__iter__()))
 
-class BalancedSampler(DistributedSampler):
+
+class BalancedSampler(_Resumable):
     """``epoch_length`` clips per epoch drawn without replacement with probabilities ∝ ``weights``.
 
     The draw is seeded by ``(seed, epoch)``; under DDP each process takes every ``world_size``-th drawn clip.
@@ -69,4 +88,4 @@ class BalancedSampler(DistributedSampler):
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         drawn = torch.multinomial(self.weights, self.epoch_length, replacement=False, generator=generator).tolist()
         drawn += drawn[: self.total_size - len(drawn)]  # pad to a multiple of the world size
-        return iter(drawn[self.rank : self.total_size : self.num_replicas])
+        return self._skipping(drawn[self.rank : self.total_size : self.num_replicas])
