@@ -41,10 +41,7 @@ def test_pruner_reaches_the_exact_nonzero_target_and_keeps_masks(scope, generato
     pruner.prune(model, pruner.progress(1))
     between = count_params(model)
     pruner.prune(model, 1.0)
-    if scope == "global":
-        assert count_params(model) == target
-    else:  # per-layer shares are rounded layer by layer
-        assert abs(count_params(model) - target) <= len([m for m in model.modules() if isinstance(m, nn.Conv2d)])
+    assert count_params(model) == target
     assert target < between < dense
     assert count_params(model, nonzero=False) == dense
 

@@ -158,10 +158,8 @@ class MagnitudePruner(Callback):
                 self.masks[name] = keep[offset : offset + size].view_as(module.weight)
                 offset += size
         else:
-            total = sum(m.weight.numel() for m in layers.values())
-            for name, module in layers.items():
+            for (name, module), pruned in zip(layers.items(), _shares(layers, count), strict=True):
                 weights = module.weight.detach().abs().flatten()
-                pruned = min(weights.numel() - 1, round(count * weights.numel() / total))
                 keep = torch.zeros(weights.numel(), dtype=torch.bool, device=weights.device)
                 keep[torch.topk(weights, weights.numel() - pruned, sorted=False).indices] = True
                 self.masks[name] = keep.view_as(module.weight)
@@ -188,6 +186,20 @@ class MagnitudePruner(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.masks = dict(state_dict["masks"])
+
+
+def _shares(layers: dict[str, nn.Module], count: int) -> list[int]:
+    """``count`` split over the layers in proportion to their sizes (largest remainders get the rest), so the
+    per-layer counts add up exactly; every layer keeps at least one weight."""
+    sizes = np.array([m.weight.numel() for m in layers.values()])
+    exact = count * sizes / sizes.sum()
+    shares = np.minimum(np.floor(exact).astype(int), sizes - 1)
+    for index in np.argsort(shares - exact):  # largest remainder first
+        if shares.sum() >= count:
+            break
+        if shares[index] < sizes[index] - 1:
+            shares[index] += 1
+    return shares.tolist()
 
 
 def _network(pl_module: nn.Module) -> nn.Module:
@@ -344,8 +356,8 @@ def scaling_sweep(
         data: scene clips with ``device`` and ``split`` columns (train / val / test), e.g. the synthetic corpus.
         widths, depths, rhos: the grid (see :func:`build_family_model`).
         fixed_params: parameter budget; members above it are pruned to it (``method="prune"``: non-zero count,
-            dense for the first fifth of the epochs, then ramped linearly over a quarter) or decomposed with the
-            smallest factor that fits (``method="decompose"``).
+            per layer, dense for the first fifth of the epochs, then ramped linearly over a quarter) or decomposed
+            with the smallest factor that fits (``method="decompose"``).
         arch: ``"cp_resnet"`` or ``"cp_mobile"``.
         freq_damping: frequency damping on every k×k kernel.
         epochs, batch_size, lr: the recipe (Adam, warm-up-free, linear decay over the second half).
@@ -382,9 +394,12 @@ def scaling_sweep(
                 model, factor = _decomposition_for_budget(build, fixed_params)
             else:
                 # Dense training first: Fixup zero-initialises convs and the classifier, and weights pruned while
-                # still 0 would stay 0 (they rank lowest at every later step).
+                # still 0 would stay 0 (they rank lowest at every later step). Per-layer pruning: a global threshold
+                # at this sparsity empties whole layers (the classifier first) and the network collapses to chance.
                 start, ramp = max(1, epochs // 5), max(1, epochs // 4)
-                callbacks.append(MagnitudePruner(target_params=fixed_params, start_epoch=start, ramp_epochs=ramp))
+                callbacks.append(
+                    MagnitudePruner(target_params=fixed_params, scope="layer", start_epoch=start, ramp_epochs=ramp)
+                )
         if freq_damping:
             apply_frequency_damping(model)
         model.frontend_config = model.frontend_config.replace(**frontend)
