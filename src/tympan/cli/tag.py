@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from ..files import write_atomically
 logger = logging.getLogger(__name__)
 
 LONG_JOB_FILES = 20
+SAVE_EVERY_SECONDS = 30.0
 # Architectures that onnxruntime runs faster than PyTorch eager on CPU (benchmarks/bench_inference.py: mn 2.7x,
 # dymn 1.5x, cp_mobile 2.9x; PaSST 0.9x).
 ONNX_FASTER = ("mn", "dymn", "cp_mobile", "cp_resnet")
@@ -73,8 +75,6 @@ def find_audio_files(paths: list[str]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..tagging import clip_scores, detect_events, plot_timeline, timeline
-
     if args.model is None and args.checkpoint is None:
         raise ConfigError("pass --model NAME (or --checkpoint FILE of a tympan fine-tuned model)")
     if args.resume and not args.output:
@@ -94,43 +94,55 @@ def run(args: argparse.Namespace) -> int:
     pipeline = _load_pipeline(args, long_job=args.window is not None or len(todo) > LONG_JOB_FILES)
     from tqdm import tqdm
 
-    for path in tqdm(todo, desc="tagging", unit="file", disable=None if len(todo) > 1 else True, file=sys.stderr):
-        record: dict[str, Any] = {"file": str(path)}
-        try:
-            if args.window is None:
-                scores, notes = clip_scores(pipeline, path)
-                record["predictions"] = _predictions(pipeline.top(scores, args.top_k))
-            else:
-                line = timeline(
-                    pipeline, path, window=args.window, hop=args.hop, method=args.method, progress=len(todo) == 1
-                )
-                events = detect_events(line, threshold=args.threshold, median_windows=args.median)
-                record["windows"] = [
-                    {
-                        "start": round(float(s), 3),
-                        "end": round(float(min(s + line.window, line.duration)), 3),
-                        "predictions": _predictions(pipeline.top(row, args.top_k)),
-                    }
-                    for s, row in zip(line.starts, line.scores, strict=True)
-                ]
-                record["events"] = [vars(e) for e in events]
-                notes = line.notes
-                if args.plot:
-                    plot_timeline(line, _plot_path(args.plot, path, len(files)), events=events)
-            if notes:
-                record["note"] = "; ".join(notes)
-        except (AudioLoadError, OSError, ValueError, RuntimeError) as error:
-            record = {"file": str(path), "error": _message(error)}
-        records.append(record)
-    text = format_records(records, args.format)
-    if args.output:
-        write_atomically(args.output, text)
-    else:
-        sys.stdout.write(text)
+    last_saved = time.monotonic()
+    try:
+        for path in tqdm(todo, desc="tagging", unit="file", disable=None if len(todo) > 1 else True, file=sys.stderr):
+            records.append(_tag_file(pipeline, path, args, single=len(todo) == 1, plots=len(files) > 1))
+            if args.output and time.monotonic() - last_saved > SAVE_EVERY_SECONDS:
+                write_atomically(args.output, format_records(records, args.format))  # what --resume starts from
+                last_saved = time.monotonic()
+    finally:  # also on Ctrl-C: the finished records are kept
+        text = format_records(records, args.format)
+        if args.output:
+            write_atomically(args.output, text)
+        else:
+            sys.stdout.write(text)
     failed = [r for r in records if "error" in r]
     for record in failed:
         logger.warning("%s: %s", record["file"], record["error"])
     return 1 if failed else 0
+
+
+def _tag_file(pipeline: Any, path: Path, args: argparse.Namespace, *, single: bool, plots: bool) -> dict[str, Any]:
+    """The record of one file: its predictions (per window with events, with --window), or its error."""
+    from ..tagging import clip_scores, detect_events, plot_timeline, timeline
+
+    record: dict[str, Any] = {"file": str(path)}
+    try:
+        if args.window is None:
+            scores, notes = clip_scores(pipeline, path)
+            record["predictions"] = _predictions(pipeline.top(scores, args.top_k))
+        else:
+            line = timeline(pipeline, path, window=args.window, hop=args.hop, method=args.method, progress=single)
+            events = detect_events(line, threshold=args.threshold, median_windows=args.median)
+            record["windows"] = [
+                {
+                    "start": round(float(s), 3),
+                    "end": round(float(min(s + line.window, line.duration)), 3),
+                    "predictions": _predictions(pipeline.top(row, args.top_k)),
+                }
+                for s, row in zip(line.starts, line.scores, strict=True)
+            ]
+            record["events"] = [vars(e) for e in events]
+            notes = line.notes
+            if args.plot:
+                plot_timeline(line, _plot_path(args.plot, path, plots), events=events)
+        if notes:
+            record["note"] = "; ".join(notes)
+    except Exception as error:  # one bad file must not stop the others; the record says what went wrong
+        logger.debug("tagging %s failed", path, exc_info=True)
+        return {"file": str(path), "error": _message(error)}
+    return record
 
 
 def _load_pipeline(args: argparse.Namespace, *, long_job: bool) -> Any:
@@ -155,16 +167,18 @@ def _load_pipeline(args: argparse.Namespace, *, long_job: bool) -> Any:
 
 def _message(error: Exception) -> str:
     text = str(error) or type(error).__name__
-    return text if isinstance(error, AudioLoadError) else f"cannot tag this file: {text}"
+    if isinstance(error, AudioLoadError):
+        return text
+    return f"cannot tag this file ({type(error).__name__}): {text}"
 
 
 def _predictions(pairs: list[tuple[str, float]]) -> list[dict[str, Any]]:
     return [{"label": label, "score": round(score, 6)} for label, score in pairs]
 
 
-def _plot_path(plot: str, audio: Path, count: int) -> Path:
+def _plot_path(plot: str, audio: Path, several: bool) -> Path:
     path = Path(plot)
-    return path if count == 1 else path.with_name(f"{path.stem}_{audio.stem}{path.suffix or '.png'}")
+    return path.with_name(f"{path.stem}_{audio.stem}{path.suffix or '.png'}") if several else path
 
 
 _CSV_FIELDS = ("file", "start", "end", "rank", "label", "score", "error", "note")
