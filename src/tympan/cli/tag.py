@@ -20,8 +20,10 @@ logger = logging.getLogger(__name__)
 LONG_JOB_FILES = 20
 SAVE_EVERY_SECONDS = 30.0
 # Architectures that onnxruntime runs faster than PyTorch eager on CPU (benchmarks/bench_inference.py: mn 2.7x,
-# dymn 1.5x, cp_mobile 2.9x; PaSST 0.9x).
-ONNX_FASTER = ("mn", "dymn", "cp_mobile", "cp_resnet")
+# dymn 1.5x, cp_mobile 2.9x; PaSST 0.9x). DyMN exports with fixed shapes only (a graph per input length), so it
+# gets onnxruntime for windowed jobs, whose windows share one length, and not for folders of files.
+ONNX_FASTER = ("mn", "cp_mobile")
+ONNX_FASTER_WINDOWED = ("mn", "dymn", "cp_mobile")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".caf", ".w64", ".rf64")
 
 
@@ -91,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     todo = [f for f in files if str(f) not in done]
     redone = {str(f) for f in todo}
     records = [record for record in previous if record["file"] not in redone]
-    pipeline = _load_pipeline(args, long_job=args.window is not None or len(todo) > LONG_JOB_FILES)
+    pipeline = _load_pipeline(args, many_files=len(todo) > LONG_JOB_FILES)
     from tqdm import tqdm
 
     last_saved = time.monotonic()
@@ -145,7 +147,7 @@ def _tag_file(pipeline: Any, path: Path, args: argparse.Namespace, *, single: bo
     return record
 
 
-def _load_pipeline(args: argparse.Namespace, *, long_job: bool) -> Any:
+def _load_pipeline(args: argparse.Namespace, *, many_files: bool) -> Any:
     """The pipeline on the backend asked for; ``auto`` picks onnxruntime on CPU for long jobs, if the model exports."""
     from .. import load
 
@@ -153,7 +155,8 @@ def _load_pipeline(args: argparse.Namespace, *, long_job: bool) -> Any:
     backend = args.backend
     if backend == "auto":
         arch = pipeline.model.preset.arch if pipeline.model.preset is not None else None
-        backend = "onnx" if long_job and pipeline.device.type == "cpu" and arch in ONNX_FASTER else "torch"
+        faster = ONNX_FASTER_WINDOWED if args.window is not None else ONNX_FASTER if many_files else ()
+        backend = "onnx" if pipeline.device.type == "cpu" and arch in faster else "torch"
     if backend == "torch":
         return pipeline
     try:
