@@ -143,7 +143,7 @@ def run_demo(config: DemoConfig) -> DemoResult:
     output = config.output
     output.mkdir(parents=True, exist_ok=True)
     timer = _Timer()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
 
     corpus = timer.run(
         "corpus",
@@ -250,6 +250,7 @@ def run_demo(config: DemoConfig) -> DemoResult:
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "quick": config.quick,
             "seconds": timer.seconds["total"],
+            "cpu_seconds": time.process_time() - cpu_start,
             "threads": torch.get_num_threads(),
             "seed": config.seed,
             "dir_source": dir_source,

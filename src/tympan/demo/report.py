@@ -76,7 +76,8 @@ def write_report(metrics: Mapping[str, Any], path: Path) -> Path:
         "# tympan demo: the DCASE23 low-complexity story on generated data",
         "",
         f"Run of {metrics['run']['date']} ({'quick' if metrics['run']['quick'] else 'full'} size, "
-        f"{metrics['run']['seconds']:.0f} s on {metrics['run']['threads']} CPU threads). Everything below was "
+        f"{metrics['run']['seconds']:.0f} s wall clock, {metrics['run']['cpu_seconds']:.0f} s of CPU time on "
+        f"{metrics['run']['threads']} threads). Everything below was "
         "measured in this run; `metrics.json` holds every number.",
         "",
         "## What ran",
