@@ -230,12 +230,14 @@ def decomposed_params(in_channels: int, out_channels: int, kernel: tuple[int, in
     return in_channels * inner + inner * inner * kernel[0] * kernel[1] + inner * out_channels + (out_channels * bias)
 
 
-def decompose_convs(model: nn.Module, factor: int, min_in_channels: int = 2) -> nn.Module:
-    """Replace (in place) every ungrouped k×k conv (k > 1 on some axis) with at least ``min_in_channels`` inputs by a
-    :class:`DecomposedConv2d` of factor ``factor``; returns ``model``.
+def decompose_convs(
+    model: nn.Module, factor: int, min_in_channels: int = 2, include_pointwise: bool = False
+) -> nn.Module:
+    """Replace (in place) every ungrouped k×k conv (k > 1 on some axis, or any size with ``include_pointwise``)
+    with at least ``min_in_channels`` inputs by a :class:`DecomposedConv2d` of factor ``factor``; returns ``model``.
 
-    Depthwise / grouped convs (CP-Mobile's blocks, CP-ResNet's grouped stage) and the one-channel stem are kept, as
-    are 1×1 convs (nothing to gain).
+    Depthwise / grouped convs (CP-Mobile's blocks, CP-ResNet's grouped stage) and the one-channel stem are kept.
+    At small ρ most CP-ResNet weights sit in 1×1 convs, so only ``include_pointwise`` can meet a tight budget.
     """
     if factor < 1:
         raise ConfigError(f"the decomposition factor must be >= 1, got {factor}")
@@ -244,7 +246,7 @@ def decompose_convs(model: nn.Module, factor: int, min_in_channels: int = 2) -> 
             if (
                 isinstance(child, nn.Conv2d)
                 and child.groups == 1
-                and max(child.kernel_size) > 1
+                and (include_pointwise or max(child.kernel_size) > 1)
                 and child.in_channels >= min_in_channels
             ):
                 setattr(parent, name, DecomposedConv2d(child, factor))
@@ -312,10 +314,11 @@ def build_family_model(arch: str, width: int, depth: int = 0, rho: int | None = 
 
 
 def _decomposition_for_budget(build: Callable[[], nn.Module], budget: int) -> tuple[nn.Module, int]:
-    """The smallest decomposition factor whose model fits ``budget`` parameters (the largest tried otherwise)."""
+    """The smallest decomposition factor (of every ungrouped conv, 1×1 included) whose model fits ``budget``
+    parameters (the largest tried otherwise)."""
     model, factor = build(), 1
     for factor in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64):
-        model = build() if factor == 1 else decompose_convs(build(), factor)
+        model = build() if factor == 1 else decompose_convs(build(), factor, include_pointwise=True)
         if count_params(model, nonzero=False) <= budget:
             break
     return model, factor
