@@ -86,6 +86,9 @@ def test_decomposition_parameter_formula_and_shapes(generator):
     assert count_params(model, nonzero=False) == expected
     assert any(isinstance(m, DecomposedConv2d) for m in model.modules())
     assert model(torch.randn(2, 1, 64, 20, generator=generator)).shape == (2, 3)
+    pointwise_too = decompose_convs(_small_resnet(16), 4, include_pointwise=True)
+    assert count_params(pointwise_too, nonzero=False) < count_params(model, nonzero=False)
+    assert pointwise_too(torch.randn(2, 1, 64, 20, generator=generator)).shape == (2, 3)
 
 
 def test_frequency_damping_kernel_values(generator):
