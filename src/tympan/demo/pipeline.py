@@ -47,7 +47,7 @@ class Size:
 
 FULL = Size(
     corpus=synthetic.CorpusConfig(train_per_class=150, val_per_class=20, test_per_class=20),
-    teacher_epochs=6,
+    teacher_epochs=10,
     student_epochs=8,
     qat_epochs=1,
     student_width=16,

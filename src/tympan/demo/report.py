@@ -43,7 +43,7 @@ def _finding(name: str, comparison: Mapping[str, Any], new: float, old: float, s
     if verdict == "better":
         return f"- **{name}: yes.** {subject} ({numbers})."
     if verdict == "worse":
-        return f"- **{name}: no, it was worse.** {subject} ({numbers})."
+        return f"- **{name}: no, it was worse** ({numbers})."
     return f"- **{name}: not shown by this run.** The difference is within noise ({numbers})."
 
 
