@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "ONNX, tag a long recording, and write report.md, metrics.json and figures.",
     )
     parser.add_argument("--quick", action="store_true", help="a small run (about a minute) instead of the full one")
-    parser.add_argument("--output", type=Path, default=Path("demo-output"), help="report folder (default: %(default)s)")
+    parser.add_argument("--output", type=Path, default=Path("demo_output"), help="report folder (default: %(default)s)")
     parser.add_argument(
         "--dirs",
         type=Path,

@@ -81,7 +81,7 @@ class DemoConfig:
         seed: seeds the corpus and every model initialisation.
     """
 
-    output: Path = Path("demo-output")
+    output: Path = Path("demo_output")
     quick: bool = False
     dirs: Path | None = None
     cache_dir: Path | None = None
