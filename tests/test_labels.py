@@ -6,6 +6,7 @@ import pytest
 
 from tympan.errors import ConfigError
 from tympan.labels import get_labels, list_label_sets
+from tympan.models import get_preset, list_models
 
 
 def test_tau22_scenes_in_reference_order() -> None:
@@ -36,3 +37,20 @@ def test_every_shipped_set_reads_and_returns_a_fresh_list() -> None:
 def test_unknown_set_names_the_known_ones() -> None:
     with pytest.raises(ConfigError, match="tau22"):
         get_labels("tau23")
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_preset_has_one_label_per_output(name: str) -> None:
+    entry = get_preset(name)
+    classes = entry.model_kwargs.get("num_classes", entry.model_kwargs.get("n_classes"))
+    assert len(get_labels(entry.labels)) == classes
+
+
+def test_fine_tune_label_sets_in_training_order() -> None:
+    fsd50k = get_labels("fsd50k")
+    assert len(fsd50k) == 200 and fsd50k == sorted(fsd50k)  # PaSST indexes FSD50K's sorted vocabulary
+    assert fsd50k[:2] == ["Accelerating_and_revving_and_vroom", "Accordion"]
+    esc50 = get_labels("esc50")
+    assert (len(esc50), esc50[0], esc50[10], esc50[49]) == (50, "dog", "rain", "hand_saw")
+    openmic = get_labels("openmic")
+    assert (len(openmic), openmic[0], openmic[19]) == (20, "accordion", "voice")

@@ -6,6 +6,9 @@ Each file has a header with at least the columns ``index`` (the logit column, 0.
 * ``tau22``: the 10 scenes of TAU Urban Acoustic Scenes 2022 Mobile in the order of the CP-JKU DCASE23 models
   (sklearn ``LabelEncoder`` on ``scene_label``, i.e. alphabetical).
 * ``audioset``: the 527 AudioSet classes of ``class_labels_indices.csv``.
+* ``fsd50k``: the 200 FSD50K classes, sorted by name as PaSST's FSD50K training indexes ``vocabulary.csv``.
+* ``esc50``: the 50 ESC-50 categories in the order of the dataset's ``target`` column.
+* ``openmic``: the 20 OpenMIC-2018 instruments in the order of its ``class-map.json``.
 """
 
 from __future__ import annotations
