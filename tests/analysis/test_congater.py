@@ -5,7 +5,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from tympan.analysis.attribute_probe import LabelledSplit, congater_sweep, omega_grid
-from tympan.analysis.congater import AdversaryHeads, ConGater, ControlGate, GatedModel, gradient_reversal
+from tympan.analysis.congater import (
+    AdversaryHeads,
+    ConGater,
+    ControlGate,
+    GatedModel,
+    gradient_reversal,
+    recorded_gates,
+)
 from tympan.errors import ConfigError
 from tympan.models import create
 from tympan.train.congater import ConGaterSystem, fit_congater
@@ -34,6 +41,25 @@ def test_omega_zero_is_exactly_the_backbone(placement, generator):
         mel = _mel(generator)
         assert torch.equal(gated(mel, {"device": 0.0, "city": 0.0}), backbone(mel))
         assert not torch.equal(gated(mel, {"device": 1.0}), backbone(mel))
+
+
+@pytest.mark.parametrize(("placement", "count"), [("last", 1), ("all", 2)])
+def test_recorded_gates_are_the_gates_applied(placement, count, generator):
+    gated = GatedModel(_tiny_passt(), ["device"], placement=placement).eval()
+    mel = _mel(generator)
+    with torch.no_grad():
+        for parameter in gated.gaters.parameters():
+            parameter.normal_(generator=generator)
+    with torch.no_grad(), recorded_gates(gated) as gates:
+        gated(mel, {"device": 0.0})
+        assert gates == []  # no gate is applied at omega = 0
+        gated(mel, {"device": 1.0})
+    assert len(gates) == count
+    tokens = gated.backbone.forward_input_sequence(mel)
+    assert all(gate.shape == tokens.shape for gate in gates)
+    if placement == "all":  # the first block's gate is computed from the input tokens
+        assert torch.allclose(gates[0], gated.gaters[0](tokens, {"device": 1.0}))
+    assert not gated.gaters[0]._forward_hooks  # the hooks are removed afterwards
 
 
 def test_cnn_backbones_are_gated_on_the_embedding(generator):

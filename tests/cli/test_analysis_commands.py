@@ -54,16 +54,28 @@ def test_robustness_compares_checkpoints(tmp_path, capsys):
     assert (output / "robustness.png").stat().st_size > 10_000
 
 
-def test_congater_run_writes_table_and_plots(tmp_path):
+def test_congater_train_then_evaluate_writes_table_and_plots(tmp_path):
     meta = write_scenes(tmp_path, per_cell=2)
     output = tmp_path / "out"
-    code = main(["congater", "run", "--data", str(meta), "--epochs", "1", "--omega", "0", "1",
-                 "--output", str(output)])
+    assert main(["congater", "train", "--data", str(meta), "--epochs", "1", "--output", str(output)]) == 0
+    assert (output / "congater_model.pt").exists()
+    code = main(["congater", "evaluate", "--data", str(meta), "--omega", "0", "1", "--probe-epochs", "5",
+                 "--output", str(output)])  # fmt: skip
     assert code == 0
     rows = json.loads((output / "congater.json").read_text())
     assert [r["omega"] for r in rows] == [
         {"device": 0.0, "city": 0.0}, {"device": 1.0, "city": 0.0}, {"device": 0.0, "city": 1.0}
     ]
     assert all(0 <= r["device_probe_balanced_accuracy"] <= 1 for r in rows)
-    assert (output / "congater.csv").read_text().startswith("omega_device,omega_city,task_accuracy")
+    assert (rows[0]["gate_mean"], rows[0]["gate_share_below_half"]) == (1.0, 0.0)  # no gate at omega = 0
+    assert all(0 < r["gate_mean"] < 1 for r in rows[1:])
+    header = (output / "congater.csv").read_text().splitlines()[0]
+    assert header.startswith("omega_device,omega_city,task_accuracy,gate_mean,gate_share_below_half")
     assert (output / "congater_device.png").exists() and (output / "congater_city.png").exists()
+
+
+def test_congater_evaluate_refuses_another_checkpoint(tmp_path):
+    meta = write_scenes(tmp_path, per_cell=1)
+    other = tmp_path / "other.pt"
+    torch.save({"state_dict": {}}, other)
+    assert main(["congater", "evaluate", "--data", str(meta), "--checkpoint", str(other)]) != 0

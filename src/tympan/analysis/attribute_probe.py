@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from sklearn.metrics import balanced_accuracy_score
 from torch import Tensor, nn
 
-from .congater import GatedModel
+from .congater import GatedModel, recorded_gates
 
 __all__ = ["LabelledSplit", "congater_sweep", "embed", "omega_grid", "train_probe"]
 
@@ -82,14 +82,22 @@ def congater_sweep(
 
     Returns:
         rows with keys ``omega`` (dict), ``task_accuracy``, ``device_accuracy`` (name → accuracy, when the test split
-        has a ``device`` attribute) and, per attribute, ``probe_accuracy`` / ``probe_balanced_accuracy``.
+        has a ``device`` attribute), ``gate_mean`` / ``gate_share_below_half`` (the gate values applied to the test
+        clips; 1 / 0 at ω = 0) and, per attribute, ``probe_accuracy`` / ``probe_balanced_accuracy``.
     """
     rows = []
     for omega in omegas:
         train_features, _ = embed(model, train.inputs, omega)
-        test_features, test_logits = embed(model, test.inputs, omega)
+        with recorded_gates(model) as gates:
+            test_features, test_logits = embed(model, test.inputs, omega)
+        values = torch.cat([g.flatten() for g in gates]) if gates else torch.ones(1)
         predicted = test_logits.argmax(1)
-        row: dict = {"omega": dict(omega), "task_accuracy": _accuracy(predicted, test.targets)}
+        row: dict = {
+            "omega": dict(omega),
+            "task_accuracy": _accuracy(predicted, test.targets),
+            "gate_mean": float(values.mean()),
+            "gate_share_below_half": float((values < 0.5).float().mean()),
+        }
         if "device" in test.attributes:
             devices = test.attributes["device"]
             names = device_names or [str(i) for i in range(int(devices.max()) + 1)]

@@ -11,8 +11,9 @@ reversal and several adversary heads — is our own (the reference imports an un
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Literal
 
 import torch
@@ -22,7 +23,15 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from ..models.base import AudioModel
 
-__all__ = ["AdversaryHeads", "ConGater", "ControlGate", "GatedModel", "GradientReversal", "gradient_reversal"]
+__all__ = [
+    "AdversaryHeads",
+    "ConGater",
+    "ControlGate",
+    "GatedModel",
+    "GradientReversal",
+    "gradient_reversal",
+    "recorded_gates",
+]
 
 Activation = Literal["L", "T"]
 Placement = Literal["last", "all"]
@@ -142,6 +151,27 @@ class GatedModel(nn.Module):
 
     def forward(self, mel: Tensor, omega: Mapping[str, float] | None = None) -> Tensor:
         return self.backbone.forward_head(self.forward_features(mel, omega))
+
+
+@contextlib.contextmanager
+def recorded_gates(model: GatedModel) -> Iterator[list[Tensor]]:
+    """Collect every combined gate ``model`` applies inside the block (none is applied where all ω are 0).
+
+    Why: after the final LayerNorm a gate that scales all features alike changes nothing, so the task accuracy alone
+    cannot tell an untrained gate from a trained one; the gate values can.
+    """
+    gates: list[Tensor] = []
+
+    def keep(_module: nn.Module, _inputs: tuple, gate: Tensor | None) -> None:
+        if gate is not None:
+            gates.append(gate.detach())
+
+    hooks = [gater.register_forward_hook(keep) for gater in model.gaters]
+    try:
+        yield gates
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 class _ReverseGradient(torch.autograd.Function):

@@ -90,8 +90,8 @@ def pgd(
             delta = (torch.rand(x.shape, generator=generator) * 2 - 1).to(x) * eps
         else:
             radius = torch.rand(x.shape[0], generator=generator).to(x) ** (1 / x[0].numel())
-            delta = sphere_directions(x.shape[1:], x.shape[0], generator).to(x) * eps * radius.view_as(
-                _per_sample_norm(x)
+            delta = (
+                sphere_directions(x.shape[1:], x.shape[0], generator).to(x) * eps * radius.view_as(_per_sample_norm(x))
             )
     sign = -1.0 if targeted else 1.0
     for _ in range(steps):
@@ -157,8 +157,9 @@ def adversarial_risk(
         correct, loss_sum, count = 0, 0.0, 0
         for x, y in batches:
             goal = (y + 1) % (num_classes - 1) if targeted else y
-            adversarial = x if eps == 0 else pgd(model, x, goal, eps, norm=norm, steps=steps, targeted=targeted,
-                                                  **pgd_kwargs)
+            adversarial = (
+                x if eps == 0 else pgd(model, x, goal, eps, norm=norm, steps=steps, targeted=targeted, **pgd_kwargs)
+            )
             with torch.no_grad():
                 logits = model(adversarial)
             correct += int((logits.argmax(1) == y).sum())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +19,20 @@ from matplotlib.figure import Figure
 from ..audio.frontend import MelFrontend, MelFrontendConfig
 from ..data.decode import ClipLoader
 from ..data.metadata import ClipTable
-from ..errors import AudioLoadError, DataError
+from ..errors import AudioLoadError, CheckpointError, DataError
 from .attribute_probe import LabelledSplit
+from .congater import GatedModel
 from .robustness import adversarial_risk, pc_stress
 
-__all__ = ["congater_study", "labelled_split", "plot_congater_tradeoff", "plot_risk_curves", "robustness_study"]
+__all__ = [
+    "CongaterRun",
+    "evaluate_congater",
+    "labelled_split",
+    "plot_congater_tradeoff",
+    "plot_risk_curves",
+    "robustness_study",
+    "train_congater",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -100,19 +110,29 @@ def robustness_study(
     rows = []
     for checkpoint in checkpoints:
         pipeline = load(checkpoint=checkpoint, device="cpu")
-        data, _, _ = labelled_split(table, pipeline.frontend_config, split=split, max_clips=max_clips,
-                                    seconds=seconds or pipeline.clip_seconds)
+        data, _, _ = labelled_split(
+            table, pipeline.frontend_config, split=split, max_clips=max_clips, seconds=seconds or pipeline.clip_seconds
+        )
         model = pipeline.model
         points = adversarial_risk(model, [(data.inputs, data.targets)], eps_grid, norm=norm, steps=steps)
-        stress = pc_stress(model, data.inputs, stress_eps, num_directions=stress_directions,
-                           generator=torch.Generator().manual_seed(seed))
-        rows.append({
-            "checkpoint": str(checkpoint),
-            "clips": len(data.targets),
-            "norm": norm,
-            "risk": [{"eps": p.eps, "accuracy": p.accuracy, "risk": p.risk, "loss": p.loss} for p in points],
-            "stress": [{"eps": float(e), "mean": float(s)} for e, s in zip(stress_eps, stress.mean(0), strict=True)],
-        })
+        stress = pc_stress(
+            model,
+            data.inputs,
+            stress_eps,
+            num_directions=stress_directions,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        rows.append(
+            {
+                "checkpoint": str(checkpoint),
+                "clips": len(data.targets),
+                "norm": norm,
+                "risk": [{"eps": p.eps, "accuracy": p.accuracy, "risk": p.risk, "loss": p.loss} for p in points],
+                "stress": [
+                    {"eps": float(e), "mean": float(s)} for e, s in zip(stress_eps, stress.mean(0), strict=True)
+                ],
+            }
+        )
     return rows
 
 
@@ -124,10 +144,15 @@ def plot_risk_curves(rows: Sequence[dict], path: str | Path) -> Path:
         name = Path(row["checkpoint"]).stem if Path(row["checkpoint"]).stem != "model" else row["checkpoint"]
         left.plot([p["eps"] for p in row["risk"]], [p["accuracy"] for p in row["risk"]], marker="o", label=name)
         right.plot([p["eps"] for p in row["stress"]], [p["mean"] for p in row["stress"]], marker="o", label=name)
-    left.set(xlabel=f"ε ({rows[0]['norm'] if rows else ''}, log-mel units)", ylabel="accuracy under PGD",
-             title="Adversarial robustness", ylim=(0, 1.02))
-    right.set(xlabel="ε (L2 sphere)", ylabel="share of flipped predictions", title="Prediction-change stress",
-              ylim=(0, 1.02))
+    left.set(
+        xlabel=f"ε ({rows[0]['norm'] if rows else ''}, log-mel units)",
+        ylabel="accuracy under PGD",
+        title="Adversarial robustness",
+        ylim=(0, 1.02),
+    )
+    right.set(
+        xlabel="ε (L2 sphere)", ylabel="share of flipped predictions", title="Prediction-change stress", ylim=(0, 1.02)
+    )
     for axis in (left, right):
         axis.grid(alpha=0.3)
     left.legend(fontsize=8)
@@ -158,21 +183,55 @@ def plot_congater_tradeoff(rows: Sequence[dict], attribute: str, path: str | Pat
     return Path(path)
 
 
-def congater_study(
+@dataclass
+class CongaterRun:
+    """A trained gated model and what is needed to rebuild and evaluate it (saved by ``tympan congater train``).
+
+    Attributes:
+        model: the gated network (eval mode after loading).
+        spec: how to rebuild it: ``model`` (zoo or architecture name), ``model_kwargs``, ``num_classes``,
+            ``attributes``, ``placement``.
+        names: the value names of every attribute, index ``i`` being the adversaries' class ``i``.
+    """
+
+    model: GatedModel
+    spec: dict
+    names: dict[str, list[str]]
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"congater": self.spec, "names": self.names, "state_dict": self.model.state_dict()}, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> CongaterRun:
+        """Rebuild the gated model of a file written by :meth:`save` (strict state-dict loading)."""
+        from ..models import create
+
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or "congater" not in payload:
+            raise CheckpointError(f"{path} is not a ConGater checkpoint (written by `tympan congater train`)")
+        spec = payload["congater"]
+        backbone = create(spec["model"], num_classes=spec["num_classes"], **spec["model_kwargs"])
+        model = GatedModel(backbone, spec["attributes"], placement=spec["placement"])
+        model.load_state_dict(payload["state_dict"])
+        return cls(model.eval(), spec, payload["names"])
+
+
+def train_congater(
     table: ClipTable,
     *,
     model: str = "passt",
     model_kwargs: dict | None = None,
     placement: str = "last",
-    omegas: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0),
     epochs: int = 5,
     batch_size: int = 32,
     adversary_scale: float = 1.0,
     max_clips: int | None = None,
-    probe_epochs: int = 60,
     seed: int = 0,
-) -> list[dict]:
-    """Train a gated model on the ``train`` split (``"par"`` mode) and sweep ω per attribute on ``test``.
+) -> CongaterRun:
+    """Train a gated model on the ``train`` split: task and gate steps interleaved (the paper's ``"par"`` mode).
 
     The default backbone is a small PaSST (2 blocks, 64-d, 16×16 patches without overlap) for 1-s clips, which
     trains in minutes on a CPU; pass ``model``/``model_kwargs`` for another one.
@@ -182,33 +241,67 @@ def congater_study(
 
     from ..models import create
     from ..train.congater import ConGaterSystem, fit_congater
-    from .attribute_probe import congater_sweep
-    from .congater import GatedModel
 
     L.seed_everything(seed, verbose=False)
     kwargs = model_kwargs or (
-        {"img_size": (128, 100), "patch_size": 16, "stride": (16, 16), "embed_dim": 64, "depth": 2, "num_heads": 2,
-         "s_patchout_t": 0, "s_patchout_f": 0} if model == "passt" else {}
+        {
+            "img_size": (128, 100),
+            "patch_size": 16,
+            "stride": (16, 16),
+            "embed_dim": 64,
+            "depth": 2,
+            "num_heads": 2,
+            "s_patchout_t": 0,
+            "s_patchout_f": 0,
+        }
+        if model == "passt"
+        else {}
     )
     backbone = create(model, num_classes=len(table.labels), **kwargs)
     train, names, _ = labelled_split(table, backbone.frontend_config, split="train", max_clips=max_clips)
-    test, names, _ = labelled_split(table, backbone.frontend_config, split="test", max_clips=max_clips,
-                                    attribute_names=names)
-    attributes = [a for a in ATTRIBUTES if a in train.attributes and a in test.attributes]
+    attributes = [a for a in ATTRIBUTES if a in train.attributes]
     if not attributes:
         raise DataError("the data has no device or city column to control; ConGater needs at least one")
     gated = GatedModel(backbone, attributes, placement=placement)
-    system = ConGaterSystem(gated, {a: len(names[a]) for a in attributes}, mode="par",
-                            adversary_scale=adversary_scale)
+    system = ConGaterSystem(gated, {a: len(names[a]) for a in attributes}, mode="par", adversary_scale=adversary_scale)
     items = [
         {"mel": mel, "target": target, **{f"{a}_index": train.attributes[a][i] for a in attributes}}
         for i, (mel, target) in enumerate(zip(train.inputs, train.targets, strict=True))
     ]
     loader = DataLoader(items, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
     fit_congater(system, loader, epochs=epochs)
+    spec = {
+        "model": model,
+        "model_kwargs": kwargs,
+        "num_classes": len(table.labels),
+        "attributes": attributes,
+        "placement": placement,
+    }
+    return CongaterRun(gated.eval(), spec, {a: names[a] for a in attributes})
+
+
+def evaluate_congater(
+    run: CongaterRun,
+    table: ClipTable,
+    *,
+    omegas: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0),
+    max_clips: int | None = None,
+    probe_epochs: int = 60,
+    seed: int = 0,
+) -> list[dict]:
+    """Sweep ω per attribute: task accuracy on ``test`` and fresh probes trained on ``train``, scored on ``test``."""
+    from .attribute_probe import congater_sweep
+
+    config = run.model.backbone.frontend_config
+    train, names, _ = labelled_split(table, config, split="train", max_clips=max_clips, attribute_names=run.names)
+    test, names, _ = labelled_split(table, config, split="test", max_clips=max_clips, attribute_names=names)
+    attributes = [a for a in run.spec["attributes"] if a in train.attributes and a in test.attributes]
+    if not attributes:
+        raise DataError(f"the data has none of the gated attributes {run.spec['attributes']} in both splits")
     grid = [{}] + [{a: float(w)} for a in attributes for w in omegas if w != 0]
-    rows = congater_sweep(gated, train, test, grid, device_names=names.get("device"), probe_epochs=probe_epochs,
-                          seed=seed)
+    rows = congater_sweep(
+        run.model, train, test, grid, device_names=names.get("device"), probe_epochs=probe_epochs, seed=seed
+    )
     for row in rows:
         row["omega"] = {a: row["omega"].get(a, 0.0) for a in attributes}
     return rows
