@@ -1,8 +1,12 @@
-"""Datasets: clip lists from every supported layout, decoding with a cache, balanced sampling, the DataModule."""
+"""Datasets: clip lists from every supported layout, decoding with a cache, balanced sampling, the DataModule.
+
+:class:`AudioDataModule` is imported on first use: it needs Lightning, which reading clip tables does not.
+"""
 
 from __future__ import annotations
 
-from .datamodule import AudioDataModule
+from typing import Any
+
 from .dataset import ClipDataset, collate_skipping, find_unreadable
 from .decode import ClipLoader, fit_length
 from .metadata import (
@@ -36,3 +40,11 @@ __all__ = [
     "read_folder",
     "read_tau22",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AudioDataModule":
+        from .datamodule import AudioDataModule
+
+        return AudioDataModule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
