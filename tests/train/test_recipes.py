@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.train._data import write_tone_dataset
-from tympan.train.recipes import recipe_dir, train_from_config
+from tympan.train.recipes import recipe_dir, resolve_recipe, train_from_config
 
 from . import _tiny  # noqa: F401  (registers the tiny architecture)
 
@@ -31,6 +31,15 @@ def test_recipe_parses(recipe):
     assert exit_info.value.code in (0, None)
     resolved = yaml.safe_load(printed.getvalue())
     assert resolved["model"]["class_path"] == yaml.safe_load(recipe.read_text())["model"]["class_path"]
+
+
+def test_bundled_recipes_are_named_by_file_or_by_name(tmp_path):
+    assert resolve_recipe("esc50_finetune") == str(recipe_dir() / "esc50_finetune.yaml")
+    assert resolve_recipe("esc50_finetune.yaml") == str(recipe_dir() / "esc50_finetune.yaml")
+    own = tmp_path / "esc50_finetune.yaml"
+    own.write_text("model: {}")
+    assert resolve_recipe(str(own)) == str(own)  # a file the user names wins
+    assert resolve_recipe("no_such_recipe") == "no_such_recipe"  # left for LightningCLI to report
 
 
 def test_recipe_trains_with_overrides_and_links_the_classes(tmp_path):

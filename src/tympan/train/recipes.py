@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,18 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from ..data.datamodule import AudioDataModule
 from .systems import AudioSystem
 
-__all__ = ["RecipeCLI", "TrainCLI", "recipe_dir", "train_from_config"]
+__all__ = ["RecipeCLI", "TrainCLI", "recipe_dir", "resolve_recipe", "train_from_config"]
 
 
 def recipe_dir() -> Path:
-    """The folder of the bundled recipes (``configs/`` of the source tree)."""
-    return Path(__file__).resolve().parents[3] / "configs"
+    """The folder of the bundled recipes (``tympan/configs``, installed with the package)."""
+    return Path(__file__).resolve().parents[1] / "configs"
+
+
+def resolve_recipe(name: str) -> str:
+    """A ``--config`` value as a path: an existing file as it is, else the bundled recipe of that name."""
+    bundled = recipe_dir() / (name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
+    return name if Path(name).exists() or not bundled.is_file() else str(bundled)
 
 
 class RecipeCLI(LightningCLI):
@@ -70,24 +77,28 @@ def train_from_config(args: Sequence[str]) -> dict[str, float]:
     """Build everything a recipe describes, train (resuming from ``--ckpt_path``), and return the final metrics.
 
     Args:
-        args: command-line style arguments, e.g. ``["--config", "configs/dcase23_cpmobile_kd.yaml",
+        args: command-line style arguments, e.g. ``["--config", "dcase23_cpmobile_kd",
             "--trainer.max_epochs", "2"]``.
     """
+    args = [resolve_recipe(v) if flag == "--config" else v for flag, v in zip(["", *args], args, strict=False)]
     model_class = _model_class(args)
     tagging_or_scenes = model_class is None or issubclass(model_class, AudioSystem)
     cli_class, model, data = (
         (TrainCLI, AudioSystem, AudioDataModule) if tagging_or_scenes else (RecipeCLI, L.LightningModule, None)
     )
-    cli = cli_class(
-        model,
-        data,
-        subclass_mode_model=True,
-        subclass_mode_data=data is None,
-        args=list(args),
-        run=False,
-        save_config_kwargs={"overwrite": True},
-        seed_everything_default=0,
-    )
+    with warnings.catch_warnings():
+        # LightningCLI warns when sys.argv is also set, which is how the `tympan train` command calls it
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        cli = cli_class(
+            model,
+            data,
+            subclass_mode_model=True,
+            subclass_mode_data=data is None,
+            args=args,
+            run=False,
+            save_config_kwargs={"overwrite": True},
+            seed_everything_default=0,
+        )
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
     metrics: dict[str, Any] = dict(cli.trainer.callback_metrics)
     if cli.config.get("test"):
