@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from .audio.frontend import MelFrontend, MelFrontendConfig
 from .errors import AudioLoadError, CheckpointError, ConfigError
 from .models import create, get_preset, read_state_dict
+from .models.checkpoint import read_checkpoint_file
 from .models.registry import get_architecture
 
 __all__ = ["AudioPipeline", "Clip", "load"]
@@ -305,16 +306,7 @@ def _read_checkpoint(checkpoint: str | Path | dict[str, Any] | None) -> tuple[di
     """Split a self-describing tympan checkpoint into its description and its ``model.`` weights."""
     if checkpoint is None:
         return None, None
-    if isinstance(checkpoint, (str, Path)):
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint file {str(path)!r} does not exist")
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises many types for corrupt or foreign files
-            raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {error}") from error
-    else:
-        obj = checkpoint
+    obj = read_checkpoint_file(checkpoint) if isinstance(checkpoint, (str, Path)) else checkpoint
     if not (isinstance(obj, dict) and isinstance(obj.get("tympan"), dict)):
         return None, read_state_dict(obj)
     weights = obj.get("state_dict", {})

@@ -208,8 +208,9 @@ class CongaterRun:
     def load(cls, path: str | Path) -> CongaterRun:
         """Rebuild the gated model of a file written by :meth:`save` (strict state-dict loading)."""
         from ..models import create
+        from ..models.checkpoint import read_checkpoint_file
 
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = read_checkpoint_file(path, kind="ConGater checkpoint")
         if not isinstance(payload, dict) or "congater" not in payload:
             raise CheckpointError(f"{path} is not a ConGater checkpoint (written by `tympan congater train`)")
         spec = payload["congater"]

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..errors import CheckpointError
 
-__all__ = ["StateDictSource", "load_checkpoint", "read_state_dict"]
+__all__ = ["StateDictSource", "load_checkpoint", "read_checkpoint_file", "read_state_dict"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,22 +28,28 @@ _PREFIXES = ("model.", "net.", "module.", "_orig_mod.")
 _MAX_LISTED = 12
 
 
+def read_checkpoint_file(path: str | Path, kind: str = "checkpoint") -> Any:
+    """The object saved in a checkpoint file, on the CPU, read without executing code (``weights_only``).
+
+    Raises:
+        CheckpointError: the file is missing or unreadable (``kind`` names what was expected in the message).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{kind} file {str(path)!r} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for corrupt or foreign files
+        raise CheckpointError(f"cannot read {kind} {str(path)!r}: {error}") from error
+
+
 def read_state_dict(source: StateDictSource) -> dict[str, torch.Tensor]:
     """Return the tensors of a checkpoint file or mapping, unwrapped from any known container.
 
     Raises:
         CheckpointError: the file is missing, unreadable, or holds no state dict.
     """
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint file {str(path)!r} does not exist")
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises many types for corrupt or foreign files
-            raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {error}") from error
-    else:
-        obj = source
+    obj = read_checkpoint_file(source) if isinstance(source, (str, Path)) else source
     while isinstance(obj, Mapping) and not _is_state_dict(obj):
         inner = next((obj[k] for k in _CONTAINER_KEYS if isinstance(obj.get(k), Mapping)), None)
         if inner is None:

@@ -24,8 +24,7 @@ from torch import Tensor, nn
 
 from ..audio.frontend import MelFrontendConfig
 from ..errors import ConfigError
-from .base import AudioModel
-from .layers import ConvNormAct, make_divisible, pair
+from .layers import ConvNormAct, PositionClassifierModel, make_divisible, pair, position_classifier
 from .registry import register_architecture
 
 __all__ = ["CPMobile", "CPMobileBlock", "CPMobileConfig", "GlobalResponseNorm"]
@@ -149,14 +148,11 @@ class CPMobileBlock(nn.Module):
         return self.after_block_activation(self.after_block_norm(y))
 
 
-class CPMobile(AudioModel):
+class CPMobile(PositionClassifierModel):
     """CP-Mobile on mel ``[batch, in_channels, n_mels, frames]``.
 
-    ``forward`` applies the classifier (1×1 conv + BN) to every time-frequency position and then averages, as the
-    reference does, so that BatchNorm sees per-position statistics in training. ``forward_features`` is the
-    average-pooled output of the last stage ``[batch, num_features]`` and ``forward_head`` applies the classifier
-    to it; both classifier layers are affine, so in eval mode ``forward_head(forward_features(x))`` equals
-    ``forward(x)`` up to float rounding.
+    The classifier runs at every time-frequency position before averaging (see :class:`PositionClassifierModel`);
+    ``forward_features`` is the average-pooled output of the last stage ``[batch, num_features]``.
 
     Args:
         config: the architecture; see :class:`CPMobileConfig`.
@@ -185,13 +181,13 @@ class CPMobile(AudioModel):
             self.stages.add_module(f"s{stage_index + 1}", stage)
         self.num_features = width
         self.num_classes = config.num_classes
-        self.feed_forward = _classifier(width, config.num_classes)
+        self.feed_forward = position_classifier(width, config.num_classes)
         self.apply(_init_weights)
 
     def reset_classifier(self, num_classes: int) -> None:
         if num_classes <= 0:
             raise ConfigError(f"num_classes must be positive, got {num_classes}")
-        self.feed_forward = _classifier(self.num_features, num_classes)
+        self.feed_forward = position_classifier(self.num_features, num_classes)
         self.feed_forward.apply(_init_weights)
         self.num_classes = num_classes
 
@@ -207,19 +203,6 @@ class CPMobile(AudioModel):
         """Output of the last stage ``[batch, num_features, F', T']`` (before any pooling)."""
         return self.stages(self.in_c(mel))
 
-    def forward_features(self, mel: Tensor) -> Tensor:
-        return self.forward_map(mel).mean(dim=(2, 3))
-
-    def forward_head(self, features: Tensor) -> Tensor:
-        return self.feed_forward(features[:, :, None, None]).flatten(1)
-
-    def forward(self, mel: Tensor) -> Tensor:
-        return self.feed_forward(self.forward_map(mel)).mean(dim=(2, 3))
-
-
-def _classifier(in_channels: int, num_classes: int) -> nn.Sequential:
-    """Class projection ``1×1 conv (no bias) + BN``; keys ``feed_forward.0`` / ``feed_forward.1``."""
-    return nn.Sequential(nn.Conv2d(in_channels, num_classes, kernel_size=1, bias=False), nn.BatchNorm2d(num_classes))
 
 
 def _init_weights(module: nn.Module) -> None:

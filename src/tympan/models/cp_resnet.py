@@ -22,8 +22,7 @@ from torch import Tensor, nn
 
 from ..audio.frontend import MelFrontendConfig
 from ..errors import ConfigError
-from .base import AudioModel
-from .layers import pair
+from .layers import PositionClassifierModel, pair, position_classifier
 from .registry import register_architecture
 
 __all__ = ["BasicBlock", "CPResNet", "CPResNetConfig"]
@@ -162,12 +161,11 @@ class BasicBlock(nn.Module):
         return self.relu2(y + self.shortcut(x))
 
 
-class CPResNet(AudioModel):
+class CPResNet(PositionClassifierModel):
     """CP-ResNet on mel ``[batch, in_channels, n_mels, frames]``.
 
-    As in :class:`~tympan.models.cp_mobile.CPMobile`, ``forward`` classifies every position before averaging
-    (BatchNorm statistics per position in training), and ``forward_head(forward_features(x))`` equals
-    ``forward(x)`` in eval mode up to float rounding.
+    As in :class:`~tympan.models.cp_mobile.CPMobile`, the classifier runs at every position before averaging (see
+    :class:`~tympan.models.layers.PositionClassifierModel`).
 
     Initialisation is the reference's Fixup variant, with the block count ``L`` taken from this model (the
     reference counts every block built in the process, so its second model differs): stem kaiming-normal
@@ -192,7 +190,7 @@ class CPResNet(AudioModel):
             self.add_module(f"stage{stage + 1}", self._make_stage(stage + 1, inputs[stage], widths[stage]))
         self.num_features = widths[2]
         self.num_classes = config.num_classes
-        self.feed_forward = _classifier(widths[2], config.num_classes)
+        self.feed_forward = position_classifier(widths[2], config.num_classes)
         self._init_weights()
 
     def _make_stage(self, stage: int, in_channels: int, out_channels: int) -> nn.Sequential:
@@ -239,7 +237,7 @@ class CPResNet(AudioModel):
     def reset_classifier(self, num_classes: int) -> None:
         if num_classes <= 0:
             raise ConfigError(f"num_classes must be positive, got {num_classes}")
-        self.feed_forward = _classifier(self.num_features, num_classes)
+        self.feed_forward = position_classifier(self.num_features, num_classes)
         nn.init.zeros_(self.feed_forward[0].weight)
         self.num_classes = num_classes
 
@@ -255,19 +253,6 @@ class CPResNet(AudioModel):
         """Output of the last stage ``[batch, num_features, F', T']`` (before any pooling)."""
         return self.stage3(self.stage2(self.stage1(self.in_c(mel))))
 
-    def forward_features(self, mel: Tensor) -> Tensor:
-        return self.forward_map(mel).mean(dim=(2, 3))
-
-    def forward_head(self, features: Tensor) -> Tensor:
-        return self.feed_forward(features[:, :, None, None]).flatten(1)
-
-    def forward(self, mel: Tensor) -> Tensor:
-        return self.feed_forward(self.forward_map(mel)).mean(dim=(2, 3))
-
-
-def _classifier(in_channels: int, num_classes: int) -> nn.Sequential:
-    """Class projection ``1×1 conv (no bias) + BN``; keys ``feed_forward.0`` / ``feed_forward.1``."""
-    return nn.Sequential(nn.Conv2d(in_channels, num_classes, kernel_size=1, bias=False), nn.BatchNorm2d(num_classes))
 
 
 def build_cp_resnet(**kwargs: Any) -> CPResNet:

@@ -15,16 +15,19 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from .base import AudioModel
 
 __all__ = [
     "SE_AGGREGATIONS",
     "ConcurrentSqueezeExcitation",
     "ConvNormAct",
     "LayerFactory",
+    "PositionClassifierModel",
     "SqueezeExcitation",
     "batch_norm",
     "make_divisible",
     "pair",
+    "position_classifier",
 ]
 
 LayerFactory = Callable[..., nn.Module]
@@ -203,3 +206,33 @@ class ConcurrentSqueezeExcitation(nn.Module):
         if self.aggregation == "avg":
             return outputs.mean(0)
         return outputs.sum(0)
+
+
+def position_classifier(in_channels: int, num_classes: int) -> nn.Sequential:
+    """Class projection ``1×1 conv (no bias) + BN``; keys ``feed_forward.0`` / ``feed_forward.1``."""
+    return nn.Sequential(nn.Conv2d(in_channels, num_classes, kernel_size=1, bias=False), nn.BatchNorm2d(num_classes))
+
+
+class PositionClassifierModel(AudioModel):
+    """A CNN whose classifier (:func:`position_classifier`, attribute ``feed_forward``) runs at every position.
+
+    CP-JKU's CP-ResNet and CP-Mobile classify every time-frequency position and then average, so that BatchNorm
+    sees per-position statistics in training. Both classifier layers are affine, so in eval mode
+    ``forward_head(forward_features(x))`` equals ``forward(x)`` up to float rounding. Subclasses build
+    ``feed_forward`` and implement :meth:`forward_map`.
+    """
+
+    feed_forward: nn.Sequential
+
+    def forward_map(self, mel: Tensor) -> Tensor:
+        """Output of the last stage ``[batch, num_features, F', T']`` (before any pooling)."""
+        raise NotImplementedError
+
+    def forward_features(self, mel: Tensor) -> Tensor:
+        return self.forward_map(mel).mean(dim=(2, 3))
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        return self.feed_forward(features[:, :, None, None]).flatten(1)
+
+    def forward(self, mel: Tensor) -> Tensor:
+        return self.feed_forward(self.forward_map(mel)).mean(dim=(2, 3))

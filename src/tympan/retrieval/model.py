@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ..errors import CheckpointError, ConfigError
 from ..files import atomic_path
-from ..models.checkpoint import load_checkpoint
+from ..models.checkpoint import load_checkpoint, read_checkpoint_file
 from .audio import AudioEncoder
 from .text import DEFAULT_TEXT_MODEL, TextEncoder
 
@@ -163,12 +163,7 @@ def load_dual_encoder(path: str | Path) -> DualEncoder:
         CheckpointError: the file is missing, unreadable, or not a retrieval checkpoint.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"retrieval checkpoint {str(path)!r} does not exist")
-    try:
-        stored = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for corrupt or foreign files
-        raise CheckpointError(f"cannot read retrieval checkpoint {str(path)!r}: {error}") from error
+    stored = read_checkpoint_file(path, kind="retrieval checkpoint")
     if isinstance(stored, Mapping) and stored.get("format") == FORMAT:
         config = DualEncoderConfig.from_mapping(stored["config"])
     elif isinstance(stored, Mapping) and "hyper_parameters" in stored and "audio_model" in stored["hyper_parameters"]:
