@@ -229,6 +229,7 @@ def train_congater(
     epochs: int = 5,
     batch_size: int = 32,
     adversary_scale: float = 1.0,
+    gate_lr: float = 1e-3,
     max_clips: int | None = None,
     seed: int = 0,
 ) -> CongaterRun:
@@ -264,7 +265,9 @@ def train_congater(
     if not attributes:
         raise DataError("the data has no device or city column to control; ConGater needs at least one")
     gated = GatedModel(backbone, attributes, placement=placement)
-    system = ConGaterSystem(gated, {a: len(names[a]) for a in attributes}, mode="par", adversary_scale=adversary_scale)
+    system = ConGaterSystem(
+        gated, {a: len(names[a]) for a in attributes}, mode="par", adversary_scale=adversary_scale, gate_lr=gate_lr
+    )
     items = [
         {"mel": mel, "target": target, **{f"{a}_index": train.attributes[a][i] for a in attributes}}
         for i, (mel, target) in enumerate(zip(train.inputs, train.targets, strict=True))

@@ -37,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action.add_argument("--placement", choices=("last", "all"), default="last")
         action.add_argument("--epochs", type=int, default=5)
         action.add_argument("--adversary-scale", type=float, default=1.0, help="gradient-reversal lambda")
+        action.add_argument("--gate-lr", type=float, default=1e-3, help="AdamW rate of the gate steps")
     for action in (evaluate, both):
         action.add_argument("--omega", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
         action.add_argument("--probe-epochs", type=int, default=60, help="training epochs of each fresh probe")
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action in ("train", "run"):
         trained = train_congater(
             table, model=args.model, placement=args.placement, epochs=args.epochs,
-            adversary_scale=args.adversary_scale, max_clips=args.max_clips, seed=args.seed,
+            adversary_scale=args.adversary_scale, gate_lr=args.gate_lr, max_clips=args.max_clips, seed=args.seed,
         )  # fmt: skip
         print(f"wrote {trained.save(output / MODEL_FILE)}")
     if args.action in ("evaluate", "run"):
