@@ -191,3 +191,26 @@ def test_training_fmax_jitter_is_clamped_to_nyquist():
     x = torch.randn(1, 4000, generator=torch.Generator().manual_seed(4))
     for seed in range(4):  # draws above 16 kHz would make the reference's Kaldi banks fail
         assert torch.isfinite(frontend(x, generator=torch.Generator().manual_seed(seed))).all()
+
+
+@pytest.mark.parametrize("config", [MelFrontendConfig(), MelFrontendConfig(n_mels=256, n_fft=4096, win_length=3072,
+                                                                           hop_length=500)])
+def test_banded_product_in_pieces_matches_the_dense_product(config):
+    """On one thread the mel is computed per block of bands over their bins, the batch in pieces; on several, with
+    one matmul: the same numbers either way."""
+    frontend = MelFrontend(config).eval()
+    x = 0.1 * torch.randn(40, 32000, generator=torch.Generator().manual_seed(3))
+    spectrum = torch.stft(x[:, 1:] - 0.97 * x[:, :-1], config.n_fft, hop_length=config.hop_length,
+                          win_length=config.win_length, window=frontend.window, center=True, return_complex=True)
+    dense = (torch.log(frontend.mel_basis @ spectrum.abs().square() + 1e-5) + 4.5) / 5.0
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        banded = frontend(x)
+        torch.set_num_threads(2)
+        one_matmul = frontend(x)
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(banded, dense, rtol=0, atol=1e-5)
+    torch.testing.assert_close(one_matmul, dense, rtol=0, atol=1e-5)
+    torch.testing.assert_close(frontend(x[7]), banded[7], rtol=0, atol=1e-6)

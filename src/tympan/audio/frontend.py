@@ -148,6 +148,25 @@ def kaldi_mel_banks(n_mels: int, n_fft: int, sample_rate: float, fmin: float, fm
     return nn.functional.pad(banks, (0, 1))
 
 
+_PIECE_BYTES = 4 << 20  # spectrum bytes per piece of a batch (measured: 1-4 MB fastest for 128 and 256 bands)
+MEL_BLOCK = 16  # mel bands per block of the eval product (measured fastest among 8, 16, 32 on 128 and 256 bands)
+
+
+def mel_blocks(basis: Tensor, block: int = MEL_BLOCK) -> tuple[tuple[int, int, int, int], ...]:
+    """``(first_band, end_band, first_bin, end_bin)`` per block of ``block`` bands: the bins where they are non-zero.
+
+    Each triangle covers a few bins, so the filterbank is >90 % zeros; multiplying each block of bands by its own
+    range of bins only does the same sums (without the zero terms) in a tenth of the time of the dense product.
+    """
+    nonzero = basis != 0
+    blocks = []
+    for start in range(0, basis.shape[0], block):
+        bins = nonzero[start : start + block].any(0).nonzero()
+        first, end = (int(bins.min()), int(bins.max()) + 1) if len(bins) else (0, 1)
+        blocks.append((start, min(start + block, basis.shape[0]), first, end))
+    return tuple(blocks)
+
+
 class MelFrontend(nn.Module):
     """Waveform ``[batch, samples]`` → normalised log-mel ``[batch, n_mels, frames]``, reference ``AugmentMelSTFT``.
 
@@ -176,6 +195,7 @@ class MelFrontend(nn.Module):
         self.register_buffer("window", torch.hann_window(cfg.win_length, periodic=False), persistent=False)
         basis = kaldi_mel_banks(cfg.n_mels, cfg.n_fft, cfg.sample_rate, cfg.fmin, cfg.effective_fmax)
         self.register_buffer("mel_basis", basis, persistent=False)
+        self._mel_blocks = mel_blocks(basis)
 
     @classmethod
     def from_config(cls, config: MelFrontendConfig) -> MelFrontend:
@@ -201,21 +221,40 @@ class MelFrontend(nn.Module):
         """
         x = self._check_input(waveform)
         cfg = self.config
-        x = x[:, 1:] - PREEMPHASIS * x[:, :-1]
-        spectrum = torch.stft(
-            x, cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length, window=self.window,
-            center=True, pad_mode="reflect", normalized=False, onesided=True, return_complex=True,
-        )
-        power = spectrum.real.square() + spectrum.imag.square()  # as the reference's re² + im², 5x faster
         basis = self._training_basis(generator) if self.training else self.mel_basis
-        with torch.autocast(device_type=power.device.type, enabled=False):
-            mel = torch.matmul(basis, power.to(basis.dtype))
-        mel = torch.log(mel + LOG_OFFSET)
+        if x.device.type == "cpu" and torch.get_num_threads() == 1:
+            # In pieces of ~4 MB of spectrum (3x faster than one large batch: no page faults) and a banded product.
+            # Only on one thread: with several, each of these small ops opens a parallel region, and on a busy
+            # machine every region waits for a descheduled thread (measured 5x slower than one large op per step).
+            blocks = mel_blocks(basis) if self.training else self._mel_blocks  # jitter moves the bands
+            spectrum_bytes = 8 * (cfg.n_fft // 2 + 1) * (x.shape[1] // cfg.hop_length + 1)
+            pieces = x.split(max(1, _PIECE_BYTES // spectrum_bytes))
+            mels = [self._log_mel(piece, basis, blocks) for piece in pieces]
+            mel = mels[0] if len(mels) == 1 else torch.cat(mels)
+        else:  # one large kernel per step: accelerators, several threads
+            mel = self._log_mel(x, basis, None)
         if self.training:
             mel = mask_along_axis(mel, cfg.freqm, axis=1, generator=generator)
             mel = mask_along_axis(mel, cfg.timem, axis=2, generator=generator)
         mel = (mel + 4.5) / 5.0
         return mel[0] if waveform.dim() == 1 else mel
+
+    def _log_mel(self, x: Tensor, basis: Tensor, blocks: tuple[tuple[int, int, int, int], ...] | None) -> Tensor:
+        """``log(mel + 1e-5)`` of waveforms ``[batch, samples]``; ``blocks`` (see :func:`mel_blocks`) or dense."""
+        cfg = self.config
+        x = x[:, 1:] - PREEMPHASIS * x[:, :-1]
+        spectrum = torch.stft(
+            x, cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length, window=self.window,
+            center=True, pad_mode="reflect", normalized=False, onesided=True, return_complex=True,
+        )
+        power = spectrum.real.square().add_(spectrum.imag.square())  # as the reference's re² + im², 5x faster
+        with torch.autocast(device_type=power.device.type, enabled=False):
+            power = power.to(basis.dtype)
+            if blocks is None:
+                mel = torch.matmul(basis, power)
+            else:
+                mel = torch.cat([basis[a:b, c:d] @ power[:, c:d] for a, b, c, d in blocks], dim=1)
+        return torch.log(mel + LOG_OFFSET)
 
     def _check_input(self, waveform: Tensor) -> Tensor:
         if not isinstance(waveform, Tensor):
