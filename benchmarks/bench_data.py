@@ -11,14 +11,20 @@ EfficientAT / PaSST frontend, in the same process, alternating:
 
 Prints clips/s (wall) and process CPU time per clip, medians over runs, and the ratios to the baseline.
 
+Then whether loading starves training: training steps of the DCASE23 student (CP-Mobile, 1-s clips, 1 torch
+thread) fed by a ``DataLoader`` over :class:`tympan.data.ClipDataset` (one worker decoding and resampling every
+clip from the 44.1-kHz WAVs, no cache: the worst case) against the same steps on batches preloaded in memory:
+median wall time per step and the time the step waited for its batch.
+
     .venv/bin/python -m benchmarks.bench_data            # 32 clips of 10 s, 5 runs
-    .venv/bin/python -m benchmarks.bench_data --quick    # 8 clips, 2 runs
+    .venv/bin/python -m benchmarks.bench_data --quick    # 8 clips, 2 runs, a few steps
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import resource
 import shutil
 import statistics
 import tempfile
@@ -31,7 +37,8 @@ import torch
 from scipy.signal import resample_poly
 
 from tympan.audio.frontend import MelFrontend, MelFrontendConfig
-from tympan.data import ClipLoader, ClipRecord
+from tympan.data import ClipDataset, ClipLoader, ClipRecord, read_data
+from tympan.models import create
 
 SOURCE_RATE = 44100
 
@@ -87,6 +94,39 @@ def _timed(fn) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def _student_steps(folder: Path, steps: int, batch: int, preloaded: bool) -> tuple[float, float]:
+    """Median wall time per training step and median wait for the batch, with real loading or preloaded batches."""
+    rng = np.random.default_rng(1)
+    lines = ["file,label"]
+    for i in range(steps * batch):
+        if not (folder / f"s{i}.wav").exists():
+            audio = 0.1 * rng.standard_normal(SOURCE_RATE).astype(np.float32)
+            soundfile.write(folder / f"s{i}.wav", audio, SOURCE_RATE, subtype="PCM_24")
+        lines.append(f"s{i}.wav,{'abcdefghij'[i % 10]}")
+    (folder / "steps.csv").write_text("\n".join(lines) + "\n")
+    torch.manual_seed(0)
+    student = create("cp_mobile_dcase23").train()
+    frontend = MelFrontend.from_config(student.frontend_config).train()
+    optimizer = torch.optim.Adam(student.parameters(), lr=1e-4)
+    dataset = ClipDataset(read_data(folder / "steps.csv"), ClipLoader(32000, 32000))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, num_workers=1, prefetch_factor=4)
+    batches = list(loader) if preloaded else loader
+    step_times, waits = [], []
+    iterator = iter(batches)
+    for _ in range(steps):
+        start = time.perf_counter()
+        data = next(iterator)
+        loaded = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(student(frontend(data["audio"]).unsqueeze(1)), data["target"])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        step_times.append(time.perf_counter() - start)
+        waits.append(loaded - start)
+    skip = 2  # the first steps start the worker and warm up the kernels
+    return statistics.median(step_times[skip:]), statistics.median(waits[skip:])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="8 clips, 2 runs")
@@ -95,6 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the baseline's numpy is unchanged)")
+    parser.add_argument("--steps", type=int, default=20, help="training steps of the starvation check")
     args = parser.parse_args(argv)
     clips, runs = (8, 2) if args.quick else (args.clips, args.runs)
     torch.set_num_threads(args.threads)
@@ -139,6 +180,19 @@ def main(argv: list[str] | None = None) -> None:
         cpu = statistics.median(c for _, c in values)
         print(f"  {name:14s} {clips / wall:8.1f} clips/s   {1000 * cpu / clips:7.1f} ms CPU/clip   "
               f"x{base_wall / wall:5.2f} wall  x{base_cpu / cpu:5.2f} CPU vs baseline")
+
+    torch.set_num_threads(1)  # the DataLoader worker has the other core
+    steps, batch = (6, 16) if args.quick else (args.steps, 64)
+    folder = Path(tempfile.mkdtemp(prefix="tympan_bench_steps_"))
+    try:
+        real = _student_steps(folder, steps, batch, preloaded=False)
+        memory = _student_steps(folder, steps, batch, preloaded=True)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    print(f"  training steps, CP-Mobile student, batch {batch} x 1 s, {steps} steps, 1 torch thread + 1 loader worker"
+          f" (wall, medians): real loading {1000 * real[0]:.1f} ms/step (waited {1000 * real[1]:.1f} ms for data),"
+          f" preloaded {1000 * memory[0]:.1f} ms/step; x{real[0] / memory[0]:.2f}")
+    print(f"  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (ru_maxrss, main process)")
 
 
 if __name__ == "__main__":
