@@ -19,6 +19,7 @@ from tympan.audio.augment import (
     mix_targets,
     mixup,
     roll,
+    wavmix,
 )
 from tympan.audio.io import load_audio
 from tympan.errors import ConfigError
@@ -119,6 +120,18 @@ def test_mixup_and_targets():
     torch.testing.assert_close(mixed_targets.sum(1), targets.sum(1) * lam + targets[perm].sum(1) * (1 - lam))
     _, lam_half, _ = mixup(x, alpha=2.0, p=0.5, generator=torch.Generator().manual_seed(4))
     assert 16 < (lam_half == 1).sum() < 48
+
+
+def test_wavmix_demeans_mixed_clips_and_leaves_the_others():
+    x = torch.randn(64, 100, generator=torch.Generator().manual_seed(0)) + 0.5  # a DC offset to remove
+    mixed, lam, perm = wavmix(x, alpha=2.0, p=0.5, generator=torch.Generator().manual_seed(1))
+    chosen = lam < 1
+    assert 16 < chosen.sum() < 48 and torch.all(lam[chosen] >= 0.5)
+    assert torch.equal(mixed[~chosen], x[~chosen])  # drawn unmixed: untouched, DC offset included
+    centred = x - x.mean(dim=1, keepdim=True)
+    expected = lam[:, None] * centred + (1 - lam[:, None]) * centred[perm]
+    torch.testing.assert_close(mixed[chosen], (expected - expected.mean(dim=1, keepdim=True))[chosen])
+    assert mixed[chosen].mean(dim=1).abs().max() < 1e-6
 
 
 def test_roll_is_per_example_circular_shift():

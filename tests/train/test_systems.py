@@ -81,6 +81,21 @@ def test_waveform_and_spectrogram_augmentations_run_in_the_step(tmp_path, genera
         )
 
 
+def test_wavmix_mixes_waveforms_and_targets_of_tagging(generator):
+    from tympan.audio.augment import mix_targets, wavmix
+
+    system = TaggingSystem(tiny_model(3), num_classes=3, frontend=STILL, wavmix_p=1.0)
+    batch = _batch(generator, multilabel=True)
+    loss = system.training_step(batch, 0)
+    draws = system._step_generator()
+    audio, lam, perm = wavmix(batch["audio"], 2.0, 1.0, draws)
+    logits = system.model(system.frontend(audio, generator=draws).unsqueeze(1))
+    torch.testing.assert_close(loss, losses.mixup_bce(logits, mix_targets(batch["target"], lam, perm)))
+    assert torch.all(lam < 1)
+    with pytest.raises(ConfigError, match="wavmix"):
+        SceneSystem(tiny_model(3), num_classes=3, wavmix_p=0.5)
+
+
 def test_training_refuses_a_model_over_the_complexity_limits(tmp_path):
     csv = write_tone_dataset(tmp_path / "data", per_class=4)
     module = AudioDataModule(str(csv), sample_rate=8000, clip_seconds=0.5, batch_size=2)

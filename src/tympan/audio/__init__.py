@@ -12,6 +12,7 @@ from .augment import (
     mix_targets,
     mixup,
     roll,
+    wavmix,
 )
 from .frontend import MelFrontend, MelFrontendConfig, kaldi_mel_banks
 from .io import AudioInfo, audio_info, load_audio, prepare_waveform, stream_audio
@@ -34,4 +35,5 @@ __all__ = [
     "prepare_waveform",
     "roll",
     "stream_audio",
+    "wavmix",
 ]

@@ -32,6 +32,7 @@ __all__ = [
     "mix_targets",
     "mixup",
     "roll",
+    "wavmix",
 ]
 
 logger = logging.getLogger(__name__)
@@ -285,6 +286,31 @@ def mixup(
     lam, perm = lam.to(device=x.device, dtype=x.dtype), perm.to(x.device)
     weight = lam.view(-1, *[1] * (x.dim() - 1))
     return x * weight + x[perm] * (1 - weight), lam, perm
+
+
+def wavmix(
+    waveform: Tensor, alpha: float = 2.0, p: float = 0.5, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """PaSST's waveform mixup (``MixupDataset``): with probability ``p`` a clip is mixed with another one.
+
+    Both waveforms are de-meaned before mixing and the mix after, as the reference does; clips drawn unmixed come
+    back untouched (λ = 1). The partner is another clip of the batch (the reference draws it from the whole data
+    set, which a shuffled batch samples alike). Mix the targets with :func:`mix_targets`.
+
+    Args:
+        waveform: ``[batch, samples]``.
+        alpha: Beta parameter (the reference: 2).
+        p: probability per clip (the reference's ``rate``: 0.5).
+        generator: source of the draws.
+
+    Returns:
+        ``(mixed, lam [batch], perm [batch])``.
+    """
+    centred = waveform - waveform.mean(dim=-1, keepdim=True)
+    mixed, lam, perm = mixup(centred, alpha, p, generator)
+    mixed = mixed - mixed.mean(dim=-1, keepdim=True)
+    untouched = (lam == 1).view(-1, *[1] * (waveform.dim() - 1))
+    return torch.where(untouched, waveform, mixed), lam, perm
 
 
 def mix_targets(targets: Tensor, lam: Tensor, perm: Tensor) -> Tensor:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..audio.augment import DeviceImpulseResponses, freq_mixstyle, gain, mixup, roll
+from ..audio.augment import DeviceImpulseResponses, freq_mixstyle, gain, mix_targets, mixup, roll, wavmix
 from ..audio.frontend import MelFrontend
 from ..distill import TeacherLogitStore
 from ..errors import ConfigError
@@ -99,6 +99,8 @@ class AudioSystem(L.LightningModule):
         warmup_epochs, rampdown_start, rampdown_epochs, last_lr_factor: the ``exp_warmup_linear_down`` schedule
             (stepped per epoch); ``rampdown_epochs=0`` keeps the rate constant after warm-up.
         mixup_alpha: spectrogram mixup with ``λ ~ Beta(α, α)``, ``λ = max(λ, 1−λ)`` (0 disables).
+        wavmix_p, wavmix_alpha: PaSST's waveform mixup of multi-label data (rate 0.5, Beta(2, 2); 0 disables),
+            after gain and roll.
         mixstyle_p, mixstyle_alpha: Freq-MixStyle probability per batch and Beta parameter.
         roll_samples: circular time roll by up to ± this many samples.
         gain_db: random gain in ``[−gain_db, gain_db)`` dB.
@@ -130,6 +132,8 @@ class AudioSystem(L.LightningModule):
         rampdown_epochs: int = 0,
         last_lr_factor: float = 0.01,
         mixup_alpha: float = 0.0,
+        wavmix_p: float = 0.0,
+        wavmix_alpha: float = 2.0,
         mixstyle_p: float = 0.0,
         mixstyle_alpha: float = 0.3,
         roll_samples: int = 0,
@@ -149,6 +153,9 @@ class AudioSystem(L.LightningModule):
         self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
         if not 0.0 <= kd_lambda <= 1.0:
             raise ConfigError(f"kd_lambda must be in [0, 1], got {kd_lambda}")
+        if wavmix_p > 0 and (not self.multilabel or teacher_logits):
+            raise ConfigError("wavmix (PaSST's waveform mixup) is for multi-label tagging without distillation, as in"
+                              " the reference; use mixup_alpha for spectrogram mixup")  # fmt: skip
         self.model = build_model(model, num_classes, checkpoint, model_kwargs)
         train_frontend = self.model.frontend_config.replace(**(frontend or {}))
         self.frontend = MelFrontend.from_config(train_frontend)
@@ -188,7 +195,10 @@ class AudioSystem(L.LightningModule):
         if batch is None:  # every clip of the batch was unreadable (on_error="skip")
             return None
         generator = self._step_generator()
-        audio = self._augment_waveform(batch["audio"], batch, generator)
+        audio, target = self._augment_waveform(batch["audio"], batch, generator), batch["target"]
+        if self.hparams.wavmix_p > 0:
+            audio, wave_lam, wave_perm = wavmix(audio, self.hparams.wavmix_alpha, self.hparams.wavmix_p, generator)
+            target = mix_targets(target.float(), wave_lam, wave_perm)
         mel = self.frontend(audio, generator=generator).unsqueeze(1)
         if self.hparams.mixstyle_p > 0:
             mel = freq_mixstyle(mel, self.hparams.mixstyle_p, self.hparams.mixstyle_alpha, generator=generator)
@@ -197,7 +207,7 @@ class AudioSystem(L.LightningModule):
         if self.hparams.mixup_alpha > 0:
             mel, lam, perm = mixup(mel, self.hparams.mixup_alpha, generator=generator)
         logits = self.model(mel)
-        label_loss = self.label_loss(logits, batch["target"], lam, perm)
+        label_loss = self.label_loss(logits, target, lam, perm)
         loss = label_loss
         if teacher is not None:
             kd_loss = self.kd_loss(logits, teacher, lam, perm)
