@@ -21,7 +21,7 @@ from torch import Tensor
 
 from .errors import AudioLoadError, ConfigError
 from .files import atomic_path
-from .pipeline import AudioInput, AudioPipeline
+from .pipeline import AudioInput, AudioPipeline, all_finite
 
 __all__ = ["Event", "Timeline", "clip_scores", "detect_events", "plot_timeline", "timeline"]
 
@@ -90,7 +90,7 @@ class _Counter:
 
     def __iter__(self) -> Iterator[Tensor]:
         for piece in self.chunks:
-            if not torch.isfinite(piece).all():
+            if not all_finite(piece):
                 raise AudioLoadError("the audio holds non-finite samples (NaN or inf); repair or re-export the file")
             self.samples += piece.numel()
             if self.bar is not None:
