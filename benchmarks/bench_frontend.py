@@ -13,6 +13,7 @@ wall time and process CPU time per call are printed with their ratio, and the ou
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import time
 
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, (wall, cpu) in medians.items():
         print(f"{name:>7}: median wall {wall:8.3f} ms   median CPU {cpu:8.3f} ms")
     print(f"  ratio naive / tympan: wall {medians['naive'][0] / medians['tympan'][0]:.2f}x, "
-          f"CPU {medians['naive'][1] / medians['tympan'][1]:.2f}x")
+          f"CPU {medians['naive'][1] / medians['tympan'][1]:.2f}x; "
+          f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (ru_maxrss)")
 
 
 if __name__ == "__main__":

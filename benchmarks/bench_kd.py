@@ -18,6 +18,7 @@ Prints the median epoch time (wall and process CPU) of each, and the ratio.
 from __future__ import annotations
 
 import argparse
+import resource
 import shutil
 import statistics
 import tempfile
@@ -120,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {name:16s} epoch {medians[name][0]:7.2f} s wall  {medians[name][1]:7.2f} s CPU")
     wall_ratio = medians["teachers online"][0] / medians["stored logits"][0]
     cpu_ratio = medians["teachers online"][1] / medians["stored logits"][1]
-    print(f"  stored logits are x{wall_ratio:.1f} faster (wall), x{cpu_ratio:.1f} (CPU)")
+    print(f"  stored logits are x{wall_ratio:.1f} faster (wall), x{cpu_ratio:.1f} (CPU); "
+          f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (ru_maxrss, teachers loaded)")
 
 
 if __name__ == "__main__":
