@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from torch import nn
 
-from tympan.analysis.receptive_field import receptive_field
+from tympan.analysis.receptive_field import receptive_field, reference_max_rf
 from tympan.models import create
+from tympan.models.cp_resnet import DCASE20_KWARGS, CPResNet, CPResNetConfig
 
 
 class _ResidualNet(nn.Module):
@@ -83,3 +85,20 @@ def test_cp_resnet_field_equals_the_perturbation_support():
     last_map = [f for f in traced if not f.freq.is_global][-1]
     extent = _empirical_extent(model.forward_map, (1, 1, 160, 96))
     assert extent == (min(last_map.freq.size, 160), min(last_map.time.size, 96))
+
+
+# The over-parameterisation / RF-regularisation papers' table (specs: congater_and_robustness.md §3.1).
+PAPERS_MAX_RF = {0: 9, 3: 49, 5: 81, 7: 145, 9: 209, 12: 305, 15: 401}
+
+
+@pytest.mark.parametrize(("rho", "expected"), sorted(PAPERS_MAX_RF.items()))
+def test_dcase20_rho_rule_reproduces_the_papers_max_rf_table(rho, expected):
+    config = CPResNetConfig.from_reference(rho=rho, **DCASE20_KWARGS)
+    assert reference_max_rf(config) == expected
+
+
+def test_true_field_of_the_dcase20_model_counts_its_pools():
+    """rho 0 has one 3x3 conv: stem 5, +2·2 for the conv, and +2, +4, +8 for the three stage-1 pools."""
+    model = CPResNet(CPResNetConfig.from_reference(rho=0, **DCASE20_KWARGS))
+    last = [f for f in receptive_field(model, (1, 2, 256, 64)) if f.name.startswith("stage3")][-1]
+    assert (last.freq.size, last.time.size) == (23, 23)

@@ -18,6 +18,13 @@ def test_receptive_field_rho_sweep_grows_with_rho(capsys):
     assert rows[-1]["time"] == 55
 
 
+def test_receptive_field_dcase20_sweep_lists_the_papers_estimate(capsys):
+    assert main(["receptive-field", "cp_resnet", "--rho", "5", "7", "--rho-rule", "dcase20", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["papers_max_rf"] for r in rows] == [81, 113, 145]
+    assert [r["freq"] for r in rows] == [87, 103, 135]  # the true field: pools count, the estimate's quirk does not
+
+
 def test_receptive_field_table_lists_every_layer(capsys):
     assert main(["receptive-field", "cp_mobile_dcase23"]) == 0
     out = capsys.readouterr().out

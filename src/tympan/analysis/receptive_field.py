@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -23,7 +24,10 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.weak import WeakTensorKeyDictionary
 
-__all__ = ["AxisField", "LayerField", "receptive_field"]
+if TYPE_CHECKING:
+    from ..models.cp_resnet import CPResNetConfig
+
+__all__ = ["AxisField", "LayerField", "receptive_field", "reference_max_rf"]
 
 _FREQ, _TIME = -2, -1
 _POOLS = {"max_pool2d", "avg_pool2d"}
@@ -166,3 +170,23 @@ def receptive_field(model: nn.Module, input_shape: Sequence[int] = (1, 1, 128, 1
             handle.remove()
         model.train(was_training)
     return records
+
+
+def reference_max_rf(config: CPResNetConfig) -> int:
+    """CP-ResNet's "max RF" as the CP-JKU papers tabulate it (``utils_funcs.get_maxrf`` of ``cpjku_dcase20``).
+
+    Why a second number: the papers' ρ tables use this estimate, not the true field. It starts at RF 5 with
+    stride 2 (the stem) and adds ``(k − 1)·stride`` per conv in order; a max-pool doubles the stride *before the
+    second conv of the block it follows* and adds nothing itself. :func:`receptive_field` traces the true field
+    (pools included), which is larger.
+    """
+    stride, field = 2, 5
+    if 0 in config.pool_positions[0]:
+        stride *= 2  # a pool before the first block (the DCASE23 variants; the estimate never had one)
+    for stage, blocks in enumerate(config.n_blocks, start=1):
+        for block in range(blocks):
+            k1, k2 = config.kernel_sizes(stage, block)
+            field += (k1 - 1) * stride
+            stride *= 2 ** sum(position == block + 1 for position in config.pool_positions[stage - 1])
+            field += (k2 - 1) * stride
+    return field

@@ -6,8 +6,9 @@ import argparse
 import json
 import math
 
-from ..analysis.receptive_field import LayerField, receptive_field
+from ..analysis.receptive_field import LayerField, receptive_field, reference_max_rf
 from ..models import create
+from ..models.cp_resnet import DCASE20_KWARGS
 
 __all__ = ["register", "run"]
 
@@ -17,11 +18,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "receptive-field",
         help="receptive field per layer (mel bins x frames); CP-ResNet's rho table",
         description="Trace the receptive field through the model's forward pass on the mel of --seconds of audio. "
-        "With --rho A B (CP-ResNet), list the final feature map's field for every rho from A to B instead.",
+        "With --rho A B (CP-ResNet), list the final feature map's field for every rho from A to B instead, next to "
+        "the papers' max-RF estimate (--rho-rule dcase20: the CP-ResNet of the receptive-field papers).",
     )
     parser.add_argument("model", help="zoo name or architecture (e.g. cp_resnet, mn10_as, cp_mobile_dcase23)")
     parser.add_argument("--seconds", type=float, default=1.0, help="audio length the model sees (default: 1)")
     parser.add_argument("--rho", type=int, nargs=2, metavar=("FIRST", "LAST"), help="sweep CP-ResNet's rho")
+    parser.add_argument("--rho-rule", choices=("dcase23", "dcase20"), default="dcase23",
+                        help="which CP-ResNet the rho sweep builds (default: the DCASE23 teacher)")  # fmt: skip
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.set_defaults(handler=run)
 
@@ -40,10 +44,11 @@ def run(args: argparse.Namespace) -> int:
     if args.rho:
         rows = []
         for rho in range(args.rho[0], args.rho[1] + 1):
-            model = create(args.model, rho=rho)
+            model = create(args.model, rho=rho, **(DCASE20_KWARGS if args.rho_rule == "dcase20" else {}))
             final = _final_map(receptive_field(model, _input_shape(model, args.seconds)))
-            rows.append({"rho": rho, "freq": _size(final.freq.size), "time": _size(final.time.size)})
-        header = ("rho", "freq", "time")
+            rows.append({"rho": rho, "freq": _size(final.freq.size), "time": _size(final.time.size),
+                         "papers_max_rf": reference_max_rf(model.config)})  # fmt: skip
+        header = ("rho", "freq", "time", "papers_max_rf")
     else:
         model = create(args.model)
         fields = receptive_field(model, _input_shape(model, args.seconds))
@@ -65,4 +70,5 @@ def run(args: argparse.Namespace) -> int:
 
 def _input_shape(model, seconds: float) -> tuple[int, int, int, int]:
     config = model.frontend_config
-    return (1, 1, config.n_mels, config.num_frames(round(seconds * config.sample_rate)))
+    channels = getattr(getattr(model, "config", None), "in_channels", 1)  # CP-ResNet of DCASE20: stereo
+    return (1, channels, config.n_mels, config.num_frames(round(seconds * config.sample_rate)))

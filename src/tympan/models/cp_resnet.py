@@ -8,6 +8,8 @@ version with channel cuts and grouped stages); state-dict names follow it exactl
 
 One parameter, ``rho``, sets the receptive field: it switches the kernels of the blocks between 3×3 and 1×1
 (padding ``k // 3``), which bounds how much of the spectrogram a unit sees (155 bins × 55 frames at rho 8).
+``rho_rule="dcase20"`` (with :data:`DCASE20_KWARGS`) is the earlier mapping of ``kkoutini/cpjku_dcase20`` used by the
+receptive-field and over-parameterisation papers: 3 stages × 4 blocks, max-pools after stage-1 blocks 1, 2 and 4.
 Downsampling is by max-pooling only (stride 1 in every block); the classifier projects to the classes before
 global average pooling.
 """
@@ -62,6 +64,8 @@ class CPResNetConfig:
             numbers with the defaults).
         pool_kernel: kernel of every other pool, (freq, time).
         pool_stride: stride of every other pool.
+        rho_rule: ``"dcase23"`` (``fschmid56/cpjku_dcase23``: ``extra = rho − 4``, two blocks per stage with
+            kernels) or ``"dcase20"`` (``kkoutini/cpjku_dcase20``: ``extra = rho − 7``, four).
     """
 
     rho: int = 8
@@ -78,8 +82,11 @@ class CPResNetConfig:
     first_pool_stride: tuple[int, int] = (2, 2)
     pool_kernel: tuple[int, int] = (2, 1)
     pool_stride: tuple[int, int] = (2, 1)
+    rho_rule: str = "dcase23"
 
     def __post_init__(self) -> None:
+        if self.rho_rule not in _RHO_RULES:
+            raise ConfigError(f"rho_rule must be one of {sorted(_RHO_RULES)}, got {self.rho_rule!r}")
         for name in ("in_channels", "num_classes", "base_channels", "channels_multiplier"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"CPResNetConfig.{name} must be positive, got {getattr(self, name)}")
@@ -125,16 +132,54 @@ class CPResNetConfig:
     def kernel_sizes(self, stage: int, block: int) -> tuple[int, int]:
         """``(k1, k2)`` of the two convs of ``block`` (0-based) in ``stage`` (1-based): 3 or 1, set by ``rho``.
 
-        Blocks beyond the second of a stage use 1×1 kernels, as in the reference.
+        Blocks beyond those the rule lists (2 per stage for DCASE23, 4 for DCASE20) use 1×1 kernels, as in the
+        references.
         """
-        extra = self.rho - 4
-        table = {  # stage -> ((k1 of block 1, k1 of block 2), (k2 of block 1, k2 of block 2))
-            1: ((3, 3 - 2 * (-extra > 2)), (1, 3 - 2 * (-extra > 1))),
-            2: ((3 - 2 * (-extra > 0), 1 + 2 * (extra > 1)), (1 + 2 * (extra > 0), 1 + 2 * (extra > 2))),
-            3: ((1 + 2 * (extra > 3), 1 + 2 * (extra > 5)), (1 + 2 * (extra > 4), 1 + 2 * (extra > 6))),
-        }
-        k1s, k2s = table[stage]
-        return (k1s[block], k2s[block]) if block < 2 else (1, 1)
+        k1s, k2s = _RHO_RULES[self.rho_rule](self.rho)[stage]
+        return (k1s[block], k2s[block]) if block < len(k1s) else (1, 1)
+
+
+def _dcase23_kernels(rho: int) -> dict[int, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """stage -> ((k1 of each block), (k2 of each block)) of ``cpjku_dcase23`` (``extra = rho − 4``)."""
+    extra = rho - 4
+    return {
+        1: ((3, 3 - 2 * (-extra > 2)), (1, 3 - 2 * (-extra > 1))),
+        2: ((3 - 2 * (-extra > 0), 1 + 2 * (extra > 1)), (1 + 2 * (extra > 0), 1 + 2 * (extra > 2))),
+        3: ((1 + 2 * (extra > 3), 1 + 2 * (extra > 5)), (1 + 2 * (extra > 4), 1 + 2 * (extra > 6))),
+    }
+
+
+def _dcase20_kernels(rho: int) -> dict[int, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """The same for ``cpjku_dcase20`` (``extra = rho − 7``): stage 1 shrinks below rho 7, stages 2–3 grow above."""
+    extra = rho - 7
+
+    def shrink(*thresholds: int) -> tuple[int, ...]:
+        return tuple(3 - 2 * (-extra > t) for t in thresholds)
+
+    def grow(*thresholds: int) -> tuple[int, ...]:
+        return tuple(1 + 2 * (extra > t) for t in thresholds)
+
+    return {
+        1: ((3, *shrink(6, 4, 2)), (1, *shrink(5, 3, 1))),
+        2: ((*shrink(0), *grow(1, 3, 5)), grow(0, 2, 4, 6)),
+        3: (grow(7, 9, 11, 13), grow(8, 10, 12, 14)),
+    }
+
+
+_RHO_RULES = {"dcase23": _dcase23_kernels, "dcase20": _dcase20_kernels}
+
+DCASE20_KWARGS: dict[str, Any] = {
+    "rho_rule": "dcase20",
+    "in_channels": 2,
+    "base_channels": 128,
+    "cut_channels_s3": 0,
+    "n_blocks": (4, 4, 4),
+    "s2_group": 1,
+    "maxpool_pos_stage1": (1, 2, 4),
+    "maxpool_kernel": (2, 2),
+    "maxpool_stride": (2, 2),
+}
+"""``create("cp_resnet", rho=ρ, **DCASE20_KWARGS)``: the CP-ResNet of ``kkoutini/cpjku_dcase20`` (w = 128, stereo)."""
 
 
 class BasicBlock(nn.Module):
