@@ -1,13 +1,15 @@
 """Inference speed: one clip end to end (P1) and whole-file tagging of an hour of audio (P2).
 
 P1 (1 thread, process CPU time, medians): one 10-s clip of a 44.1-kHz WAV through decode → resample → mel frontend
-→ model, for ``mn10_as`` with random weights: the PyTorch eager model against the fast path (onnxruntime, frontend
-in PyTorch), and the ratio of each to the MAC floor = the model's MACs / a float32 matrix-multiply rate measured in
-the same run. Also times the frontend exported into the ONNX graph, to justify keeping it outside.
+→ model, per stage, with random weights: the reference-style path (frontend rebuilding its filterbank per call,
+PyTorch eager model) against the fast path (tympan's frontend, the faster of onnxruntime and PyTorch), and the
+ratio of each to the MAC floor = the model's MACs / a float32 matrix-multiply rate measured in the same run; then
+where onnxruntime spends its time per node kind. Also tries the frontend exported into the ONNX graph.
 
-P2 (2 threads): tagging one hour of generated audio (a 16-bit WAV written block by block) with ``mn10_as`` at a 1-s
-timeline hop: × real time and peak resident memory, for 10 and 60 minutes (memory flat in file length), the
-windowed timeline against the pooled one (feature maps once per chunk, pooled per window).
+P2 (1 and 2 threads): tagging one hour of generated audio (a 16-bit WAV written block by block) with ``mn10_as`` at
+a 1-s timeline hop: × real time and peak resident memory, for 10 and 60 minutes (memory flat in file length), the
+CPU time per stage, and the windowed timeline against the pooled one (feature maps once per chunk, pooled per
+window).
 
     .venv/bin/python -m benchmarks.bench_inference            # P1 and P2
     .venv/bin/python -m benchmarks.bench_inference --quick    # seconds: few runs, 2-minute file
@@ -270,18 +272,42 @@ def _tag_child(path: str, method: str, threads: int) -> None:
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     np.save(path + f".{method}.npy", line.scores)
-    print(
-        json.dumps(
-            {
-                "wall": wall,
-                "cpu": cpu,
-                "duration": line.duration,
-                "peak_mb": peak / 1024,
-                "before_mb": before / 1024,
-                "windows": len(line.starts),
-            }
-        )
-    )
+    figures = {
+        "wall": wall,
+        "cpu": cpu,
+        "duration": line.duration,
+        "peak_mb": peak / 1024,
+        "before_mb": before / 1024,
+        "windows": len(line.starts),
+    }
+    if method == "pooled":
+        figures["stages"] = _pooled_stages(pipeline, path)
+    print(json.dumps(figures))
+
+
+def _pooled_stages(pipeline: Any, path: str, minutes: float = 5.0) -> dict[str, float]:
+    """CPU seconds per hour of audio of each stage of the pooled path, measured on the file's first minutes."""
+    from tympan.audio.io import stream_audio
+    from tympan.tagging import CHUNK_SECONDS
+
+    rate = pipeline.sample_rate
+    start = time.process_time()
+    chunks = []
+    for chunk in stream_audio(path, rate, chunk_seconds=CHUNK_SECONDS + 4):  # + the context on both sides
+        chunks.append(torch.from_numpy(chunk))
+        if len(chunks) * CHUNK_SECONDS >= 60 * minutes:
+            break
+    decode = time.process_time() - start
+    with torch.inference_mode():
+        start = time.process_time()
+        mels = [pipeline.frontend(chunk[None]).unsqueeze(1) for chunk in chunks]
+        frontend = time.process_time() - start
+        start = time.process_time()
+        for mel in mels:
+            pipeline._onnx_feature_map(mel)
+        model = time.process_time() - start
+    scale = 3600 / (len(chunks) * CHUNK_SECONDS)
+    return {"decode + resample": decode * scale, "frontend": frontend * scale, "model (onnxruntime)": model * scale}
 
 
 def p2(minutes: list[int], threads: int) -> None:
@@ -306,6 +332,12 @@ def p2(minutes: list[int], threads: int) -> None:
                     f" peak RSS {figures['peak_mb']:6.0f} MB"
                     f" (after loading {figures['before_mb']:.0f} MB), {figures['windows']} windows"
                 )
+                if "stages" in figures:
+                    stages = figures["stages"]
+                    total = figures["cpu"] * 3600 / figures["duration"]
+                    split = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in stages.items())
+                    print(f"           CPU seconds per hour of audio: {total:.1f} s in all; {split};"
+                          f" the rest (pooling, buffers, head) {total - sum(stages.values()):.1f} s")
             if (Path(str(path) + ".windows.npy")).exists():
                 pooled = np.load(str(path) + ".pooled.npy")
                 windowed = np.load(str(path) + ".windows.npy")
@@ -328,7 +360,7 @@ def main(argv: list[str] | None = None) -> None:
         help="P1 models, comma-separated (e.g. mn10_as,dymn10_as,cp_mobile_dcase23,passt_s_swa_p16_128_ap476;"
         " cp_* run a batch of ten 1-s clips), each in a fresh process",
     )
-    parser.add_argument("--threads", type=int, default=2, help="threads of P2 (default 2)")
+    parser.add_argument("--threads", default="1,2", help="thread counts of P2, comma-separated (default 1,2)")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -346,7 +378,8 @@ def main(argv: list[str] | None = None) -> None:
             runs = (2 if args.quick else 5) if name.startswith("passt") else (5 if args.quick else 30)
             p1(runs=runs, name=name, seconds=seconds, batch=batch)
     if args.only in (None, "p2"):
-        p2([2] if args.quick else [10, 60], args.threads)
+        for threads in args.threads.split(","):
+            p2([2] if args.quick else [10, 60], int(threads))
 
 if __name__ == "__main__":
     main()

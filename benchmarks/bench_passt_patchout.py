@@ -80,6 +80,18 @@ def _parity(model: torch.nn.Module, mel: torch.Tensor) -> tuple[float, float]:
     return logit_difference, grad_difference
 
 
+
+def _step_macs(dims: dict[str, int], tokens: int) -> float:
+    """Multiply-accumulates of the transformer blocks on one example of ``tokens`` tokens (forward)."""
+    width = dims["embed_dim"]
+    linear = 12 * width * width * tokens  # qkv (3), projection (1), MLP (4 + 4) per token
+    attention = 2 * tokens * tokens * width  # q·kᵀ and weights·v
+    return dims["depth"] * (linear + attention)
+
+
+def _attention_share(dims: dict[str, int], tokens: int) -> float:
+    return 2 * tokens * tokens * dims["embed_dim"] * dims["depth"] / _step_macs(dims, tokens)
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tiny model (2 blocks, width 64)")
@@ -114,6 +126,8 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 with torch.no_grad():
                     tokens[name] = model.forward_tokens(mel).shape[1]
+    dims = TINY if args.quick else FULL
+    macs = {name: _step_macs(dims, count) for name, count in tokens.items()}
     cpu = {name: statistics.median(c for c, _ in values) for name, values in times.items()}
     wall = {name: statistics.median(w for _, w in values) for name, values in times.items()}
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -128,6 +142,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  patchout t{args.patchout[0]} f{args.patchout[1]}: x{cpu['none'] / cpu['patchout']:.2f} less CPU time "
           f"(reference figures: x{REFERENCE_SECONDS['none'] / REFERENCE_SECONDS['patchout']:.2f}); "
           f"fused attention x{cpu['patchout, explicit attention'] / cpu['patchout']:.2f} less than explicit")
+    print(f"  MACs of the blocks per example: {macs['none'] / 1e9:.1f} G without patchout,"
+          f" {macs['patchout'] / 1e9:.1f} G with it: x{macs['none'] / macs['patchout']:.2f} (the ratio of a step at"
+          f" equal efficiency; the"
+          f" attention matrices are {_attention_share(dims, tokens['none']):.0%} / "
+          f"{_attention_share(dims, tokens['patchout']):.0%} of them)")
     print(f"  fused vs explicit attention: max |logits difference| {logit_difference:.1e}, "
           f"max |gradient difference| / max |gradient| {grad_difference:.1e}; peak RSS {peak:.0f} MB (ru_maxrss)")
 
