@@ -8,6 +8,7 @@ is no evidence of removal; a fresh probe is.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import balanced_accuracy_score
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from .congater import GatedModel, recorded_gates
 
@@ -75,6 +77,7 @@ def congater_sweep(
     device_names: Sequence[str] | None = None,
     probe_epochs: int = 60,
     seed: int = 0,
+    progress: bool = False,
 ) -> list[dict]:
     """One row per ω setting: task accuracy (overall, per device) and fresh-probe accuracy per attribute.
 
@@ -86,7 +89,7 @@ def congater_sweep(
         clips; 1 / 0 at ω = 0) and, per attribute, ``probe_accuracy`` / ``probe_balanced_accuracy``.
     """
     rows = []
-    for omega in omegas:
+    for omega in tqdm(omegas, desc="omega sweep", disable=not progress, file=sys.stderr):
         train_features, _ = embed(model, train.inputs, omega)
         with recorded_gates(model) as gates:
             test_features, test_logits = embed(model, test.inputs, omega)

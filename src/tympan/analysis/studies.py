@@ -8,6 +8,7 @@ studies (a test split), not training runs over a whole corpus.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from tqdm.auto import tqdm
 
 from ..audio.frontend import MelFrontend, MelFrontendConfig
 from ..data.decode import ClipLoader
@@ -99,6 +101,7 @@ def robustness_study(
     max_clips: int | None = 200,
     seconds: float | None = None,
     seed: int = 0,
+    progress: bool = False,
 ) -> list[dict]:
     """Adversarial risk and prediction-change stress of every checkpoint on the same clips.
 
@@ -108,13 +111,20 @@ def robustness_study(
     from ..pipeline import load  # the pipeline pulls in the model zoo; import it only when a study runs
 
     rows = []
+    bar = tqdm(total=len(checkpoints) * (len(eps_grid) + 1), desc="robustness", disable=not progress, file=sys.stderr)
     for checkpoint in checkpoints:
         pipeline = load(checkpoint=checkpoint, device="cpu")
         data, _, _ = labelled_split(
             table, pipeline.frontend_config, split=split, max_clips=max_clips, seconds=seconds or pipeline.clip_seconds
         )
         model = pipeline.model
-        points = adversarial_risk(model, [(data.inputs, data.targets)], eps_grid, norm=norm, steps=steps)
+        batches = list(zip(data.inputs.split(64), data.targets.split(64), strict=True))
+        points = []
+        for eps in eps_grid:  # one at a time, for the progress bar
+            bar.set_postfix_str(f"{Path(checkpoint).name}: PGD ε={eps:g}")
+            points += adversarial_risk(model, batches, [eps], norm=norm, steps=steps)
+            bar.update()
+        bar.set_postfix_str(f"{Path(checkpoint).name}: stress")
         stress = pc_stress(
             model,
             data.inputs,
@@ -133,6 +143,8 @@ def robustness_study(
                 ],
             }
         )
+        bar.update()
+    bar.close()
     return rows
 
 
@@ -292,6 +304,7 @@ def evaluate_congater(
     max_clips: int | None = None,
     probe_epochs: int = 60,
     seed: int = 0,
+    progress: bool = False,
 ) -> list[dict]:
     """Sweep ω per attribute: task accuracy on ``test`` and fresh probes trained on ``train``, scored on ``test``."""
     from .attribute_probe import congater_sweep
@@ -304,7 +317,14 @@ def evaluate_congater(
         raise DataError(f"the data has none of the gated attributes {run.spec['attributes']} in both splits")
     grid = [{}] + [{a: float(w)} for a in attributes for w in omegas if w != 0]
     rows = congater_sweep(
-        run.model, train, test, grid, device_names=names.get("device"), probe_epochs=probe_epochs, seed=seed
+        run.model,
+        train,
+        test,
+        grid,
+        device_names=names.get("device"),
+        probe_epochs=probe_epochs,
+        seed=seed,
+        progress=progress,
     )
     for row in rows:
         row["omega"] = {a: row["omega"].get(a, 0.0) for a in attributes}

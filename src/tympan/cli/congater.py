@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     if args.action in ("evaluate", "run"):
         saved = CongaterRun.load(getattr(args, "checkpoint", None) or output / MODEL_FILE)
         rows = evaluate_congater(
-            saved, table, omegas=args.omega, max_clips=args.max_clips, probe_epochs=args.probe_epochs, seed=args.seed
+            saved, table, omegas=args.omega, max_clips=args.max_clips, probe_epochs=args.probe_epochs, seed=args.seed,
+            progress=True,
         )
         _write_results(rows, output)
     return 0

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     rows = robustness_study(
         args.checkpoints, read_data(args.data), split=args.split, eps_grid=args.eps, norm=args.norm,
         steps=args.steps, stress_eps=args.stress_eps, stress_directions=args.stress_directions,
-        max_clips=args.max_clips, seconds=args.seconds,
+        max_clips=args.max_clips, seconds=args.seconds, progress=True,
     )
     output = Path(args.output)
     write_atomically(output / "robustness.json", json.dumps(rows, indent=2))
