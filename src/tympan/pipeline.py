@@ -300,7 +300,7 @@ def load(
         frontend,
         labels,
         multilabel=multilabel,
-        clip_seconds=CLIP_SECONDS.get(label_set or "", DEFAULT_CLIP_SECONDS),
+        clip_seconds=(description or {}).get("clip_seconds") or CLIP_SECONDS.get(label_set or "", DEFAULT_CLIP_SECONDS),
         device=device,
         backend=backend,
         name=name_or_arch or (description or {}).get("arch"),

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import tympan
 from tests.train._data import write_tone_dataset
 from tests.train._tiny import TINY_FRONTEND
 from tympan.cli import main
@@ -34,6 +35,8 @@ def test_finetune_writes_a_self_describing_checkpoint(finetuned, capsys):
     assert description["arch"] == "tiny_test" and description["labels"] == ["low", "mid"]
     assert description["frontend"] == TINY_FRONTEND.to_dict() and description["multilabel"] is False
     assert description["metrics"]["val/accuracy"] == 1.0
+    assert description["clip_seconds"] == pytest.approx(0.5)  # the median file duration, the window tagging uses
+    assert tympan.load(checkpoint=root / "run" / "model.ckpt").clip_seconds == pytest.approx(0.5)
     params = sum(p.numel() for p in create("tiny_test", num_classes=2).parameters())
     assert description["complexity"]["params"] == params
     assert all(k.startswith("model.") for k in checkpoint["state_dict"])

@@ -53,12 +53,16 @@ def labelled_split(
     """Mel inputs ``[n, 1, n_mels, frames]``, targets and device/city indices of one split, in memory.
 
     Args:
+        max_clips: at most this many clips, a seeded random subset of the split (the same one on every call).
         attribute_names: value names per attribute from another split, so that indices agree between splits.
 
     Returns:
         the split, the attribute value names used, and the files that could not be read (skipped and logged).
     """
-    records = [r for r in table.records if split is None or r.split == split][:max_clips]
+    records = [r for r in table.records if split is None or r.split == split]
+    if max_clips is not None and len(records) > max_clips:  # a seeded subset: meta files are often sorted by class
+        chosen = np.random.default_rng(0).choice(len(records), max_clips, replace=False)
+        records = [records[i] for i in sorted(chosen)]
     if not records:
         raise DataError(f"no clips in split {split!r} of {table.name or 'the data'}")
     names = {a: list((attribute_names or {}).get(a, [])) for a in ATTRIBUTES}

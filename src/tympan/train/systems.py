@@ -282,8 +282,12 @@ class AudioSystem(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def describe(self) -> dict[str, Any]:
-        """The self-description stored under ``"tympan"`` in every checkpoint."""
-        return {**describe_model(self.model, self.labels, self.multilabel), "complexity": self.complexity}
+        """The self-description stored under ``"tympan"`` in every checkpoint (with the training clip length, the
+        window that tagging and evaluation should use)."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        clip_seconds = getattr(datamodule, "clip_seconds", None)
+        description = {**describe_model(self.model, self.labels, self.multilabel), "complexity": self.complexity}
+        return description | ({"clip_seconds": float(clip_seconds)} if clip_seconds else {})
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["tympan"] = self.describe()
