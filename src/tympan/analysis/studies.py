@@ -22,6 +22,7 @@ from ..audio.frontend import MelFrontend, MelFrontendConfig
 from ..data.decode import ClipLoader
 from ..data.metadata import ClipTable
 from ..errors import AudioLoadError, CheckpointError, DataError
+from ..files import atomic_path
 from .attribute_probe import LabelledSplit
 from .congater import GatedModel
 from .robustness import adversarial_risk, pc_stress
@@ -215,10 +216,10 @@ class CongaterRun:
     names: dict[str, list[str]]
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"congater": self.spec, "names": self.names, "state_dict": self.model.state_dict()}, path)
-        return path
+        """Write the model and its description atomically (no half-written file after a crash)."""
+        with atomic_path(path) as temporary:
+            torch.save({"congater": self.spec, "names": self.names, "state_dict": self.model.state_dict()}, temporary)
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | Path) -> CongaterRun:

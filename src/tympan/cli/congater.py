@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     table = read_data(args.data)
     output = Path(args.output)
+    trained = None
     if args.action in ("train", "run"):
         trained = train_congater(
             table, model=args.model, placement=args.placement, epochs=args.epochs,
@@ -58,9 +59,9 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
         print(f"wrote {trained.save(output / MODEL_FILE)}")
     if args.action in ("evaluate", "run"):
-        saved = CongaterRun.load(getattr(args, "checkpoint", None) or output / MODEL_FILE)
+        gated = trained or CongaterRun.load(getattr(args, "checkpoint", None) or output / MODEL_FILE)
         rows = evaluate_congater(
-            saved, table, omegas=args.omega, max_clips=args.max_clips, probe_epochs=args.probe_epochs, seed=args.seed,
+            gated, table, omegas=args.omega, max_clips=args.max_clips, probe_epochs=args.probe_epochs, seed=args.seed,
             progress=True,
         )
         _write_results(rows, output)
