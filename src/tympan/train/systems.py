@@ -10,7 +10,8 @@ A system receives a plain network (an ``nn.Module`` or a zoo / architecture name
 * an optional knowledge-distillation term from a :class:`~tympan.distill.TeacherLogitStore` read by clip id:
   EfficientAT's ``λ·BCE(labels) + (1−λ)·BCE(sigmoid(teacher/T))`` for tagging, DCASE23's ``λ·CE + (1−λ)·KL·T²``
   for scenes (losses from :mod:`tympan.train.losses`);
-* Adam / AdamW with the references' per-epoch ``exp_warmup_linear_down`` factor;
+* Adam / AdamW with the references' per-epoch ``exp_warmup_linear_down`` factor, or the DCASE24 baseline's
+  per-step ``cosine_with_warmup``;
 * validation metrics of :mod:`tympan.eval.metrics` (mAP / d-prime; accuracy per device);
 * every checkpoint carries a ``"tympan"`` description (architecture, arguments, frontend, labels, complexity), so
   :func:`tympan.load` rebuilds the model from the file alone.
@@ -21,7 +22,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import lightning as L
 import numpy as np
@@ -36,7 +37,7 @@ from ..eval import metrics
 from ..models.registry import create, get_architecture
 from . import losses
 from .complexity import enforce_limits
-from .schedules import exp_warmup_linear_down
+from .schedules import cosine_with_warmup, exp_warmup_linear_down
 
 __all__ = ["AudioSystem", "SceneSystem", "TaggingSystem", "describe_model"]
 
@@ -98,6 +99,9 @@ class AudioSystem(L.LightningModule):
         adamw: use AdamW instead of Adam.
         warmup_epochs, rampdown_start, rampdown_epochs, last_lr_factor: the ``exp_warmup_linear_down`` schedule
             (stepped per epoch); ``rampdown_epochs=0`` keeps the rate constant after warm-up.
+        lr_schedule: ``"exp_warmup_linear_down"`` (per epoch, the fields above) or ``"cosine_with_warmup"`` (per
+            step: linear warm-up over ``warmup_steps``, then a cosine to 0 at the last step of the run).
+        warmup_steps: warm-up of ``cosine_with_warmup`` in optimiser steps (DCASE24 baseline: 2,000).
         mixup_alpha: spectrogram mixup with ``λ ~ Beta(α, α)``, ``λ = max(λ, 1−λ)`` (0 disables).
         wavmix_p, wavmix_alpha: PaSST's waveform mixup of multi-label data (rate 0.5, Beta(2, 2); 0 disables),
             after gain and roll.
@@ -131,6 +135,8 @@ class AudioSystem(L.LightningModule):
         rampdown_start: int = 0,
         rampdown_epochs: int = 0,
         last_lr_factor: float = 0.01,
+        lr_schedule: Literal["exp_warmup_linear_down", "cosine_with_warmup"] = "exp_warmup_linear_down",
+        warmup_steps: int = 0,
         mixup_alpha: float = 0.0,
         wavmix_p: float = 0.0,
         wavmix_alpha: float = 2.0,
@@ -274,6 +280,10 @@ class AudioSystem(L.LightningModule):
         hp = self.hparams
         optimizer_class = torch.optim.AdamW if hp.adamw else torch.optim.Adam
         optimizer = optimizer_class(self.model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.lr_schedule == "cosine_with_warmup":  # the run's length in steps, as the reference's transformers call
+            factor = cosine_with_warmup(hp.warmup_steps, int(self.trainer.estimated_stepping_batches))
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
         if hp.warmup_epochs == 0 and hp.rampdown_epochs == 0:
             return {"optimizer": optimizer}
         factor = exp_warmup_linear_down(hp.warmup_epochs, hp.rampdown_epochs, hp.rampdown_start, hp.last_lr_factor)
