@@ -11,6 +11,7 @@ unreadable file is reported with its path before any worker starts (and dropped 
 
 from __future__ import annotations
 
+import copy
 import logging
 import statistics
 from collections.abc import Sequence
@@ -134,6 +135,13 @@ class AudioDataModule(L.LightningDataModule):
     @property
     def device_names(self) -> list[str]:
         return self.table.device_names
+
+    def for_devices(self, devices: Sequence[str]) -> AudioDataModule:
+        """The same data restricted to the clips of ``devices`` in every split (the clip list is shared, not reread)."""
+        subset = copy.copy(self)
+        subset.devices = [d for d in devices if self.devices is None or d in self.devices]
+        subset.datasets, subset.loader = {}, None
+        return subset
 
     def prepare_data(self) -> None:
         if not self.check_files:
