@@ -14,7 +14,7 @@ from tympan.cli import main
 from tympan.models.device_specific import load_device_specific
 from tympan.train.recipes import train_from_config
 
-from . import _tiny  # noqa: F401  (registers the tiny architecture)
+from . import _tiny  # registers the tiny architecture
 
 
 def _recipe(tmp_path, csv) -> str:

@@ -39,7 +39,8 @@ __all__ = ["DeviceSpecificCLI", "RecipeCLI", "TrainCLI", "recipe_dir", "resolve_
 _DEVICE_SECTION = "device_specific"
 # Trainer settings the device-specific runs share with stage 1 (their length, logging and checkpoints are their own)
 _SHARED_TRAINER_ARGS = ("accelerator", "strategy", "devices", "num_nodes", "precision", "enable_progress_bar",
-                        "log_every_n_steps", "deterministic", "gradient_clip_val", "logger")  # fmt: skip
+                        "enable_model_summary", "log_every_n_steps", "deterministic", "gradient_clip_val",
+                        "logger")  # fmt: skip
 
 
 def recipe_dir() -> Path:
@@ -152,6 +153,7 @@ def _device_stage(cli: DeviceSpecificCLI) -> dict[str, float]:
     root = Path(cli.trainer.default_root_dir)
     routed = fine_tune_devices(cli.model, cli.datamodule, settings, shared, root)
     results = evaluate_device_specific(routed, cli.datamodule)
-    path = save_device_specific(routed, cli.model, root / settings.output, results)
-    logging.getLogger(__name__).info("device-specific models of %s written to %s", routed.devices, path)
+    if cli.trainer.is_global_zero:  # under DDP every rank ran both stages; one writes the file
+        path = save_device_specific(routed, cli.model, root / settings.output, results)
+        logging.getLogger(__name__).info("device-specific models of %s written to %s", routed.devices, path)
     return results
