@@ -141,3 +141,37 @@ def test_public_api_is_small_and_lazy() -> None:
 
     code = "import sys, tympan; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+# Written out independently of tympan.labels: which reference trains each label set with BCE (sigmoid scores).
+MULTILABEL_BY_SET = {"audioset": True, "fsd50k": True, "openmic": True, "esc50": False, "tau22": False}
+
+
+class _StubNetwork(torch.nn.Module):
+    """A stand-in for a preset's network: a mean-pooled mel through one linear layer (no 86 M PaSST to build)."""
+
+    def __init__(self, num_classes: int, frontend_config) -> None:
+        super().__init__()
+        self.num_classes, self.num_features, self.frontend_config = num_classes, 1, frontend_config
+        self.head = torch.nn.Linear(1, num_classes)
+
+    def forward_features(self, mel: torch.Tensor) -> torch.Tensor:
+        return mel.mean(dim=(1, 2, 3))[:, None]
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+
+@pytest.mark.parametrize("name", tympan.list_models())
+def test_every_preset_scores_as_its_label_set_is_trained(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tympan.labels import get_labels
+    from tympan.models import get_preset
+
+    entry = get_preset(name)
+    assert entry.multilabel is MULTILABEL_BY_SET[entry.labels]
+    stub = _StubNetwork(len(get_labels(entry.labels)), entry.frontend)
+    monkeypatch.setattr("tympan.pipeline.create", lambda *args, **kwargs: stub)
+    pipeline = tympan.load(name, pretrained=False, device="cpu")
+    assert pipeline.multilabel is MULTILABEL_BY_SET[entry.labels]
+    scores = pipeline.scores(0.1 * torch.randn(entry.frontend.sample_rate, generator=torch.Generator().manual_seed(0)))
+    assert (abs(scores.sum() - 1.0) < 1e-5) is not pipeline.multilabel

@@ -29,8 +29,6 @@ __all__ = ["AudioPipeline", "Clip", "load"]
 logger = logging.getLogger(__name__)
 
 AudioInput = str | Path | np.ndarray | Tensor | Sequence[Any]
-# Label sets whose classes are not mutually exclusive: scored with a sigmoid, the others with a softmax.
-MULTILABEL_SETS = ("audioset",)
 # Length of the clips a label set's models were trained on; the default tagging window.
 CLIP_SECONDS = {"tau22": 1.0}
 DEFAULT_CLIP_SECONDS = 10.0
@@ -284,7 +282,7 @@ def load(
             model.frontend_config = MelFrontendConfig(**description["frontend"])
         label_set = description.get("label_set") or (None if description.get("labels") else _label_set(name))
         labels = description.get("labels") or _label_names(label_set, model.num_classes)
-        multilabel = bool(description.get("multilabel", label_set in MULTILABEL_SETS))
+        multilabel = bool(description.get("multilabel", _multilabel(label_set)))
     else:
         if name_or_arch is None:
             raise ConfigError("name a model (e.g. 'mn10_as'), or pass a self-describing tympan checkpoint")
@@ -293,7 +291,7 @@ def load(
         model = create(name_or_arch, checkpoint=state, **kwargs)
         label_set = _label_set(name_or_arch)
         labels = _label_names(label_set, model.num_classes)
-        multilabel = label_set in MULTILABEL_SETS
+        multilabel = _multilabel(label_set)
     frontend = MelFrontend.from_config(model.frontend_config)
     return AudioPipeline(
         model,
@@ -337,6 +335,13 @@ def _label_set(name: str) -> str | None:
     from .models.registry import list_architectures
 
     return get_architecture(name).default_labels if name in list_architectures() else get_preset(name).labels
+
+
+def _multilabel(label_set: str | None) -> bool:
+    """Sigmoid scores for a multi-label set (AudioSet, FSD50K, OpenMIC), else a softmax (see :mod:`tympan.labels`)."""
+    from .labels import is_multilabel
+
+    return label_set is not None and is_multilabel(label_set)
 
 
 def _label_names(label_set: str | None, num_classes: int) -> list[str]:

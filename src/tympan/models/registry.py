@@ -19,6 +19,7 @@ from torch import nn
 
 from ..audio.frontend import MelFrontendConfig
 from ..errors import ConfigError, UnknownModelError
+from ..labels import is_multilabel
 from .checkpoint import StateDictSource, load_checkpoint
 
 __all__ = [
@@ -81,6 +82,11 @@ class ModelEntry:
     score: Mapping[str, float] = field(default_factory=dict)
     license: str | None = None
     source: str | None = None
+
+    @property
+    def multilabel(self) -> bool:
+        """The classes are not mutually exclusive (sigmoid scores): a property of the label set."""
+        return is_multilabel(self.labels)
 
     @property
     def checkpoint_filename(self) -> str | None:
