@@ -127,3 +127,12 @@ def test_balanced_sampler_is_seeded_per_epoch_and_follows_the_weights():
         sampler.set_epoch(epoch)
         counts[list(sampler)] += 1
     assert counts[3] == 0 and counts[2] > counts[4] > counts[0]
+
+
+def test_checkpoint_description_keeps_the_frontend_trained_with():
+    """A frontend jitter range moves the eval fmax (DCASE23 PaSST teacher: 1000 Hz -> 15500 Hz at 32 kHz)."""
+    from tympan.audio.frontend import MelFrontendConfig
+
+    system = SceneSystem(tiny_model(3), num_classes=3, frontend={"fmax_aug_range": 200})
+    described = MelFrontendConfig(**system.describe()["frontend"])
+    assert described.fmax_aug_range == 200 and described.effective_fmax == 3900

@@ -287,6 +287,8 @@ class AudioSystem(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         clip_seconds = getattr(datamodule, "clip_seconds", None)
         description = {**describe_model(self.model, self.labels, self.multilabel), "complexity": self.complexity}
+        # The frontend trained with: its jitter ranges set the eval fmax (fmax_aug_range 1000 -> 15500 Hz at 32 kHz).
+        description["frontend"] = self.frontend.config.to_dict()
         return description | ({"clip_seconds": float(clip_seconds)} if clip_seconds else {})
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -1,0 +1,45 @@
+"""The bundled recipes hold the reference settings the golden data cannot see (issue 13), read from the YAML files.
+
+Each row: recipe, dotted path into the YAML, the reference value, and where the reference sets it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from tympan.audio.frontend import MelFrontendConfig
+from tympan.models import get_preset
+from tympan.train.recipes import recipe_dir
+
+SETTINGS = [
+    # cpjku_dcase23 run_passt_training.py
+    ("dcase23_passt_teacher", "model.init_args.model_kwargs.s_patchout_t", 0, "--s_patchout_t 0"),
+    ("dcase23_passt_teacher", "model.init_args.model_kwargs.s_patchout_f", 6, "--s_patchout_f 6"),
+    ("dcase23_passt_teacher", "model.init_args.frontend.fmin_aug_range", 1, "--fmin_aug_range 1"),
+    ("dcase23_passt_teacher", "model.init_args.frontend.fmax_aug_range", 1000, "--fmax_aug_range 1000"),
+    ("dcase23_passt_teacher", "trainer.precision", 32, "pl.Trainer without precision: fp32"),
+]
+
+
+def _recipe(name: str) -> dict[str, Any]:
+    return yaml.safe_load((recipe_dir() / f"{name}.yaml").read_text())
+
+
+def _get(tree: dict[str, Any], dotted: str) -> Any:
+    for key in dotted.split("."):
+        tree = tree[key]
+    return tree
+
+
+@pytest.mark.parametrize(("recipe", "path", "expected", "source"), SETTINGS, ids=lambda v: str(v))
+def test_recipe_follows_the_reference(recipe: str, path: str, expected: Any, source: str) -> None:
+    assert _get(_recipe(recipe), path) == expected, f"{recipe}: {path} should be {expected!r} ({source})"
+
+
+def test_dcase23_passt_teacher_evaluates_mels_up_to_15500_hz() -> None:
+    init = _recipe("dcase23_passt_teacher")["model"]["init_args"]
+    trained = get_preset(init["model"]).frontend.replace(**init["frontend"])
+    assert trained.effective_fmax == 15500 and MelFrontendConfig().effective_fmax == 15000
