@@ -136,3 +136,37 @@ def test_checkpoint_description_keeps_the_frontend_trained_with():
     system = SceneSystem(tiny_model(3), num_classes=3, frontend={"fmax_aug_range": 200})
     described = MelFrontendConfig(**system.describe()["frontend"])
     assert described.fmax_aug_range == 200 and described.effective_fmax == 3900
+
+
+def test_clips_without_teacher_logits_get_a_zero_kd_term_and_stay_in_the_mean(tmp_path, generator):
+    """EfficientAT ex_audioset.py: index -1 for unknown clips, their KD loss zeroed, the mean over the whole batch."""
+    teacher = torch.randn(4, 3, generator=generator)
+    store = write_store(tmp_path / "t.npy", ["c0", "c2", "c3"], teacher[[0, 2, 3]].numpy(), {})
+    system = TaggingSystem(tiny_model(3), num_classes=3, frontend=STILL, teacher_logits=str(store), kd_lambda=0.1)
+    system.setup("fit")
+    batch = _batch(generator, multilabel=True)
+    loss = system.training_step(batch, 0)
+    logits = system.model(system.frontend(batch["audio"]).unsqueeze(1))
+    kd = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.sigmoid(teacher), reduction="none")
+    kd = kd.mean(dim=1) * torch.tensor([1.0, 0.0, 1.0, 1.0])
+    expected = 0.1 * losses.mixup_bce(logits, batch["target"]) + 0.9 * kd.sum() / 4
+    torch.testing.assert_close(loss, expected)
+    scene = SceneSystem(tiny_model(3), num_classes=3, frontend=STILL, teacher_logits=str(store), kd_lambda=0.02)
+    scene.setup("fit")
+    scene_loss = scene.training_step(_batch(generator), 0)
+    assert torch.isfinite(scene_loss)
+
+
+def test_a_store_missing_some_clips_trains_and_says_how_many(tmp_path, caplog):
+    csv = write_tone_dataset(tmp_path / "data", per_class=4)
+    module = AudioDataModule(str(csv), sample_rate=8000, clip_seconds=0.5, batch_size=2)
+    module.setup("fit")
+    ids = list(module.datasets["train"].table.ids)
+    store = write_store(tmp_path / "t.npy", ids[1:], np.zeros((len(ids) - 1, 2)), {})
+    system = SceneSystem("tiny_test", num_classes=2, teacher_logits=str(store), kd_lambda=0.5)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, enable_model_summary=False)  # fmt: skip
+    with caplog.at_level("WARNING", logger="tympan.train.systems"):
+        trainer.fit(system, datamodule=module)
+    assert f"1 of {len(ids)} training clips" in caplog.text
+    assert trainer.callback_metrics["train/clips_without_teacher"] == 1

@@ -180,7 +180,14 @@ class AudioSystem(L.LightningModule):
         if self.hparams.teacher_logits and self.teacher_store is None:
             self.teacher_store = TeacherLogitStore(self.hparams.teacher_logits)
             if stage == "fit" and datamodule is not None and "train" in getattr(datamodule, "datasets", {}):
-                self.teacher_store.check(datamodule.datasets["train"].table.ids, self.model.num_classes)
+                ids = datamodule.datasets["train"].table.ids
+                missing = self.teacher_store.check(ids, self.model.num_classes, allow_missing=True)
+                if missing:
+                    logger.warning(
+                        "%d of %d training clips (%.2f %%) have no teacher logits in %s: their distillation term is "
+                        "zero, and they stay in the batch mean (as EfficientAT ex_audioset.py)",
+                        missing, len(ids), 100 * missing / len(ids), self.teacher_store.path,
+                    )
 
     def on_fit_start(self) -> None:
         self.complexity = enforce_limits(
@@ -202,7 +209,9 @@ class AudioSystem(L.LightningModule):
         mel = self.frontend(audio, generator=generator).unsqueeze(1)
         if self.hparams.mixstyle_p > 0:
             mel = freq_mixstyle(mel, self.hparams.mixstyle_p, self.hparams.mixstyle_alpha, generator=generator)
-        teacher = self.teacher_store[batch["id"]].to(mel.device) if self.teacher_store is not None else None
+        teacher = available = None
+        if self.teacher_store is not None:
+            teacher, available = (t.to(mel.device) for t in self.teacher_store.lookup(batch["id"]))
         lam = perm = None
         if self.hparams.mixup_alpha > 0:
             mel, lam, perm = mixup(mel, self.hparams.mixup_alpha, generator=generator)
@@ -210,7 +219,9 @@ class AudioSystem(L.LightningModule):
         label_loss = self.label_loss(logits, target, lam, perm)
         loss = label_loss
         if teacher is not None:
-            kd_loss = self.kd_loss(logits, teacher, lam, perm)
+            kd_loss = self.kd_loss(logits, teacher, lam, perm, available)
+            without = float((~available).sum())
+            self.log("train/clips_without_teacher", without, reduce_fx="sum", on_step=False, on_epoch=True)
             loss = self.hparams.kd_lambda * label_loss + (1 - self.hparams.kd_lambda) * kd_loss
             self.log("train/kd_loss", kd_loss, batch_size=len(logits))
         self.log("train/label_loss", label_loss, batch_size=len(logits))
@@ -302,7 +313,15 @@ class AudioSystem(L.LightningModule):
         """Loss against the dataset targets, mixed with the mixup draws ``lam``, ``perm`` when given."""
         raise NotImplementedError
 
-    def kd_loss(self, logits: Tensor, teacher_logits: Tensor, lam: Tensor | None, perm: Tensor | None) -> Tensor:
+    def kd_loss(
+        self,
+        logits: Tensor,
+        teacher_logits: Tensor,
+        lam: Tensor | None,
+        perm: Tensor | None,
+        teacher_available: Tensor | None = None,
+    ) -> Tensor:
+        """Distillation term; clips with ``teacher_available`` False contribute 0 (kept in the batch mean)."""
         raise NotImplementedError
 
     def compute_metrics(self, logits: np.ndarray, targets: np.ndarray, devices: Tensor) -> dict[str, float]:
@@ -317,8 +336,15 @@ class TaggingSystem(AudioSystem):
     def label_loss(self, logits: Tensor, target: Tensor, lam: Tensor | None = None, perm: Tensor | None = None):
         return losses.mixup_bce(logits, target, lam, perm)
 
-    def kd_loss(self, logits: Tensor, teacher_logits: Tensor, lam: Tensor | None, perm: Tensor | None) -> Tensor:
-        return losses.kd_bce_loss(logits, teacher_logits, self.hparams.temperature, lam, perm)
+    def kd_loss(
+        self,
+        logits: Tensor,
+        teacher_logits: Tensor,
+        lam: Tensor | None,
+        perm: Tensor | None,
+        teacher_available: Tensor | None = None,
+    ) -> Tensor:
+        return losses.kd_bce_loss(logits, teacher_logits, self.hparams.temperature, lam, perm, teacher_available)
 
     def compute_metrics(self, logits: np.ndarray, targets: np.ndarray, devices: Tensor) -> dict[str, float]:
         result = metrics.tagging_metrics(targets, logits)
@@ -331,10 +357,17 @@ class SceneSystem(AudioSystem):
     def label_loss(self, logits: Tensor, target: Tensor, lam: Tensor | None = None, perm: Tensor | None = None):
         return losses.mixup_cross_entropy(logits, target, lam, perm)
 
-    def kd_loss(self, logits: Tensor, teacher_logits: Tensor, lam: Tensor | None, perm: Tensor | None) -> Tensor:
+    def kd_loss(
+        self,
+        logits: Tensor,
+        teacher_logits: Tensor,
+        lam: Tensor | None,
+        perm: Tensor | None,
+        teacher_available: Tensor | None = None,
+    ) -> Tensor:
         if lam is not None:
             raise ConfigError("the KL distillation loss of DCASE23 is not defined with mixup; set mixup_alpha=0")
-        return losses.kd_kl_loss(logits, teacher_logits, self.hparams.temperature)
+        return losses.kd_kl_loss(logits, teacher_logits, self.hparams.temperature, teacher_available)
 
     def compute_metrics(self, logits: np.ndarray, targets: np.ndarray, devices: Tensor) -> dict[str, float]:
         names = [self.device_names[i] if i >= 0 else "" for i in devices.tolist()] if self.device_names else None
