@@ -21,6 +21,13 @@ SETTINGS = [
     ("dcase23_passt_teacher", "model.init_args.frontend.fmin_aug_range", 1, "--fmin_aug_range 1"),
     ("dcase23_passt_teacher", "model.init_args.frontend.fmax_aug_range", 1000, "--fmax_aug_range 1000"),
     ("dcase23_passt_teacher", "trainer.precision", 32, "pl.Trainer without precision: fp32"),
+    # EfficientAT ex_esc50.py: wavmix on unless --no_wavmix; MixupDataset(beta=2, rate=0.5)
+    ("esc50_finetune", "model.init_args.wavmix_p", 0.5, "MixupDataset rate 0.5"),
+    ("esc50_finetune", "model.init_args.wavmix_alpha", 2.0, "MixupDataset beta 2"),
+    ("esc50_finetune", "model.init_args.mixup_alpha", 0.3, "--mixup_alpha 0.3"),
+    # PaSST helpers/swa_callback.py: swa_epoch_start 50 -> 0-based start 49, swa_freq 5
+    ("passt_audioset", "trainer.callbacks.0.init_args.start_epoch", 49, "swa_epoch_start 50"),
+    ("passt_audioset", "trainer.callbacks.0.init_args.every_n_epochs", 5, "swa_freq 5"),
 ]
 
 
@@ -30,7 +37,7 @@ def _recipe(name: str) -> dict[str, Any]:
 
 def _get(tree: dict[str, Any], dotted: str) -> Any:
     for key in dotted.split("."):
-        tree = tree[key]
+        tree = tree[int(key)] if isinstance(tree, list) else tree[key]
     return tree
 
 

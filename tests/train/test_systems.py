@@ -93,7 +93,22 @@ def test_wavmix_mixes_waveforms_and_targets_of_tagging(generator):
     torch.testing.assert_close(loss, losses.mixup_bce(logits, mix_targets(batch["target"], lam, perm)))
     assert torch.all(lam < 1)
     with pytest.raises(ConfigError, match="wavmix"):
-        SceneSystem(tiny_model(3), num_classes=3, wavmix_p=0.5)
+        TaggingSystem(tiny_model(3), num_classes=3, wavmix_p=0.5, teacher_logits="t.npy")
+
+
+def test_wavmix_of_single_label_clips_mixes_one_hot_targets(generator):
+    """EfficientAT ex_esc50.py: MixupDataset (rate 0.5, Beta(2, 2)) mixes the one-hot labels with the waveforms."""
+    from tympan.audio.augment import mix_targets, wavmix
+
+    system = SceneSystem(tiny_model(3), num_classes=3, frontend=STILL, wavmix_p=1.0)
+    batch = _batch(generator)
+    loss = system.training_step(batch, 0)
+    draws = system._step_generator()
+    audio, lam, perm = wavmix(batch["audio"], 2.0, 1.0, draws)
+    logits = system.model(system.frontend(audio, generator=draws).unsqueeze(1))
+    one_hot = torch.nn.functional.one_hot(batch["target"], 3).float()
+    torch.testing.assert_close(loss, losses.mixup_cross_entropy(logits, mix_targets(one_hot, lam, perm)))
+    assert SceneSystem(tiny_model(3), num_classes=3).hparams.mixstyle_alpha == 0.4
 
 
 def test_training_refuses_a_model_over_the_complexity_limits(tmp_path):

@@ -99,9 +99,10 @@ class AudioSystem(L.LightningModule):
         warmup_epochs, rampdown_start, rampdown_epochs, last_lr_factor: the ``exp_warmup_linear_down`` schedule
             (stepped per epoch); ``rampdown_epochs=0`` keeps the rate constant after warm-up.
         mixup_alpha: spectrogram mixup with ``λ ~ Beta(α, α)``, ``λ = max(λ, 1−λ)`` (0 disables).
-        wavmix_p, wavmix_alpha: PaSST's waveform mixup of multi-label data (rate 0.5, Beta(2, 2); 0 disables),
-            after gain and roll.
-        mixstyle_p, mixstyle_alpha: Freq-MixStyle probability per batch and Beta parameter.
+        wavmix_p, wavmix_alpha: the waveform mixup of PaSST and EfficientAT (``MixupDataset``: rate 0.5,
+            Beta(2, 2); 0 disables), after gain and roll; targets are mixed as one-hot / multi-hot vectors.
+        mixstyle_p, mixstyle_alpha: Freq-MixStyle probability per batch and Beta parameter (0.4: the default of
+            both references' ``mixstyle``; the DCASE23 student recipe sets 0.3).
         roll_samples: circular time roll by up to ± this many samples.
         gain_db: random gain in ``[−gain_db, gain_db)`` dB.
         dir_folder, dir_prob, dir_devices: device-impulse-response augmentation with the impulse responses of a
@@ -135,7 +136,7 @@ class AudioSystem(L.LightningModule):
         wavmix_p: float = 0.0,
         wavmix_alpha: float = 2.0,
         mixstyle_p: float = 0.0,
-        mixstyle_alpha: float = 0.3,
+        mixstyle_alpha: float = 0.4,
         roll_samples: int = 0,
         gain_db: int = 0,
         dir_folder: str | None = None,
@@ -153,9 +154,9 @@ class AudioSystem(L.LightningModule):
         self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
         if not 0.0 <= kd_lambda <= 1.0:
             raise ConfigError(f"kd_lambda must be in [0, 1], got {kd_lambda}")
-        if wavmix_p > 0 and (not self.multilabel or teacher_logits):
-            raise ConfigError("wavmix (PaSST's waveform mixup) is for multi-label tagging without distillation, as in"
-                              " the reference; use mixup_alpha for spectrogram mixup")  # fmt: skip
+        if wavmix_p > 0 and teacher_logits:
+            raise ConfigError("wavmix (waveform mixup) is not combined with distillation from stored teacher logits,"
+                              " as in the references; use mixup_alpha for spectrogram mixup")  # fmt: skip
         self.model = build_model(model, num_classes, checkpoint, model_kwargs)
         train_frontend = self.model.frontend_config.replace(**(frontend or {}))
         self.frontend = MelFrontend.from_config(train_frontend)
@@ -205,6 +206,8 @@ class AudioSystem(L.LightningModule):
         audio, target = self._augment_waveform(batch["audio"], batch, generator), batch["target"]
         if self.hparams.wavmix_p > 0:
             audio, wave_lam, wave_perm = wavmix(audio, self.hparams.wavmix_alpha, self.hparams.wavmix_p, generator)
+            if target.dim() == 1:  # class indices of single-label data: mix them as one-hot vectors
+                target = torch.nn.functional.one_hot(target, self.model.num_classes)
             target = mix_targets(target.float(), wave_lam, wave_perm)
         mel = self.frontend(audio, generator=generator).unsqueeze(1)
         if self.hparams.mixstyle_p > 0:
