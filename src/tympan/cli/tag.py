@@ -53,6 +53,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(several times faster at overlapping windows; scores differ slightly)",
     )
     parser.add_argument(
+        "--tail",
+        choices=("end", "pad"),
+        default="end",
+        help="with --window: the last window ends at the end of the audio (default: real audio only), or 'pad': "
+        "windows at i*hop only, the last one zero-padded (EfficientAT windowed_inference.py)",
+    )
+    parser.add_argument(
         "--backend",
         choices=("auto", "torch", "onnx"),
         default="auto",
@@ -125,7 +132,9 @@ def _tag_file(pipeline: Any, path: Path, args: argparse.Namespace, *, single: bo
             scores, notes = clip_scores(pipeline, path)
             record["predictions"] = _predictions(pipeline.top(scores, args.top_k))
         else:
-            line = timeline(pipeline, path, window=args.window, hop=args.hop, method=args.method, progress=single)
+            line = timeline(
+                pipeline, path, window=args.window, hop=args.hop, method=args.method, tail=args.tail, progress=single
+            )
             events = detect_events(line, threshold=args.threshold, median_windows=args.median)
             record["windows"] = [
                 {
