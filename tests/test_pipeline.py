@@ -175,3 +175,19 @@ def test_every_preset_scores_as_its_label_set_is_trained(name: str, monkeypatch:
     assert pipeline.multilabel is MULTILABEL_BY_SET[entry.labels]
     scores = pipeline.scores(0.1 * torch.randn(entry.frontend.sample_rate, generator=torch.Generator().manual_seed(0)))
     assert (abs(scores.sum() - 1.0) < 1e-5) is not pipeline.multilabel
+
+
+def test_fp16_inference_is_refused_off_cuda_with_a_clear_error(state: dict[str, torch.Tensor]) -> None:
+    with pytest.raises(ConfigError, match="CUDA device"):
+        tympan.load("mn", state, width_mult=0.4, device="cpu", precision="16-mixed")
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        tympan.load("mn", state, width_mult=0.4, device="cpu", precision="16")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="float16 autocast inference needs a CUDA device")
+def test_fp16_autocast_scores_are_close_to_fp32(state: dict[str, torch.Tensor], waveforms: torch.Tensor) -> None:
+    fp32 = tympan.load("mn", state, width_mult=0.4, device="cuda")
+    fp16 = tympan.load("mn", state, width_mult=0.4, device="cuda", precision="16-mixed")
+    scores16 = fp16.scores(waveforms)
+    assert scores16.dtype == np.float32
+    np.testing.assert_allclose(scores16, fp32.scores(waveforms), atol=5e-3)

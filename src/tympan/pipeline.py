@@ -8,6 +8,7 @@ minimum input (noting it), so tagging never fails on a short sound.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ AudioInput = str | Path | np.ndarray | Tensor | Sequence[Any]
 # Length of the clips a label set's models were trained on; the default tagging window.
 CLIP_SECONDS = {"tau22": 1.0}
 DEFAULT_CLIP_SECONDS = 10.0
+# Inference precisions: fp32 (the default), or fp16 autocast on CUDA as the references' GPU inference
+# (EfficientAT inference.py / ex_audioset.py evaluate, PaSST trainer.precision=16).
+PRECISIONS = ("32", "16-mixed")
 # Shortest input every model accepts (the CNNs pool 32x in time, PaSST needs one 16-frame patch).
 MIN_SECONDS = 0.5
 
@@ -59,6 +63,8 @@ class AudioPipeline:
         multilabel: scores are sigmoids (tagging) rather than a softmax (scene classification).
         clip_seconds: the clip length the model was trained on (the default tagging window).
         backend: ``"torch"`` or ``"onnx"`` (the network runs in onnxruntime; the frontend stays in torch).
+        precision: ``"32"`` (float32) or ``"16-mixed"`` (the network under float16 autocast, CUDA only; the mel
+            matmul stays in float32).
     """
 
     def __init__(
@@ -72,12 +78,21 @@ class AudioPipeline:
         device: str | torch.device | None = None,
         backend: str = "torch",
         name: str | None = None,
+        precision: str = "32",
     ) -> None:
         if len(labels) != model.num_classes:
             raise ConfigError(f"{len(labels)} labels for a model with {model.num_classes} classes")
         if backend not in ("torch", "onnx"):
             raise ConfigError(f"backend must be 'torch' or 'onnx', got {backend!r}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision == "16-mixed" and (self.device.type != "cuda" or backend != "torch"):
+            raise ConfigError(
+                f"precision '16-mixed' (float16 autocast) runs on a CUDA device with the torch backend, not on "
+                f"{self.device.type} / {backend}; use the default precision '32' there"
+            )
+        self.precision = precision
         self.model = model.eval().to(self.device)
         self.frontend = frontend.eval().to(self.device)
         self.labels = list(labels)
@@ -103,7 +118,14 @@ class AudioPipeline:
             device="cpu" if backend == "onnx" else self.device,
             backend=backend,
             name=self.name,
+            precision=self.precision,
         )
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """The context the network runs in: float16 autocast for ``precision="16-mixed"``, else nothing."""
+        if self.precision == "16-mixed":
+            return torch.autocast(device_type=self.device.type, dtype=torch.float16)
+        return contextlib.nullcontext()
 
     @property
     def frontend_config(self) -> MelFrontendConfig:
@@ -171,11 +193,13 @@ class AudioPipeline:
     @torch.inference_mode()
     def forward_waveforms(self, waveforms: Tensor) -> tuple[Tensor, Tensor]:
         """Logits ``[batch, classes]`` and embeddings ``[batch, num_features]`` of equal-length waveforms."""
-        mel = self.frontend(waveforms.to(self.device)).unsqueeze(1)
         if self._onnx is not None:
-            return self._onnx(mel)
-        features = self.model.forward_features(mel)
-        return self.model.forward_head(features), features
+            return self._onnx(self.frontend(waveforms.to(self.device)).unsqueeze(1))
+        with self.autocast():
+            mel = self.frontend(waveforms.to(self.device)).unsqueeze(1)
+            features = self.model.forward_features(mel)
+            logits = self.model.forward_head(features)
+        return logits.float(), features.float()
 
     @torch.inference_mode()
     def feature_map(self, waveform: Tensor) -> Tensor:
@@ -187,7 +211,8 @@ class AudioPipeline:
             if self._onnx_feature_map is None:
                 self._onnx_feature_map = OnnxNetwork(self.model, graph=TimeFeatureMap)
             return self._onnx_feature_map(mel)[0][0]
-        return TimeFeatureMap(self.model)(mel)[0][0]
+        with self.autocast():
+            return TimeFeatureMap(self.model)(mel)[0][0].float()
 
     def activate(self, logits: Tensor) -> Tensor:
         """Class scores from logits: sigmoid for multi-label sets, softmax for single-label ones."""
@@ -253,6 +278,7 @@ def load(
     device: str | torch.device | None = None,
     backend: str = "torch",
     pretrained: bool = True,
+    precision: str = "32",
     **kwargs: Any,
 ) -> AudioPipeline:
     """A ready pipeline: the model with its weights, its mel frontend, its labels and sample rate.
@@ -265,6 +291,7 @@ def load(
         device: ``"cpu"``, ``"cuda"``, ...; default: CUDA where present.
         backend: ``"torch"`` or ``"onnx"`` (see :mod:`tympan.export`).
         pretrained: with False, a preset keeps random weights (tests, benchmarks).
+        precision: ``"32"`` (default) or ``"16-mixed"``: float16 autocast on CUDA, as the references' GPU inference.
         **kwargs: model keyword arguments (see :func:`tympan.models.create`).
 
     Raises:
@@ -302,6 +329,7 @@ def load(
         device=device,
         backend=backend,
         name=name_or_arch or (description or {}).get("arch"),
+        precision=precision,
     )
 
 

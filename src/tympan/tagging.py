@@ -318,7 +318,8 @@ def _pooled_timeline(pipeline: AudioPipeline, counter: _Counter, window: int, ho
     embeddings = (cumulative[last] - cumulative[first]) / (cumulative_counts[last] - cumulative_counts[first]).clamp(
         min=1
     )[:, None]
-    logits = pipeline.model.forward_head(embeddings.float().to(pipeline.device))
+    with pipeline.autocast():
+        logits = pipeline.model.forward_head(embeddings.float().to(pipeline.device)).float()
     return Timeline(
         labels=pipeline.labels,
         starts=np.asarray(starts, dtype=np.float64) / pipeline.sample_rate,

@@ -189,3 +189,9 @@ def test_tail_option_picks_the_last_window_rule(checkpoint: Path, tmp_path: Path
         (record,) = json.loads(out.read_text())
         starts[tail] = [w["start"] for w in record["windows"]]
     assert starts == {"end": [0.0, 0.5, 1.0, 1.3], "pad": [0.0, 0.5, 1.0, 1.5]}
+
+
+def test_fp16_on_cpu_is_a_clear_error(folder: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [str(folder / "good.wav"), "--model", "mn04_as", "--checkpoint", str(checkpoint), "--device", "cpu"]
+    assert _tag(*args, "--precision", "16-mixed") != 0
+    assert "CUDA device" in capsys.readouterr().err

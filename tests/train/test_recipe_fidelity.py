@@ -28,7 +28,13 @@ SETTINGS = [
     # PaSST helpers/swa_callback.py: swa_epoch_start 50 -> 0-based start 49, swa_freq 5
     ("passt_audioset", "trainer.callbacks.0.init_args.start_epoch", 49, "swa_epoch_start 50"),
     ("passt_audioset", "trainer.callbacks.0.init_args.every_n_epochs", 5, "swa_freq 5"),
+    # precision: PaSST default_conf trainer precision=16; EfficientAT released models fp16 (README)
+    ("passt_audioset", "trainer.precision", "16-mixed", "ex_audioset.py default_conf precision=16"),
+    ("efficientat_audioset_kd", "trainer.precision", "16-mixed", "README: all models trained with half precision"),
+    ("efficientat_dymn_audioset_kd", "trainer.precision", "16-mixed", "README: half precision"),
 ]
+
+FP32_RECIPES = ["dcase23_cpmobile_kd", "dcase23_cpresnet_teacher", "dcase23_passt_teacher", "esc50_finetune"]
 
 
 def _recipe(name: str) -> dict[str, Any]:
@@ -50,3 +56,13 @@ def test_dcase23_passt_teacher_evaluates_mels_up_to_15500_hz() -> None:
     init = _recipe("dcase23_passt_teacher")["model"]["init_args"]
     trained = get_preset(init["model"]).frontend.replace(**init["frontend"])
     assert trained.effective_fmax == 15500 and MelFrontendConfig().effective_fmax == 15000
+
+
+@pytest.mark.parametrize(  # the retrieval recipes state their fp16 in their own headers
+    "recipe", sorted(p.stem for p in recipe_dir().glob("*.yaml") if not p.stem.startswith("retrieval"))
+)
+def test_every_recipe_says_which_precision_it_follows(recipe: str) -> None:
+    text = (recipe_dir() / f"{recipe}.yaml").read_text()
+    assert "# Precision:" in text
+    precision = str(_recipe(recipe)["trainer"].get("precision", 32))
+    assert (precision == "32") is (recipe in FP32_RECIPES)
