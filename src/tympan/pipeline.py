@@ -313,6 +313,12 @@ def load(
     else:
         if name_or_arch is None:
             raise ConfigError("name a model (e.g. 'mn10_as'), or pass a self-describing tympan checkpoint")
+        if name_or_arch not in _architectures() and get_preset(name_or_arch).initial_weights:
+            raise ConfigError(
+                f"{name_or_arch!r} holds initial weights for training (an ImageNet start with an untrained head), "
+                "not a model to run; train from it (`tympan train --config efficientat_audioset_kd`, or "
+                f"tympan.models.create({name_or_arch!r}, pretrained=True)) or pick a trained preset"
+            )
         if state is None and pretrained:
             state = _official_checkpoint(name_or_arch)
         model = create(name_or_arch, checkpoint=state, **kwargs)
@@ -345,6 +351,12 @@ def _read_checkpoint(checkpoint: str | Path | dict[str, Any] | None) -> tuple[di
     if not state:
         raise CheckpointError("the tympan checkpoint holds no 'model.' weights under 'state_dict'")
     return obj["tympan"], state
+
+
+def _architectures() -> list[str]:
+    from .models.registry import list_architectures
+
+    return list_architectures()
 
 
 def _official_checkpoint(name: str) -> Path | None:

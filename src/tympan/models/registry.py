@@ -28,8 +28,10 @@ __all__ = [
     "create",
     "get_architecture",
     "get_preset",
+    "list_aliases",
     "list_architectures",
     "list_models",
+    "register_alias",
     "register_architecture",
     "register_preset",
 ]
@@ -61,7 +63,14 @@ class ModelEntry:
         labels: name of the label set in :mod:`tympan.labels` (``"audioset"``, ``"tau22"``, ...).
         description: one paragraph: data set, recipe, where the weights come from.
         checkpoint_url: public release URL of the official weights (None when there is none).
-        checkpoint_sha256: SHA-256 of that file, where known.
+        checkpoint_sha256: SHA-256 of that file where published, or a prefix of it of at least 8 hex digits (the
+            ``name-<prefix>.pth`` convention of torch hub files); checked on download. Files without one are hashed
+            when first loaded strictly and checked against that record afterwards (:mod:`tympan.hub`).
+        checkpoint_mirrors: other URLs of the same file, tried in order when the first fails (releases that the
+            reference repositories publish under two tags).
+        initial_weights: the checkpoint is a start for training (an ImageNet backbone with an untrained head),
+            not a model to run: :func:`tympan.load` refuses it, ``create(name, pretrained=True)`` and the training
+            systems take it.
         num_params: published (or reference-code) parameter count.
         macs: published multiply-accumulates for the input the paper quotes.
         score: published metrics, e.g. ``{"mAP": 0.471}``.
@@ -77,6 +86,8 @@ class ModelEntry:
     description: str = ""
     checkpoint_url: str | None = None
     checkpoint_sha256: str | None = None
+    checkpoint_mirrors: tuple[str, ...] = ()
+    initial_weights: bool = False
     num_params: int | None = None
     macs: int | None = None
     score: Mapping[str, float] = field(default_factory=dict)
@@ -96,6 +107,7 @@ class ModelEntry:
 
 _ARCHITECTURES: dict[str, Architecture] = {}
 _PRESETS: dict[str, ModelEntry] = {}
+_ALIASES: dict[str, str] = {}
 
 
 def register_architecture(
@@ -118,11 +130,29 @@ def register_architecture(
 
 def register_preset(entry: ModelEntry) -> ModelEntry:
     """Add a zoo entry; its architecture must already be registered."""
-    if entry.name in _PRESETS or entry.name in _ARCHITECTURES:
+    if entry.name in _PRESETS or entry.name in _ARCHITECTURES or entry.name in _ALIASES:
         raise ConfigError(f"model name {entry.name!r} is registered twice")
     get_architecture(entry.arch)
     _PRESETS[entry.name] = entry
     return entry
+
+
+def register_alias(alias: str, name: str) -> None:
+    """Make ``alias`` (a name the reference repositories use) resolve to the preset ``name``.
+
+    Aliases are not listed by :func:`list_models` (each checkpoint once); :func:`list_aliases` gives them.
+    """
+    if alias in _PRESETS or alias in _ARCHITECTURES or alias in _ALIASES:
+        raise ConfigError(f"model name {alias!r} is registered twice")
+    if name not in _PRESETS:
+        raise ConfigError(f"alias {alias!r} names an unknown preset {name!r}")
+    _ALIASES[alias] = name
+
+
+def list_aliases() -> dict[str, str]:
+    """Reference names that resolve to presets: ``{alias: preset name}``."""
+    _ensure_zoo_loaded()
+    return dict(sorted(_ALIASES.items()))
 
 
 def _unknown(name: str, kind: str, known: list[str]) -> UnknownModelError:
@@ -144,9 +174,9 @@ def get_preset(name: str) -> ModelEntry:
     """The zoo entry ``name``."""
     _ensure_zoo_loaded()
     try:
-        return _PRESETS[name]
+        return _PRESETS[_ALIASES.get(name, name)]
     except KeyError:
-        raise _unknown(name, "model", sorted(_PRESETS) + sorted(_ARCHITECTURES)) from None
+        raise _unknown(name, "model", sorted(_PRESETS) + sorted(_ALIASES) + sorted(_ARCHITECTURES)) from None
 
 
 def list_models(pattern: str = "*", *, exclude: str | None = None) -> list[str]:
@@ -171,7 +201,8 @@ def create(
     """Build a model by preset name or architecture name.
 
     Args:
-        name: a zoo preset (``"mn10_as"``) or an architecture (``"mn"``).
+        name: a zoo preset (``"mn10_as"``, or a reference name of one: :func:`list_aliases`) or an architecture
+            (``"mn"``).
         checkpoint: weights to load strictly: a path or an in-memory state dict (any of the layouts
             :func:`tympan.models.checkpoint.read_state_dict` accepts).
         **kwargs: for an architecture, the reference constructor's keyword arguments; for a preset, only
@@ -187,6 +218,7 @@ def create(
         CheckpointError: the checkpoint does not fit the model.
     """
     _ensure_zoo_loaded()
+    name = _ALIASES.get(name, name)
     entry: ModelEntry | None = None
     if name in _PRESETS:
         entry = _PRESETS[name]
@@ -208,7 +240,7 @@ def create(
         model = arch.builder(**kwargs)
         model.frontend_config = arch.default_frontend
     else:
-        raise _unknown(name, "model", sorted(_PRESETS) + sorted(_ARCHITECTURES))
+        raise _unknown(name, "model", sorted(_PRESETS) + sorted(_ALIASES) + sorted(_ARCHITECTURES))
     model.preset = entry
     if checkpoint is not None:
         load_checkpoint(model, checkpoint, filter_fn=arch.checkpoint_filter)
