@@ -27,8 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import AudioLoadError, ConfigError
-from .hub import resolve_checkpoint
-from .models import create, get_preset
+from .models import create
 from .models.base import AudioModel
 
 __all__ = ["VARIANTS", "HearModel", "get_scene_embeddings", "get_timestamp_embeddings", "load_model", "wrap"]
@@ -241,12 +240,7 @@ def load_model(model_file_path: str = "", **options: Any) -> HearModel:
 
     name = options.pop("model", DEFAULT_MODEL)
     model_kwargs = options.pop("model_kwargs", {})
-    if model_file_path:
-        checkpoint = model_file_path
-    else:
-        entry = get_preset(name)
-        checkpoint = resolve_checkpoint(name, entry.checkpoint_url, entry.checkpoint_sha256)
-    model = create(name, checkpoint=checkpoint, **model_kwargs)
+    model = create(name, checkpoint=model_file_path or None, pretrained=not model_file_path, **model_kwargs)
     hear_model = wrap(model, MelFrontend.from_config(model.frontend_config), **options)
     if torch.cuda.is_available():
         hear_model = hear_model.cuda()

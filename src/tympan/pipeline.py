@@ -360,14 +360,12 @@ def _architectures() -> list[str]:
 
 
 def _official_checkpoint(name: str) -> Path | None:
-    from .hub import resolve_checkpoint
-    from .models.registry import list_architectures
+    from .hub import preset_checkpoint
 
-    if name in list_architectures():
+    if name in _architectures():
         logger.warning("architecture %r built with random weights (pass checkpoint=FILE for trained ones)", name)
         return None
-    entry = get_preset(name)
-    return resolve_checkpoint(name, entry.checkpoint_url, entry.checkpoint_sha256)
+    return preset_checkpoint(get_preset(name))
 
 
 def _label_set(name: str) -> str | None:

@@ -34,6 +34,15 @@ SETTINGS = [
     ("efficientat_dymn_audioset_kd", "trainer.precision", "16-mixed", "README: half precision"),
 ]
 
+# The initial weights each recipe starts from (EfficientAT README, ex_esc50.py; PaSST ex_audioset.py; cpjku_dcase23).
+STARTS = {
+    "efficientat_audioset_kd": "mn10_im",
+    "efficientat_dymn_audioset_kd": "dymn10_im",
+    "passt_audioset": "passt_deit_bd_p16_384",
+    "esc50_finetune": "mn10_as",
+    "dcase23_passt_teacher": "passt_s_swa_p16_128_ap476",
+}
+
 FP32_RECIPES = ["dcase23_cpmobile_kd", "dcase23_cpresnet_teacher", "dcase23_passt_teacher", "esc50_finetune"]
 
 
@@ -66,3 +75,10 @@ def test_every_recipe_says_which_precision_it_follows(recipe: str) -> None:
     assert "# Precision:" in text
     precision = str(_recipe(recipe)["trainer"].get("precision", 32))
     assert (precision == "32") is (recipe in FP32_RECIPES)
+
+
+@pytest.mark.parametrize(("recipe", "start"), sorted(STARTS.items()))
+def test_recipes_start_from_the_references_initial_weights(recipe: str, start: str) -> None:
+    init = _recipe(recipe)["model"]["init_args"]
+    assert init["model"] == start and init["pretrained"] is True and "checkpoint" not in init
+    assert get_preset(start).initial_weights is start.endswith(("_im", "_384"))

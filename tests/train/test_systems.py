@@ -185,3 +185,19 @@ def test_a_store_missing_some_clips_trains_and_says_how_many(tmp_path, caplog):
         trainer.fit(system, datamodule=module)
     assert f"1 of {len(ids)} training clips" in caplog.text
     assert trainer.callback_metrics["train/clips_without_teacher"] == 1
+
+
+def test_pretrained_starts_a_preset_from_its_official_weights(tmp_path, monkeypatch):
+    """The AudioSet recipes start from mn10_im / dymn10_im / DeiT as the references do (here: a cached file)."""
+    from tests._models import small_mn_state
+
+    monkeypatch.setenv("TYMPAN_CACHE", str(tmp_path))
+    monkeypatch.setenv("TYMPAN_OFFLINE", "1")
+    state = small_mn_state(3)
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(state, tmp_path / "checkpoints" / "mn04_im.pt")
+    system = TaggingSystem("mn04_im", pretrained=True)
+    torch.testing.assert_close(system.model.state_dict()["classifier.5.weight"], state["classifier.5.weight"])
+    assert (tmp_path / "checkpoints" / "mn04_im.pt.sha256.json").is_file()  # recorded at its first strict load
+    fresh = TaggingSystem("mn04_im")
+    assert not torch.equal(fresh.model.state_dict()["classifier.5.weight"], state["classifier.5.weight"])

@@ -196,6 +196,7 @@ def create(
     name: str,
     *,
     checkpoint: StateDictSource | Path | None = None,
+    pretrained: bool = False,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a model by preset name or architecture name.
@@ -204,7 +205,10 @@ def create(
         name: a zoo preset (``"mn10_as"``, or a reference name of one: :func:`list_aliases`) or an architecture
             (``"mn"``).
         checkpoint: weights to load strictly: a path or an in-memory state dict (any of the layouts
-            :func:`tympan.models.checkpoint.read_state_dict` accepts).
+            :func:`tympan.models.checkpoint.read_state_dict` accepts). A file of the checkpoint cache is checked
+            against the SHA-256 recorded at its first strict load, and recorded then (:mod:`tympan.hub`).
+        pretrained: load a preset's official weights (from the cache, downloaded when online), as timm's
+            ``create_model(pretrained=True)``.
         **kwargs: for an architecture, the reference constructor's keyword arguments; for a preset, only
             arguments that do not contradict the entry (e.g. drop rates). ``num_classes`` of a preset
             changes through ``model.reset_classifier`` instead.
@@ -214,8 +218,9 @@ def create(
 
     Raises:
         UnknownModelError: the name is not registered.
-        ConfigError: a keyword argument contradicts the preset.
-        CheckpointError: the checkpoint does not fit the model.
+        ConfigError: a keyword argument contradicts the preset, or ``pretrained`` is asked of an architecture or
+            together with ``checkpoint``.
+        CheckpointError: the checkpoint does not fit the model, cannot be fetched, or changed in the cache.
     """
     _ensure_zoo_loaded()
     name = _ALIASES.get(name, name)
@@ -242,9 +247,31 @@ def create(
     else:
         raise _unknown(name, "model", sorted(_PRESETS) + sorted(_ALIASES) + sorted(_ARCHITECTURES))
     model.preset = entry
+    if pretrained:
+        if entry is None or checkpoint is not None:
+            raise ConfigError(
+                f"pretrained=True loads a preset's official weights; {name!r} is an architecture: pass checkpoint=FILE"
+                if entry is None
+                else "pass either checkpoint=... or pretrained=True, not both"
+            )
+        from ..hub import preset_checkpoint
+
+        checkpoint = preset_checkpoint(entry)
     if checkpoint is not None:
-        load_checkpoint(model, checkpoint, filter_fn=arch.checkpoint_filter)
+        _load_verified(model, checkpoint, arch.checkpoint_filter)
     return model.eval()
+
+
+def _load_verified(model: nn.Module, checkpoint: StateDictSource | Path, filter_fn: CheckpointFilter | None) -> None:
+    """Strict load; a file of the cache is checked against its recorded SHA-256 first and recorded after."""
+    from .. import hub
+
+    cached = isinstance(checkpoint, (str, Path)) and hub.in_cache(checkpoint)
+    if cached:
+        hub.verify_checksum(checkpoint)
+    load_checkpoint(model, checkpoint, filter_fn=filter_fn)
+    if cached:
+        hub.record_checksum(checkpoint)
 
 
 def _plain(value: Any) -> Any:

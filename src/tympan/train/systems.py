@@ -64,13 +64,19 @@ def describe_model(model: nn.Module, labels: Sequence[str], multilabel: bool) ->
 
 
 def build_model(
-    model: str | nn.Module, num_classes: int | None, checkpoint: str | None, model_kwargs: dict[str, Any] | None
+    model: str | nn.Module,
+    num_classes: int | None,
+    checkpoint: str | None,
+    model_kwargs: dict[str, Any] | None,
+    pretrained: bool = False,
 ) -> nn.Module:
-    """A network from a name (zoo preset or architecture) or as given, re-headed to ``num_classes``."""
+    """A network from a name (zoo preset or architecture) or as given, re-headed to ``num_classes``; a preset starts
+    from its official weights with ``pretrained`` unless ``checkpoint`` names other ones."""
     if isinstance(model, nn.Module):
         network = model
     else:
-        network = create(model, checkpoint=checkpoint, **(model_kwargs or {}))
+        use_official = pretrained and checkpoint is None
+        network = create(model, checkpoint=checkpoint, pretrained=use_official, **(model_kwargs or {}))
         if network.preset is None:  # an architecture: remember how to rebuild it
             network.tympan_arch = model
             network.tympan_model_kwargs = dict(model_kwargs or {})
@@ -91,6 +97,9 @@ class AudioSystem(L.LightningModule):
         num_classes: outputs of the head; a new head is created when it differs from the model's.
         labels: class names (stored in checkpoints; default ``class_0`` ...).
         checkpoint: initial weights of a named model (any layout :func:`tympan.models.create` loads).
+        pretrained: start a zoo preset from its official weights (the cache, downloaded when online), e.g. the
+            ImageNet starts ``mn10_im`` / ``dymn10_im`` / ``passt_deit_bd_p16_384`` of the AudioSet recipes;
+            ``checkpoint``, when given, is used instead.
         model_kwargs: keyword arguments of the architecture / preset.
         frontend: changes to the model's mel frontend for training, e.g. ``{"freqm": 48, "timem": 192}``.
         lr: peak learning rate.
@@ -123,6 +132,7 @@ class AudioSystem(L.LightningModule):
         num_classes: int | None = None,
         labels: list[str] | None = None,
         checkpoint: str | None = None,
+        pretrained: bool = False,
         model_kwargs: dict[str, Any] | None = None,
         frontend: dict[str, Any] | None = None,
         lr: float = 1e-3,
@@ -157,7 +167,7 @@ class AudioSystem(L.LightningModule):
         if wavmix_p > 0 and teacher_logits:
             raise ConfigError("wavmix (waveform mixup) is not combined with distillation from stored teacher logits,"
                               " as in the references; use mixup_alpha for spectrogram mixup")  # fmt: skip
-        self.model = build_model(model, num_classes, checkpoint, model_kwargs)
+        self.model = build_model(model, num_classes, checkpoint, model_kwargs, pretrained)
         train_frontend = self.model.frontend_config.replace(**(frontend or {}))
         self.frontend = MelFrontend.from_config(train_frontend)
         self.labels = list(labels) if labels is not None else [f"class_{i}" for i in range(self.model.num_classes)]
