@@ -43,7 +43,14 @@ STARTS = {
     "dcase23_passt_teacher": "passt_s_swa_p16_128_ap476",
 }
 
-FP32_RECIPES = ["dcase23_cpmobile_kd", "dcase23_cpresnet_teacher", "dcase23_passt_teacher", "esc50_finetune"]
+FP32_RECIPES = [
+    "dcase23_cpmobile_kd",
+    "dcase23_cpresnet_teacher",
+    "dcase23_passt_teacher",
+    "dcase24_baseline",
+    "dcase25_device_specific",
+    "esc50_finetune",
+]
 
 
 def _recipe(name: str) -> dict[str, Any]:
