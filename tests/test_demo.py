@@ -30,7 +30,7 @@ def test_quick_demo_writes_report_metrics_and_figures(tmp_path, capsys):
     assert metrics["complexity"]["CP-Mobile, DCASE23 submission size"]["params"] == 126_952
     assert all(entry["ok"] for entry in metrics["complexity"].values())
     forms = {form["name"]: form for form in metrics["deployment"]["forms"]}
-    assert {"float32 (PyTorch)", "int8 (QAT, torch.ao)", "ONNX (onnxruntime, float32)"} <= set(forms)
+    assert {"float32 (PyTorch)", "int8 (QAT, torchao PT2E)", "ONNX (onnxruntime, float32)"} <= set(forms)
     assert all(0.0 <= form["accuracy"] <= 1.0 for form in forms.values())
     assert (output / "student.onnx").stat().st_size > 10_000
     tagging = metrics["tagging"]

@@ -12,8 +12,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "quantize",
         help="QAT fine-tuning of a trained scene model, int8 conversion, accuracy and size before / after",
         description="Fine-tune a float checkpoint with quantisation-aware training (DCASE23 run_qat recipe), convert "
-        "it to int8 and write DIR/model_int8.pt and DIR/quantize.json with accuracy, parameters, MACs and bytes of "
-        "the float and the int8 model.",
+        "it to int8 (torchao PT2E, X86 inductor recipe) and write DIR/model_int8.pt2 (an exported program; its int8 "
+        "kernels run under torch.compile), DIR/model_int8.json and DIR/quantize.json with accuracy, parameters, MACs "
+        "and bytes of the float and the int8 model.",
     )
     parser.add_argument("checkpoint", help="self-describing tympan checkpoint of the float model")
     parser.add_argument("--data", required=True, help="labelled clips (CSV with file,label[,device,split] or folders)")
@@ -21,7 +22,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", default="quantized", help="run folder (default ./quantized)")
     parser.add_argument("--batch-size", type=int, default=64, help="clips per batch (default 64)")
     parser.add_argument("--lr", type=float, default=5e-5, help="learning rate (default 5e-5)")
-    parser.add_argument("--engine", default="x86", help="quantised backend: x86, fbgemm or qnnpack (default x86)")
     parser.add_argument("--clip-seconds", type=float, help="clip length (default: median file duration)")
     parser.add_argument("--accelerator", default="auto", help="device for QAT: cpu, gpu, ... (default auto)")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
@@ -39,7 +39,6 @@ def run(args: argparse.Namespace) -> int:
         output=args.output,
         batch_size=args.batch_size,
         lr=args.lr,
-        engine=args.engine,
         clip_seconds=args.clip_seconds,
         accelerator=args.accelerator,
         seed=args.seed,

@@ -314,7 +314,7 @@ def deploy(checkpoint: Path, data: Splits, epochs: int, output: Path) -> list[di
     onnx_accuracy = float((predict(float_model, data.test, data.labels, "onnx").argmax(1) == data.test.targets).mean())
     return [
         {
-            "name": "int8 (QAT, torch.ao)",
+            "name": "int8 (QAT, torchao PT2E)",
             "accuracy": int8_accuracy,
             "note": f"{epochs} QAT epoch(s); weights {result.int8['weight_bytes']:,} B vs "
             f"{result.float['weight_bytes']:,} B in float32",

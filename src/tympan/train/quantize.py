@@ -1,15 +1,22 @@
 """Quantisation-aware fine-tuning and int8 export for the low-complexity track (DCASE23 ``run_qat.py``).
 
-The reference takes the trained float CP-Mobile, fuses Conv + BN (+ ReLU), prepares it for QAT with the fbgemm
-qconfig, fine-tunes it for 20 epochs with the same loss (observers and BN statistics frozen for the last epochs),
-then converts it to int8 with ``torch.ao.quantization.convert``. Residual additions go through ``FloatFunctional``
-and the global response norm is computed in float between a dequantise and a quantise.
+The reference folds BatchNorm into the convs (eval-mode ``fuse_modules`` on Conv + BN (+ ReLU)), prepares the network
+for QAT with the fbgemm qconfig, fine-tunes it with the same loss (observers frozen for the last 4 of 20 epochs) and
+converts it to int8; the global response norm (GRN) is computed in float between a dequantise and a quantise.
 
-``tympan`` does the same without touching the model classes: :func:`make_quantisable` swaps each CP-Mobile block /
-CP-ResNet block for a twin with the same sub-modules whose additions and float islands eager-mode quantisation can
-handle, fuses the conv groups and wraps the network in a quant / dequant pair. Fine-tuning is an ordinary
-:class:`~tympan.train.SceneSystem` run through Lightning; :func:`quantize` reports accuracy and complexity of the
-float and the int8 model on the same clips.
+``tympan`` follows the recipe on torchao's PT2E flow (eager-mode ``torch.ao.quantization`` is deprecated):
+:func:`fold_batchnorm` folds each BN into the conv that feeds it, ``torch.export`` captures the network (batch and
+frame count dynamic), torchao's ``X86InductorQuantizer`` annotates the graph (per-channel int8 weights, uint8
+activations; Conv + ReLU and Conv + add (+ ReLU) quantised as one fused op; every GRN left in float) and
+``prepare_qat_pt2e`` inserts the fake quantisers. Fine-tuning is an ordinary :class:`~tympan.train.SceneSystem` run
+through Lightning; ``convert_pt2e`` gives the int8 graph, saved as an exported program (``torch.export.save``) with a
+JSON sidecar. :func:`quantize` reports accuracy and complexity of the float and the int8 model on the same clips.
+
+The int8 graph computes with int8 kernels only when compiled: ``torch.compile(model)`` lowers its quantise /
+dequantise patterns to oneDNN int8 convolutions (VNNI / AMX on recent x86 CPUs). Run eagerly it simulates int8 with
+float convolutions and is slower than the float model.
+
+torchao is imported on first use: the import takes seconds and the x86 quantizer registers inductor passes globally.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import copy
 import io
 import json
 import logging
+import types
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,188 +35,152 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
-from torch.ao import quantization as tq
-from torch.ao.nn.intrinsic import qat as nniqat
-from torch.ao.nn.quantized import FloatFunctional
+from torch.export import Dim
+from torch.fx import GraphModule
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..errors import CheckpointError, ConfigError
-from ..files import atomic_path
-from ..models.cp_mobile import CPMobileBlock
-from ..models.cp_resnet import BasicBlock
+from ..files import atomic_path, write_atomically
+from ..models.cp_mobile import GlobalResponseNorm
 
 __all__ = [
     "QuantParamFreeze",
-    "QuantisableNet",
     "QuantizeResult",
     "convert_int8",
     "evaluate_models",
+    "fold_batchnorm",
     "load_quantized",
-    "make_quantisable",
     "prepare_qat",
     "quantize",
-    "state_bytes",
+    "save_quantized",
 ]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ENGINE = "x86"  # fbgemm's successor on x86 CPUs; "fbgemm" gives the reference's qconfig
+FORMAT = "tympan-int8-pt2e"  # the sidecar's "format": what load_quantized accepts
+FLOAT_MODULES = (GlobalResponseNorm,)  # left in float, as the reference's dequantise / quantise around GRN
+# What the training systems and load_quantized read from a network; carried over to the graph modules.
+_CARRIED = ("frontend_config", "num_classes", "num_features", "preset", "tympan_arch", "tympan_model_kwargs")
+# Batch and frame count stay symbolic (inferred ranges: a network that needs a minimum length gets one).
+_DYNAMIC = ({0: Dim.AUTO, 3: Dim.AUTO},)
 
 
-class _FloatIsland(nn.Module):
-    """Runs ``inner`` in float: dequantise, compute, quantise again (with its own observer)."""
+def fold_batchnorm(model: nn.Module, example: Tensor) -> nn.Module:
+    """An eval-mode copy of ``model`` where each ``BatchNorm2d`` that normalises the output of a ``Conv2d`` is
+    folded into that conv (and replaced by ``Identity``); the pairs are found by running ``example`` through it.
 
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.dequant = tq.DeQuantStub()
-        self.inner = inner
-        self.quant = tq.QuantStub()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.quant(self.inner(self.dequant(x)))
-
-
-class _QuantisableCPMobileBlock(nn.Module):
-    """:class:`CPMobileBlock` with the residual add through ``FloatFunctional`` and GRN computed in float."""
-
-    def __init__(self, block: CPMobileBlock) -> None:
-        super().__init__()
-        self.block = block.block
-        self.shortcut = block.shortcut
-        norm = block.after_block_norm
-        self.after_block_norm = norm if isinstance(norm, nn.Identity) else _FloatIsland(norm)
-        self.after_block_activation = block.after_block_activation
-        self.add = FloatFunctional() if block.shortcut is not None else None  # an unused observer breaks convert
-
-    def forward(self, x: Tensor) -> Tensor:
-        y = self.block(x)
-        if self.shortcut is not None:
-            y = self.add.add(y, self.shortcut(x))
-        return self.after_block_activation(self.after_block_norm(y))
-
-
-class _QuantisableBasicBlock(nn.Module):
-    """CP-ResNet's :class:`BasicBlock` with ``add + ReLU`` through ``FloatFunctional`` (fusable, quantisable)."""
-
-    def __init__(self, block: BasicBlock) -> None:
-        super().__init__()
-        for name in ("conv1", "bn1", "relu1", "conv2", "bn2", "shortcut"):
-            setattr(self, name, getattr(block, name))
-        self.add_relu = FloatFunctional()
-
-    def forward(self, x: Tensor) -> Tensor:
-        y = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
-        return self.add_relu.add_relu(y, self.shortcut(x))
-
-    def fusion_groups(self) -> list[list[str]]:
-        return [["conv1", "bn1", "relu1"], ["conv2", "bn2"]]
-
-
-_TWINS: dict[type[nn.Module], type[nn.Module]] = {
-    CPMobileBlock: _QuantisableCPMobileBlock,
-    BasicBlock: _QuantisableBasicBlock,
-}
-
-
-class QuantisableNet(nn.Module):
-    """``dequant(net(quant(mel)))``; carries the float model's ``frontend_config``, ``num_classes`` and how to
-    rebuild it, so the training systems accept it like any tympan network."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.quant = tq.QuantStub()
-        self.net = net
-        self.dequant = tq.DeQuantStub()
-        for name in ("frontend_config", "num_classes", "num_features", "preset", "tympan_arch", "tympan_model_kwargs"):
-            if hasattr(net, name):
-                setattr(self, name, getattr(net, name))
-
-    def forward(self, mel: Tensor) -> Tensor:
-        return self.dequant(self.net(self.quant(mel)))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        raise ConfigError("re-head the float model before quantisation-aware training, not the prepared one")
-
-
-def _swap_blocks(module: nn.Module) -> None:
-    for name, child in module.named_children():
-        twin = _TWINS.get(type(child))
-        if twin is not None:
-            setattr(module, name, twin(child))
-        _swap_blocks(getattr(module, name))
-
-
-def _fusion_groups(sequential: nn.Sequential) -> list[list[str]]:
-    """``[conv, bn]`` and ``[conv, bn, relu]`` runs of consecutive children."""
-    names = list(sequential._modules)
-    groups = []
-    for i, name in enumerate(names[:-1]):
-        if isinstance(sequential._modules[name], nn.Conv2d) and isinstance(
-            sequential._modules[names[i + 1]], nn.BatchNorm2d
-        ):
-            group = [name, names[i + 1]]
-            if i + 2 < len(names) and isinstance(sequential._modules[names[i + 2]], nn.ReLU):
-                group.append(names[i + 2])
-            groups.append(group)
-    return groups
-
-
-def _fuse(model: nn.Module) -> None:
-    for module in list(model.modules()):
-        groups = module.fusion_groups() if hasattr(module, "fusion_groups") else []
-        if isinstance(module, nn.Sequential):
-            groups = _fusion_groups(module)
-        if groups:
-            tq.fuse_modules(module, groups, inplace=True)
-
-
-def make_quantisable(model: nn.Module) -> QuantisableNet:
-    """An eval-mode float copy of ``model`` ready for ``prepare_qat``: block twins, Conv + BN (+ ReLU) fused,
-    wrapped in quant / dequant stubs. Its outputs equal ``model``'s in eval mode up to float rounding.
-
-    Supported: CP-Mobile, CP-ResNet and networks whose additions are inside such blocks (plain conv / linear
-    stacks). Other networks fail later, in ``convert`` or the int8 forward.
+    Raises:
+        ConfigError: the folded copy does not reproduce ``model`` (a conv output that is also used unnormalised).
     """
-    net = copy.deepcopy(model).eval()
-    _swap_blocks(net)
-    _fuse(net)
-    return QuantisableNet(net).eval()
+    folded = copy.deepcopy(model).eval()
+    names = {module: name for name, module in folded.named_modules()}
+    last: dict[str, tuple[nn.Module, Tensor]] = {}
+    pairs: list[tuple[str, str]] = []
+
+    def after_conv(conv: nn.Module, args: Any, output: Tensor) -> None:
+        last["conv"] = (conv, output)
+
+    def before_norm(norm: nn.Module, args: tuple[Tensor, ...]) -> None:
+        if "conv" in last and args[0] is last["conv"][1]:
+            pairs.append((names[last["conv"][0]], names[norm]))
+
+    hooks = [m.register_forward_hook(after_conv) for m in folded.modules() if isinstance(m, nn.Conv2d)]
+    hooks += [m.register_forward_pre_hook(before_norm) for m in folded.modules() if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        expected = folded(example)
+    for hook in hooks:
+        hook.remove()
+    for conv, norm in pairs:
+        folded.set_submodule(conv, fuse_conv_bn_eval(folded.get_submodule(conv), folded.get_submodule(norm)))
+        folded.set_submodule(norm, nn.Identity())
+    with torch.no_grad():
+        error = (folded(example) - expected).abs().max().item()
+    if error > 1e-4 * (1 + expected.abs().max().item()):
+        raise ConfigError(f"folding BatchNorm into the convs changed the outputs by {error:.2e}; this network uses a "
+                          "conv output both normalised and not, which quantisation does not support")  # fmt: skip
+    return folded
 
 
-def prepare_qat(model: nn.Module, engine: str = DEFAULT_ENGINE) -> QuantisableNet:
-    """:func:`make_quantisable` then ``torch.ao.quantization.prepare_qat`` with the default QAT qconfig of
-    ``engine`` (``"x86"`` or ``"fbgemm"`` for servers, ``"qnnpack"`` for ARM); returned in train mode."""
-    if engine not in torch.backends.quantized.supported_engines:
-        raise ConfigError(
-            f"quantisation engine {engine!r} is not available in this torch build; "
-            f"use one of {torch.backends.quantized.supported_engines}"
-        )
-    wrapped = make_quantisable(model)
-    wrapped.qconfig = tq.get_default_qat_qconfig(engine)
-    wrapped.qengine = engine
-    wrapped.train()
-    return tq.prepare_qat(wrapped, inplace=True)
+def _quantizer(model: nn.Module) -> Any:
+    """The X86 inductor QAT recipe, with the :data:`FLOAT_MODULES` of ``model`` excluded."""
+    from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
+
+    quantizer = x86.X86InductorQuantizer()
+    quantizer.set_global(x86.get_default_x86_inductor_quantization_config(is_qat=True))
+    for name, module in model.named_modules():
+        if isinstance(module, FLOAT_MODULES):
+            quantizer.set_module_name_qconfig(name, None)
+    return quantizer
 
 
-def convert_int8(qat_model: nn.Module) -> nn.Module:
-    """An int8 copy (CPU, eval) of a QAT-prepared model; the QAT model itself is left as it is."""
-    engine = getattr(qat_model, "qengine", DEFAULT_ENGINE)
-    torch.backends.quantized.engine = engine
-    int8 = tq.convert(copy.deepcopy(qat_model).cpu().eval(), inplace=False)
-    int8.qengine = engine
-    return int8
+def _carry(graph: GraphModule, source: nn.Module) -> GraphModule:
+    """``graph`` with ``source``'s :data:`_CARRIED` attributes."""
+    for name in _CARRIED:
+        if hasattr(source, name):
+            setattr(graph, name, getattr(source, name))
+    return graph
+
+
+def _plain_modes(graph: GraphModule) -> GraphModule:
+    """``graph`` with ``train()`` / ``eval()`` that only set the flags.
+
+    Exported graphs refuse both because mode-dependent ops are frozen into them; these graphs have none (BatchNorm
+    folded, captured in eval mode), and Lightning and the evaluation switch modes like on any module.
+    """
+
+    def train(self: GraphModule, mode: bool = True) -> GraphModule:
+        for module in self.modules():
+            module.training = mode
+        return self
+
+    graph.train = types.MethodType(train, graph)  # type: ignore[method-assign]
+    graph.eval = types.MethodType(lambda self: self.train(False), graph)  # type: ignore[method-assign]
+    return graph
+
+
+def prepare_qat(model: nn.Module, example: Tensor) -> GraphModule:
+    """A QAT-ready graph of ``model``: BatchNorm folded, exported on ``example`` (``[batch >= 2, 1, mels, frames]``;
+    batch and frames stay dynamic), fake quantisers inserted; in train mode, ``model`` itself untouched.
+
+    The graph carries ``frontend_config`` and ``num_classes``, so the training systems accept it like any network.
+    """
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
+
+    folded = fold_batchnorm(model, example)
+    program = torch.export.export(folded, (example,), dynamic_shapes=_DYNAMIC)
+    return _plain_modes(_carry(prepare_qat_pt2e(program.module(), _quantizer(folded)), model)).train()
+
+
+def convert_int8(qat_model: GraphModule) -> GraphModule:
+    """The int8 graph (CPU, eval) of a graph from :func:`prepare_qat`, which is left as it is."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    int8 = convert_pt2e(copy.deepcopy(qat_model).cpu())
+    _drop_unused_tensors(int8)
+    return _plain_modes(_carry(int8, qat_model)).eval()
+
+
+def _drop_unused_tensors(graph: GraphModule) -> None:
+    """Remove the float weights that the int8 graph no longer reads (they would be exported and saved)."""
+    used = {node.target for node in graph.graph.nodes if node.op == "get_attr"}
+    unused = [name for name, _ in [*graph.named_parameters(), *graph.named_buffers()] if name not in used]
+    for name in unused:
+        owner, _, attribute = name.rpartition(".")
+        delattr(graph.get_submodule(owner), attribute)
 
 
 class QuantParamFreeze(Callback):
-    """From epoch ``freeze_epoch`` (0-based) on: observers off (fixed scales / zero points) and BN statistics frozen,
-    as the reference's ``QuantParamFreezeCallback`` does for the last 4 of 20 epochs."""
+    """From epoch ``freeze_epoch`` (0-based) on: observers off, i.e. fixed scales and zero points, as the reference's
+    ``QuantParamFreezeCallback`` does for the last 4 of 20 epochs (its BN freeze has nothing to do: BN is folded)."""
 
     def __init__(self, freeze_epoch: int) -> None:
         self.freeze_epoch = freeze_epoch
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from torchao.quantization.pt2e import disable_observer
+
         if trainer.current_epoch >= self.freeze_epoch:
-            pl_module.model.apply(tq.disable_observer)
-            pl_module.model.apply(nniqat.freeze_bn_stats)
+            pl_module.model.apply(disable_observer)
 
     def state_dict(self) -> dict[str, Any]:
         return {"freeze_epoch": self.freeze_epoch}
@@ -217,24 +189,53 @@ class QuantParamFreeze(Callback):
         self.freeze_epoch = state_dict["freeze_epoch"]
 
 
-def state_bytes(model: nn.Module) -> int:
-    """Size in bytes of ``model``'s serialised state dict (what a deployment would store)."""
+def save_quantized(int8: GraphModule, example: Tensor, path: str | Path, description: dict[str, Any]) -> Path:
+    """Write ``int8`` as an exported program (``path``, e.g. ``model_int8.pt2``) and ``description`` (labels,
+    frontend, architecture, figures) as its JSON sidecar (``path`` with ``.json``); :func:`load_quantized` reads
+    both."""
+    path = Path(path)
+    program = torch.export.export(int8, (example,), dynamic_shapes=_DYNAMIC)
+    with atomic_path(path) as temporary:
+        torch.export.save(program, temporary)
+    write_atomically(_sidecar(path), json.dumps({"format": FORMAT, **description}, indent=2) + "\n")
+    return path
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def load_quantized(path: str | Path) -> nn.Module:
+    """The int8 model written by :func:`quantize` (CPU, eval), with ``frontend_config``, ``num_classes`` and
+    ``labels``; wrap it in ``torch.compile`` for int8 speed (see the module notes)."""
+    from ..audio.frontend import MelFrontendConfig
+
+    path = Path(path)
+    try:
+        description = json.loads(_sidecar(path).read_text())
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"cannot read {_sidecar(path)}, the description of {path}: {error}") from error
+    if description.get("format") != FORMAT:
+        raise CheckpointError(f"{_sidecar(path)} does not describe an int8 model written by tympan quantize")
+    try:
+        program = torch.export.load(path)
+    except Exception as error:  # torch raises many types for corrupt or foreign archives
+        raise CheckpointError(f"cannot read quantised model {str(path)!r}: {error}") from error
+    model = program.module()
+    model.frontend_config = MelFrontendConfig(**description["frontend"])
+    model.labels = list(description["labels"])
+    model.num_classes = len(model.labels)
+    return _plain_modes(model).eval()
+
+
+def _tensor_bytes(tensors: Any) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, Tensor))
+
+
+def _serialised_bytes(model: nn.Module) -> int:
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return buffer.getbuffer().nbytes
-
-
-def _weight_bytes(model: nn.Module) -> int:
-    """Bytes of the stored weights and biases (int8 tensors count 1 byte per element, float32 biases 4)."""
-    total = 0
-    for key, value in model.state_dict().items():
-        if key.endswith("_packed_params") and isinstance(value, tuple):
-            value = [v for v in value if isinstance(v, Tensor)]
-        values = value if isinstance(value, list) else [value]
-        for tensor in values:
-            if isinstance(tensor, Tensor) and (key.endswith(("weight", "bias", "gamma", "beta", "_packed_params"))):
-                total += tensor.numel() * tensor.element_size()
-    return total
 
 
 @torch.no_grad()
@@ -280,7 +281,9 @@ class QuantizeResult:
 
     Each of ``float`` / ``int8`` has ``accuracy``, ``accuracy_per_device``, ``agreement`` (share of clips where the
     prediction equals the float model's), ``params``, ``macs`` (DCASE rule, 1 s; the int8 figures are those of the
-    fused network it was converted from), ``weight_bytes`` and ``state_bytes``.
+    BN-folded network it was converted from), ``weight_bytes`` (float: the parameters; int8: every tensor of the
+    program: int8 weights, float biases and GRN scalars, per-channel scales and zero points) and ``state_bytes``
+    (float: the serialised state dict; int8: the ``.pt2`` file).
     """
 
     float: dict[str, Any]
@@ -303,7 +306,6 @@ def quantize(
     lr: float = 5e-5,
     weight_decay: float = 1e-4,
     freeze_epochs: int | None = None,
-    engine: str = DEFAULT_ENGINE,
     clip_seconds: float | None = None,
     num_workers: int = 0,
     accelerator: str = "auto",
@@ -316,29 +318,29 @@ def quantize(
     """Quantisation-aware fine-tuning of a trained scene model, then int8 conversion and a before / after report.
 
     The recipe is the reference's QAT run scaled to ``epochs``: Adam at ``lr`` (L2 ``weight_decay``), no warm-up,
-    linear decay to 0.1 from epoch 1 over 80 % of the epochs, observers and BN statistics frozen for the last
-    ``freeze_epochs`` (default ``epochs // 5``). Writes ``output/model_int8.pt`` (read it with
-    :func:`load_quantized`) and ``output/quantize.json``.
+    linear decay to 0.1 from epoch 1 over 80 % of the epochs, observers frozen for the last ``freeze_epochs``
+    (default ``epochs // 5``). Writes ``output/model_int8.pt2`` with its sidecar ``output/model_int8.json`` (read
+    them with :func:`load_quantized`) and ``output/quantize.json``.
 
     Args:
         checkpoint: a self-describing tympan checkpoint of the float model (``tympan finetune``, the training
             systems' ``model.ckpt``).
         data: labelled clips as :class:`~tympan.data.AudioDataModule` reads them; the validation split (or the
             test split as the DCASE data has it) is where both models are evaluated.
-        epochs: QAT epochs (0: post-training conversion with the observers calibrated on one training epoch
-            without weight updates is *not* done; at least 1 is required).
+        epochs: QAT epochs (at least 1).
         output: run folder.
         batch_size, clip_seconds, num_workers, accelerator, seed, progress, cache_dir: as in
             :func:`~tympan.train.finetune`.
-        engine: quantisation backend (``"x86"``, ``"fbgemm"``, ``"qnnpack"``).
         calibration_batches: training batches that set the observers' ranges (eval mode, no updates) before
             fine-tuning; the moving-average observers would otherwise start from whatever they see first.
         system_kwargs: further :class:`~tympan.train.SceneSystem` arguments (KD from teacher logits, augmentation).
 
     Raises:
         CheckpointError: the checkpoint is not a self-describing tympan checkpoint.
-        ConfigError: bad settings, or a network eager-mode quantisation cannot convert.
+        ConfigError: bad settings, or a network that cannot be folded or exported.
     """
+    import torchao
+
     from ..data.datamodule import AudioDataModule
     from ..eval.complexity import measure
     from ..pipeline import load
@@ -368,8 +370,11 @@ def quantize(
         cache_dir=str(cache_dir or output / "cache"),
         seed=seed,
     )
-    qat_model = prepare_qat(float_model, engine)
     module.setup("fit")
+    frontend = float_model.frontend_config
+    frames = frontend.num_frames(round(module.clip_seconds * frontend.sample_rate))
+    example = torch.randn(2, 1, frontend.n_mels, frames, generator=torch.Generator().manual_seed(seed))
+    qat_model = prepare_qat(float_model, example)
     _calibrate(qat_model, pipeline.frontend, module.train_dataloader(), calibration_batches)
     kwargs = {
         "labels": labels,
@@ -403,49 +408,43 @@ def quantize(
     scores = evaluate_models(
         {"float": float_model, "int8": int8_model}, pipeline.frontend, loader, module.device_names, labels
     )
-    frontend = float_model.frontend_config
     shape = (1, 1, frontend.n_mels, frontend.num_frames(frontend.sample_rate))
-    plain, fused = measure(float_model, shape), measure(float_model, shape, fuse_batchnorm=True)
+    plain, folded = measure(float_model, shape), measure(fold_batchnorm(float_model, example), shape)
+    model_path = output / "model_int8.pt2"
+    quantized = {"flow": "torchao PT2E, X86InductorQuantizer", "torchao": torchao.__version__, "epochs": epochs,
+                 "freeze_epochs": freeze_epochs}  # fmt: skip
+    save_quantized(int8_model, example, model_path, {**description, "quantized": quantized})
+    program = torch.export.load(model_path)
     figures = {
         "float": {
             **scores["float"],
             "params": plain.params,
             "macs": plain.macs,
-            "weight_bytes": _weight_bytes(float_model),
-            "state_bytes": state_bytes(float_model),
+            "weight_bytes": _tensor_bytes(float_model.parameters()),
+            "state_bytes": _serialised_bytes(float_model),
         },
         "int8": {
             **scores["int8"],
-            "params": fused.params,
-            "macs": fused.macs,
-            "weight_bytes": _weight_bytes(int8_model),
-            "state_bytes": state_bytes(int8_model),
+            "params": folded.params,
+            "macs": folded.macs,
+            "weight_bytes": _tensor_bytes([*program.state_dict.values(), *program.constants.values()]),
+            "state_bytes": model_path.stat().st_size,
         },
     }
-    model_path = output / "model_int8.pt"
-    payload = {
-        "tympan": {**description, "quantized": {"engine": engine, "epochs": epochs}, "metrics": figures["int8"]},
-        "state_dict": int8_model.state_dict(),
-    }
-    output.mkdir(parents=True, exist_ok=True)
-    with atomic_path(model_path) as temporary:
-        torch.save(payload, temporary)
     result = QuantizeResult(figures["float"], figures["int8"], qat_metrics, model_path, output)
-    (output / "quantize.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    write_atomically(output / "quantize.json", json.dumps(result.to_dict(), indent=2) + "\n")
     logger.info("int8 model written to %s", model_path)
     return result
 
 
 @torch.no_grad()
 def _calibrate(qat_model: nn.Module, frontend: nn.Module, loader: Any, batches: int) -> None:
-    qat_model.eval()
     frontend = frontend.cpu().eval()
     for index, batch in enumerate(loader):
         if index >= batches:
             break
         if batch is not None:
             qat_model(frontend(batch["audio"]).unsqueeze(1))
-    qat_model.train()
 
 
 def _description(checkpoint: str | Path) -> dict[str, Any]:
@@ -459,27 +458,3 @@ def _description(checkpoint: str | Path) -> dict[str, Any]:
             "tympan (tympan finetune / the training systems) first"
         )
     return dict(obj["tympan"])
-
-
-def load_quantized(path: str | Path) -> nn.Module:
-    """The int8 model written by :func:`quantize` (CPU, eval), with ``frontend_config`` and ``labels``.
-
-    The file holds the description and the int8 state dict; the network is rebuilt, prepared and converted the
-    same way, then loaded (strict).
-    """
-    from ..audio.frontend import MelFrontendConfig
-    from ..models import create
-
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)  # packed int8 params are not plain tensors
-    except Exception as error:
-        raise CheckpointError(f"cannot read quantised model {str(path)!r}: {error}") from error
-    description = obj.get("tympan", {}) if isinstance(obj, dict) else {}
-    if "quantized" not in description:
-        raise CheckpointError(f"{path} is not an int8 model written by tympan quantize")
-    model = create(description["arch"], **description.get("model_kwargs", {}))
-    model.frontend_config = MelFrontendConfig(**description["frontend"])
-    int8 = convert_int8(prepare_qat(model, description["quantized"]["engine"]))
-    int8.load_state_dict(obj["state_dict"], strict=True)
-    int8.labels = list(description.get("labels", []))
-    return int8.eval()
