@@ -54,3 +54,9 @@ def test_fine_tune_label_sets_in_training_order() -> None:
     assert (len(esc50), esc50[0], esc50[10], esc50[49]) == (50, "dog", "rain", "hand_saw")
     openmic = get_labels("openmic")
     assert (len(openmic), openmic[0], openmic[19]) == (20, "accordion", "voice")
+
+
+def test_multi_label_sets_are_the_tagging_ones() -> None:
+    from tympan.labels import is_multilabel
+
+    assert [s for s in list_label_sets() if is_multilabel(s)] == ["audioset", "fsd50k", "openmic"]

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from .audio.frontend import MelFrontend, MelFrontendConfig
 from .errors import AudioLoadError, CheckpointError, ConfigError
+from .labels import is_multilabel
 from .models import create, get_preset, read_state_dict
 from .models.checkpoint import read_checkpoint_file
 from .models.registry import get_architecture
@@ -29,9 +30,7 @@ __all__ = ["AudioPipeline", "Clip", "load"]
 logger = logging.getLogger(__name__)
 
 AudioInput = str | Path | np.ndarray | Tensor | Sequence[Any]
-# Label sets whose classes are not mutually exclusive: scored with a sigmoid, the others with a softmax.
-MULTILABEL_SETS = ("audioset",)
-# Length of the clips a label set's models were trained on; the default tagging window.
+# Length of the clips an architecture's default label set is trained on (presets state their own).
 CLIP_SECONDS = {"tau22": 1.0}
 DEFAULT_CLIP_SECONDS = 10.0
 # Shortest input every model accepts (the CNNs pool 32x in time, PaSST needs one 16-frame patch).
@@ -284,23 +283,24 @@ def load(
             model.frontend_config = MelFrontendConfig(**description["frontend"])
         label_set = description.get("label_set") or (None if description.get("labels") else _label_set(name))
         labels = description.get("labels") or _label_names(label_set, model.num_classes)
-        multilabel = bool(description.get("multilabel", label_set in MULTILABEL_SETS))
+        multilabel = bool(description.get("multilabel", is_multilabel(label_set or "")))
     else:
         if name_or_arch is None:
             raise ConfigError("name a model (e.g. 'mn10_as'), or pass a self-describing tympan checkpoint")
+        name = name_or_arch
         if state is None and pretrained:
             state = _official_checkpoint(name_or_arch)
         model = create(name_or_arch, checkpoint=state, **kwargs)
         label_set = _label_set(name_or_arch)
         labels = _label_names(label_set, model.num_classes)
-        multilabel = label_set in MULTILABEL_SETS
+        multilabel = is_multilabel(label_set or "")
     frontend = MelFrontend.from_config(model.frontend_config)
     return AudioPipeline(
         model,
         frontend,
         labels,
         multilabel=multilabel,
-        clip_seconds=(description or {}).get("clip_seconds") or CLIP_SECONDS.get(label_set or "", DEFAULT_CLIP_SECONDS),
+        clip_seconds=(description or {}).get("clip_seconds") or _clip_seconds(name, label_set),
         device=device,
         backend=backend,
         name=name_or_arch or (description or {}).get("arch"),
@@ -330,6 +330,15 @@ def _official_checkpoint(name: str) -> Path | None:
         return None
     entry = get_preset(name)
     return resolve_checkpoint(name, entry.checkpoint_url, entry.checkpoint_sha256)
+
+
+def _clip_seconds(name: str, label_set: str | None) -> float:
+    """The training clip length of a preset; for an architecture, that of its default label set."""
+    from .models.registry import list_architectures
+
+    if name in list_architectures():
+        return CLIP_SECONDS.get(label_set or "", DEFAULT_CLIP_SECONDS)
+    return get_preset(name).clip_seconds
 
 
 def _label_set(name: str) -> str | None:

@@ -20,13 +20,21 @@ from importlib import resources
 
 from ..errors import ConfigError, DataError
 
-__all__ = ["get_labels", "list_label_sets"]
+__all__ = ["get_labels", "is_multilabel", "list_label_sets"]
+
+# Label sets whose classes are not mutually exclusive (a clip may carry several): scored with a sigmoid.
+_MULTILABEL = frozenset({"audioset", "fsd50k", "openmic"})
 
 
 def list_label_sets() -> list[str]:
     """Names of the label sets shipped with tympan, sorted."""
     files = resources.files(__name__).iterdir()
     return sorted(f.name.removesuffix(".csv") for f in files if f.name.endswith(".csv"))
+
+
+def is_multilabel(name: str) -> bool:
+    """Whether a clip of label set ``name`` may carry several classes at once (AudioSet, FSD50K, OpenMIC)."""
+    return name in _MULTILABEL
 
 
 def get_labels(name: str) -> list[str]:

@@ -59,10 +59,15 @@ class ModelEntry:
         frontend: the mel frontend the weights were trained with.
         labels: name of the label set in :mod:`tympan.labels` (``"audioset"``, ``"tau22"``, ...).
         description: one paragraph: data set, recipe, where the weights come from.
+        family: the model family as papers name it (``"EfficientAT MN"``, ``"PaSST"``, ``"CP-Mobile"``).
+        paper: the paper that introduced the weights or the family (authors, title, venue, link).
+        training_data: what the weights were trained on (data set, split, size).
+        clip_seconds: length of the training clips: the default tagging window and the input of ``macs``.
         checkpoint_url: public release URL of the official weights (None when there is none).
         checkpoint_sha256: SHA-256 of that file, where known.
         num_params: published (or reference-code) parameter count.
-        macs: published multiply-accumulates for the input the paper quotes.
+        macs: published multiply-accumulates for one clip of ``clip_seconds``, counted under ``macs_rule``.
+        macs_rule: the :mod:`tympan.eval.complexity` rule the published ``macs`` follow (``"full"``, ``"dcase"``).
         score: published metrics, e.g. ``{"mAP": 0.471}``.
         license: licence of the weights.
         source: reference repository and commit.
@@ -81,6 +86,11 @@ class ModelEntry:
     score: Mapping[str, float] = field(default_factory=dict)
     license: str | None = None
     source: str | None = None
+    family: str = ""
+    paper: str | None = None
+    training_data: str | None = None
+    clip_seconds: float = 10.0
+    macs_rule: str = "full"
 
     @property
     def checkpoint_filename(self) -> str | None:
