@@ -56,7 +56,10 @@ def test_fine_tune_label_sets_in_training_order() -> None:
     assert (len(openmic), openmic[0], openmic[19]) == (20, "accordion", "voice")
 
 
-def test_multi_label_sets_are_the_tagging_ones() -> None:
+def test_every_shipped_set_declares_whether_it_is_multilabel() -> None:
     from tympan.labels import is_multilabel
 
-    assert [s for s in list_label_sets() if is_multilabel(s)] == ["audioset", "fsd50k", "openmic"]
+    flags = {name: is_multilabel(name) for name in list_label_sets()}
+    assert flags == {"audioset": True, "esc50": False, "fsd50k": True, "openmic": True, "tau22": False}
+    with pytest.raises(ConfigError, match="tau22"):
+        is_multilabel("tau23")
