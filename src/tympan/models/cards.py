@@ -203,13 +203,24 @@ def _macs(entry: ModelEntry, measured: Measurement) -> str:
 def _frontend(entry: ModelEntry) -> tuple[tuple[str, str], ...]:
     f = entry.frontend
     rate = f.sample_rate
+    stft = f.stft_sample_rate  # the rate the STFT runs at (after any resampling inside the model)
+    kaldi = f.kind == "kaldi"
+    rate_text = f"{rate} Hz (any input is resampled to it)"
+    if f.resample_to is not None:
+        rate_text += f"; the model resamples to {f.resample_to} Hz inside (sinc filter)"
+    hann = "symmetric" if kaldi else "periodic"
+    norm = (
+        f"pre-emphasis {PREEMPHASIS}, log(mel + {LOG_OFFSET:g}), (x + {NORM_SHIFT}) / {NORM_SCALE}"
+        if kaldi
+        else f"log(mel + {LOG_OFFSET:g}), no pre-emphasis, no scaling (torchaudio MelSpectrogram)"
+    )
     return (
-        ("sample rate", f"{rate} Hz (any input is resampled to it)"),
-        ("window", f"{f.win_length} samples ({1000 * f.win_length / rate:g} ms), symmetric Hann, FFT {f.n_fft}"),
-        ("hop", f"{f.hop_length} samples ({1000 * f.hop_length / rate:g} ms, {rate / f.hop_length:g} frames/s)"),
-        ("mel bands", f"{f.n_mels} (Kaldi mel scale)"),
+        ("sample rate", rate_text),
+        ("window", f"{f.win_length} samples ({1000 * f.win_length / stft:g} ms), {hann} Hann, FFT {f.n_fft}"),
+        ("hop", f"{f.hop_length} samples ({1000 * f.hop_length / stft:g} ms, {stft / f.hop_length:g} frames/s)"),
+        ("mel bands", f"{f.n_mels} ({'Kaldi' if kaldi else 'HTK'} mel scale)"),
         ("fmin / fmax", f"{f.fmin:g} Hz / {f.effective_fmax:g} Hz"),
-        ("normalisation", f"pre-emphasis {PREEMPHASIS}, log(mel + {LOG_OFFSET:g}), (x + {NORM_SHIFT}) / {NORM_SCALE}"),
+        ("normalisation", norm),
         ("training masks", f"frequency up to {f.freqm} bands, time up to {f.timem} frames (training only)"),
         ("training jitter", f"fmin up to {f.fmin_aug_range} Hz, fmax up to {f.fmax_aug_range} Hz (training only)"),
     )
