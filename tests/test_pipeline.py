@@ -143,6 +143,14 @@ def test_public_api_is_small_and_lazy() -> None:
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
+def test_presets_bring_their_clip_length_and_activation() -> None:
+    scenes = tympan.load("cp_mobile_dcase23", pretrained=False, device="cpu")
+    assert (scenes.clip_seconds, scenes.multilabel) == (1.0, False)
+    # ESC-50 PaSST was trained on 5 s clips; FSD50K and OpenMIC are multi-label like AudioSet (sigmoid scores).
+    from tympan.pipeline import _clip_seconds
+
+    assert _clip_seconds("esc50_passt_s_n_f128_p16_s10_fold1_acc967", "esc50") == 5.0
+    assert _clip_seconds("cp_mobile", "tau22") == 1.0 and _clip_seconds("mn", "audioset") == 10.0
 # Written out independently of tympan.labels: which reference trains each label set with BCE (sigmoid scores).
 MULTILABEL_BY_SET = {"audioset": True, "fsd50k": True, "openmic": True, "esc50": False, "tau22": False}
 

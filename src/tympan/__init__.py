@@ -6,9 +6,13 @@ The public API is small: :func:`load` (a ready pipeline), :func:`list_models`, a
 
 from __future__ import annotations
 
+from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+try:  # the installed distribution's version, so `tympan --version` matches the wheel
+    __version__ = _metadata.version("tympan")
+except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
 
 __all__ = ["__version__", "embed", "list_models", "load", "tag"]
 

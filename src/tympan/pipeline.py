@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from .audio.frontend import MelFrontend, MelFrontendConfig
 from .errors import AudioLoadError, CheckpointError, ConfigError
+from .labels import is_multilabel
 from .models import create, get_preset, read_state_dict
 from .models.checkpoint import read_checkpoint_file
 from .models.registry import get_architecture
@@ -313,6 +314,7 @@ def load(
     else:
         if name_or_arch is None:
             raise ConfigError("name a model (e.g. 'mn10_as'), or pass a self-describing tympan checkpoint")
+        name = name_or_arch
         if name_or_arch not in _architectures() and get_preset(name_or_arch).initial_weights:
             raise ConfigError(
                 f"{name_or_arch!r} holds initial weights for training (an ImageNet start with an untrained head), "
@@ -331,7 +333,7 @@ def load(
         frontend,
         labels,
         multilabel=multilabel,
-        clip_seconds=(description or {}).get("clip_seconds") or CLIP_SECONDS.get(label_set or "", DEFAULT_CLIP_SECONDS),
+        clip_seconds=(description or {}).get("clip_seconds") or _clip_seconds(name, label_set),
         device=device,
         backend=backend,
         name=name_or_arch or (description or {}).get("arch"),
@@ -368,6 +370,15 @@ def _official_checkpoint(name: str) -> Path | None:
     return preset_checkpoint(get_preset(name))
 
 
+def _clip_seconds(name: str, label_set: str | None) -> float:
+    """The training clip length of a preset; for an architecture, that of its default label set."""
+    from .models.registry import list_architectures
+
+    if name in list_architectures():
+        return CLIP_SECONDS.get(label_set or "", DEFAULT_CLIP_SECONDS)
+    return get_preset(name).clip_seconds
+
+
 def _label_set(name: str) -> str | None:
     """The label set of a preset, or the default one of an architecture."""
     from .models.registry import list_architectures
@@ -377,7 +388,6 @@ def _label_set(name: str) -> str | None:
 
 def _multilabel(label_set: str | None) -> bool:
     """Sigmoid scores for a multi-label set (AudioSet, FSD50K, OpenMIC), else a softmax (see :mod:`tympan.labels`)."""
-    from .labels import is_multilabel
 
     return label_set is not None and is_multilabel(label_set)
 

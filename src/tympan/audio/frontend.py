@@ -36,6 +36,9 @@ __all__ = ["FRONTEND_KINDS", "MelFrontend", "MelFrontendConfig", "htk_mel_banks"
 
 PREEMPHASIS = 0.97
 LOG_OFFSET = 1e-5
+# The fixed normalisation of the kaldi frontend (published checkpoints): (log-mel + NORM_SHIFT) / NORM_SCALE.
+NORM_SHIFT = 4.5
+NORM_SCALE = 5.0
 FRONTEND_KINDS = ("kaldi", "htk")
 
 # Reference constructor argument names -> our field names.
@@ -314,7 +317,7 @@ class MelFrontend(nn.Module):
             mel = mask_along_axis(mel, cfg.freqm, axis=1, value=fill, generator=generator)
             mel = mask_along_axis(mel, cfg.timem, axis=2, value=fill, generator=generator)
         if cfg.kind == "kaldi":
-            mel = mel.add_(4.5).div_(5.0)  # in place: one large allocation less (log keeps its input for backward)
+            mel = mel.add_(NORM_SHIFT).div_(NORM_SCALE)  # in place: one allocation less
         return mel[0] if waveform.dim() == 1 else mel
 
     def _log_mel(

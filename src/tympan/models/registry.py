@@ -62,6 +62,10 @@ class ModelEntry:
         frontend: the mel frontend the weights were trained with.
         labels: name of the label set in :mod:`tympan.labels` (``"audioset"``, ``"tau22"``, ...).
         description: one paragraph: data set, recipe, where the weights come from.
+        family: the model family as papers name it (``"EfficientAT MN"``, ``"PaSST"``, ``"CP-Mobile"``).
+        paper: the paper that introduced the weights or the family (authors, title, venue, link).
+        training_data: what the weights were trained on (data set, split, size).
+        clip_seconds: length of the training clips: the default tagging window and the input of ``macs``.
         checkpoint_url: public release URL of the official weights (None when there is none).
         checkpoint_sha256: SHA-256 of that file where published, or a prefix of it of at least 8 hex digits (the
             ``name-<prefix>.pth`` convention of torch hub files); checked on download. Files without one are hashed
@@ -72,7 +76,8 @@ class ModelEntry:
             not a model to run: :func:`tympan.load` refuses it, ``create(name, pretrained=True)`` and the training
             systems take it.
         num_params: published (or reference-code) parameter count.
-        macs: published multiply-accumulates for the input the paper quotes.
+        macs: published multiply-accumulates for one clip of ``clip_seconds``, counted under ``macs_rule``.
+        macs_rule: the :mod:`tympan.eval.complexity` rule the published ``macs`` follow (``"full"``, ``"dcase"``).
         score: published metrics, e.g. ``{"mAP": 0.471}``.
         license: licence of the weights.
         source: reference repository and commit.
@@ -93,6 +98,11 @@ class ModelEntry:
     score: Mapping[str, float] = field(default_factory=dict)
     license: str | None = None
     source: str | None = None
+    family: str = ""
+    paper: str | None = None
+    training_data: str | None = None
+    clip_seconds: float = 10.0
+    macs_rule: str = "full"
 
     @property
     def multilabel(self) -> bool:

@@ -97,7 +97,10 @@ def finetune(
         val_fraction: share of clips held out for validation when the data has no ``split`` column.
         mixup_alpha: spectrogram mixup (0 disables).
         pretrained: start a preset from its official weights.
-        num_workers, accelerator, devices, precision: DataLoader / Lightning Trainer settings.
+        num_workers: DataLoader worker processes.
+        accelerator: Lightning Trainer accelerator.
+        devices: Lightning Trainer devices.
+        precision: Lightning Trainer precision.
         seed: seeds Python, numpy and torch (``lightning.seed_everything``).
         progress: show progress bars.
         cache_dir: decoded-clip cache (default ``output/cache``).

@@ -19,6 +19,19 @@ _CHECKPOINT_COMMIT = "8475c9c0e8a85e02d040a79589942be358067282"  # the commit th
 _SOURCE = f"fschmid56/cpjku_dcase23@{_COMMIT[:8]}"
 _LICENSE = "weights published with the reference repository (no separate licence stated)"
 _DATA = "TAU Urban Acoustic Scenes 2022 Mobile development, train split of fold 1 (139,620 one-second clips)"
+_CP_MOBILE_PAPER = (
+    "Schmid, Morocutti, Masoudian, Koutini, Widmer: CP-JKU Submission to DCASE23: Efficient Acoustic Scene "
+    "Classification with CP-Mobile, DCASE 2023 Challenge technical report, "
+    "https://dcase.community/challenge2023/task-low-complexity-acoustic-scene-classification-results"
+)
+_CP_RESNET_PAPER = (
+    "Koutini, Eghbal-zadeh, Dorfer, Widmer: The Receptive Field as a Regularizer in Deep Convolutional Neural "
+    "Networks for Acoustic Scene Classification, EUSIPCO 2019, https://arxiv.org/abs/1907.01803; as DCASE23 "
+    "teachers: Morocutti et al., Creating a Good Teacher for Knowledge Distillation in Acoustic Scene "
+    "Classification, https://arxiv.org/abs/2503.11363"
+)
+# Facts every DCASE preset shares: 1 s clips, complexity counted with the challenge's rule.
+_TASK1 = {"clip_seconds": 1.0, "macs_rule": "dcase"}
 
 CP_MOBILE_DCASE23 = register_preset(
     ModelEntry(
@@ -47,6 +60,10 @@ CP_MOBILE_DCASE23 = register_preset(
         macs=28_893_268,
         license=_LICENSE,
         source=f"{_SOURCE} models/cp_mobile_clean.py, run_training.py",
+        family="CP-Mobile (CP-JKU DCASE23)",
+        paper=_CP_MOBILE_PAPER,
+        training_data=f"{_DATA}; knowledge distillation from 3 CP-ResNet and 3 PaSST teachers",
+        **_TASK1,
     )
 )
 """The DCASE23 CP-Mobile student: a Lightning checkpoint whose ``model.`` prefix the loader strips."""
@@ -88,6 +105,10 @@ for _recipe, _augmentation in _TEACHER_RECIPES.items():
                 macs=28_840_396,
                 license=_LICENSE,
                 source=f"{_SOURCE} models/cp_resnet.py, run_cp-resnet_training.py, run_teacher_validation.py",
+                family="CP-ResNet (receptive-field regularised ResNet)",
+                paper=_CP_RESNET_PAPER,
+                training_data=_DATA,
+                **_TASK1,
             )
         )
 
@@ -120,7 +141,16 @@ CP_MOBILE_DCASE24_BASELINE = register_preset(
         num_params=61_148,
         macs=29_419_156,
         score={"macro_accuracy": 0.5699},
+        license="no weights published; the reference repository states no licence",
         source="CPJKU/dcase2024_task1_baseline@9948d196 models/baseline.py",
+        family="CP-Mobile (DCASE24 Task 1 baseline)",
+        paper=(
+            "Schmid, Primus, Heittola, Mesaros, Martín-Morató, Koutini, Widmer: Data-Efficient Low-Complexity "
+            "Acoustic Scene Classification in the DCASE 2024 Challenge, DCASE 2024 Workshop, "
+            "https://arxiv.org/abs/2405.10018"
+        ),
+        training_data=f"{_DATA} (the 100 % subset of DCASE24; smaller subsets 50/25/10/5 %)",
+        **_TASK1,
     )
 )
 """The DCASE24 Task 1 baseline architecture (CP-Mobile without GRN)."""

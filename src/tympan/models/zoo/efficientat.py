@@ -34,6 +34,19 @@ _LICENSE = "MIT (code and checkpoints; maintainer, issue #44)"
 _FRONTEND = MelFrontendConfig(freqm=0, timem=0)
 _AS = "AudioSet (2 M clips, balanced sampling), knowledge distillation from a PaSST ensemble, 200 epochs"
 _AS_EXT = "AudioSet (2 M clips, balanced sampling), knowledge distillation from a PaSST ensemble, 300 epochs"
+# Facts shared by every preset of an architecture (a preset may override any of them).
+_FAMILIES: dict[str, dict[str, str]] = {
+    "mn": {
+        "family": "EfficientAT MN (MobileNetV3)",
+        "paper": "Schmid, Koutini, Widmer: Efficient Large-Scale Audio Tagging via Transformer-to-CNN Knowledge "
+        "Distillation, ICASSP 2023, https://arxiv.org/abs/2211.04772",
+    },
+    "dymn": {
+        "family": "EfficientAT DyMN (dynamic MobileNet)",
+        "paper": "Schmid, Koutini, Widmer: Dynamic Convolutional Neural Networks as Efficient Pre-trained Audio "
+        "Models, IEEE/ACM TASLP 2024, https://arxiv.org/abs/2310.15648",
+    },
+}
 
 
 def _preset(
@@ -46,11 +59,13 @@ def _preset(
     description: str,
     *,
     frontend: MelFrontendConfig = _FRONTEND,
+    training_data: str = _AS,
     initial_weights: bool = False,
     **model_kwargs: Any,
 ) -> None:
     register_preset(
         ModelEntry(
+            **_FAMILIES[arch],
             name=name,
             arch=arch,
             model_kwargs={"num_classes": 527, **model_kwargs},
@@ -64,6 +79,7 @@ def _preset(
             score={} if mean_ap is None else {"mAP": mean_ap},
             license=_LICENSE,
             source=_SOURCE,
+            training_data=training_data,
         )
     )
 
@@ -91,7 +107,7 @@ _preset("mn10_im_pytorch", "mn", "mn10_im_pytorch.pt", 4_876_831, 541_000_000, N
 
 _MN40 = dict(num_params=68_427_303, macs=8_028_000_000, width_mult=4.0)
 _preset("mn40_as_ext", "mn", "mn40_as_ext_mAP_487.pt", mean_ap=0.487,
-        description=f"MN width 4.0, {_AS_EXT}: the best single MN.", **_MN40)
+        description=f"MN width 4.0, {_AS_EXT}: the best single MN.", training_data=_AS_EXT, **_MN40)
 _preset("mn40_as_no_im_pre", "mn", "mn40_as_no_im_pre_mAP_483.pt", mean_ap=0.483,
         description=f"MN width 4.0, {_AS}, trained from scratch (no ImageNet pre-training).", **_MN40)
 

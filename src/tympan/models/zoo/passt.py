@@ -28,6 +28,16 @@ _RELEASES = "https://github.com/kkoutini/PaSST/releases/download"
 _SOURCE = "kkoutini/PaSST@2a5c818a models/passt.py; kkoutini/passt_hear21@5f1cce6a"
 _LICENSE = "Apache-2.0 (code); weights published with the repository releases"
 _FRONTEND = MelFrontendConfig()  # 32 kHz, 128 mels, window 800, hop 320: every AudioSet PaSST
+_FAMILY = "PaSST (Patchout faSt Spectrogram Transformer)"
+_PAPER = (
+    "Koutini, Schlüter, Eghbal-zadeh, Widmer: Efficient Training of Audio Transformers with Patchout, "
+    "Interspeech 2022, https://arxiv.org/abs/2110.05069"
+)
+_HEAR_PAPER = (
+    "Koutini, Masoudian, Schmid, Eghbal-zadeh, Schlüter, Widmer: Learning General Audio Representations with "
+    "Large-Scale Training of Patchout Audio Transformers, HEAR 2021 (PMLR 166), https://arxiv.org/abs/2211.13956"
+)
+_AUDIOSET = "AudioSet (2 M clips, balanced sampling, 10 s), from ImageNet DeiT-B-384 weights"
 
 
 def _kwargs(
@@ -57,6 +67,9 @@ def _preset(
     *,
     labels: str = "audioset",
     frontend: MelFrontendConfig = _FRONTEND,
+    training_data: str = _AUDIOSET,
+    paper: str = _PAPER,
+    clip_seconds: float = 10.0,
     mirrors: tuple[str, ...] = (),
     sha256: str | None = None,
     initial_weights: bool = False,
@@ -78,6 +91,10 @@ def _preset(
             initial_weights=initial_weights,
             num_params=num_params,
             score=score,
+            family=_FAMILY,
+            paper=paper,
+            training_data=training_data,
+            clip_seconds=clip_seconds,
             license=license,
             source=source,
         )
@@ -128,36 +145,42 @@ _preset("passt_s_f128_30sec_p16_s10_ap473", "v0.0.5/passt-s-f128-30sec-p16-s10-a
 _preset("passt_s_swa_f128_stfthop100_p16_s10_ap473",
         "v0.0.3-audioset/passt-s-f128-stfthop100-p16-s10-ap.473-swa.pt", 86_323_486, {"mAP": 0.473},
         f"PaSST-S on mels with a 100-sample hop (320 time encodings), stride 10, {_AS}, SWA.",
-        frontend=_FRONTEND.replace(hop_length=100), frames=3200)
+        frontend=_FRONTEND.replace(hop_length=100), frames=3200, paper=_HEAR_PAPER)
 _preset("passt_s_swa_f128_stfthop160_p16_s10_ap473",
         "v0.0.3-audioset/passt-s-f128-stfthop160-p16-s10-ap.473-swa.pt", 86_231_326, {"mAP": 0.473},
         f"PaSST-S on mels with a 160-sample hop (200 time encodings), stride 10, {_AS}, SWA.",
-        frontend=_FRONTEND.replace(hop_length=160), frames=2000)
+        frontend=_FRONTEND.replace(hop_length=160), frames=2000, paper=_HEAR_PAPER)
 
 # Fine-tunes of an AudioSet PaSST (head re-initialised for the new classes).
+_FSD50K = "FSD50K development set (about 40,966 clips, 200 classes), from an AudioSet PaSST-S"
 _preset("openmic_passt_s_f128_10sec_p16_s10_ap85", "v0.0.5/openmic-passt-s-f128-10sec-p16-s10-ap.85.pt",
         85_373_992, {"mAP": 0.85}, "PaSST-S fine-tuned on OpenMIC-2018 (20 instruments, masked BCE), t 40 / f 4.",
-        labels="openmic", num_classes=20)
+        labels="openmic", num_classes=20,
+        training_data="OpenMIC-2018 train split (20 instruments, partial labels), from an AudioSet PaSST-S")
 _preset("fsd50k_passt_s_f128_p16_s10_ap655", "v0.0.5/fsd50k-passt-s-f128-p16-s10-ap.655.pt", 85_650_832,
         {"mAP": 0.655}, "PaSST-S fine-tuned on FSD50K (200 classes), t 10 / f 4, no SpecAugment.",
-        labels="fsd50k", num_classes=200)
+        labels="fsd50k", num_classes=200, training_data=_FSD50K)
 _preset("fsd50k_passt_s_n_f128_p16_s16_ap642", "v0.0.5/fsd50k-passt-s-n-f128-p16-s16-ap.642.pt", 85_619_344,
         {"mAP": 0.642}, "PaSST-N-S (stride 16, no overlap) fine-tuned on FSD50K (200 classes), t 10 / f 1.",
-        labels="fsd50k", num_classes=200, stride=16)
+        labels="fsd50k", num_classes=200, stride=16, training_data=_FSD50K)
 _preset("esc50_passt_s_n_f128_p16_s10_fold1_acc967", "v.0.0.6/esc50-passt-s-n-f128-p16-s10-fold1-acc.967.pt",
         85_420_132, {"accuracy": 0.967},
         "PaSST-S fine-tuned on ESC-50 folds 2-5 (50 classes, 5 s clips: 49 time patches, t 10 / f 3), tested on "
         "fold 1. One release per fold; the other folds' files follow the same pattern.",
-        labels="esc50", num_classes=50)
+        labels="esc50", num_classes=50, clip_seconds=5.0,
+        training_data="ESC-50 folds 2-5 (1,600 clips of 5 s, 50 classes), from an AudioSet PaSST-S")
+_OPENMIC = "OpenMIC-2018 (20,000 clips of 10 s, 20 instruments, partial labels), from an AudioSet PaSST-S"
 _preset("openmic2008_passt_u_f128_p16_s10_ap85_swa", "v0.0.4-openmic/openmic2008.passt-u-f128-p16-s10-ap.85-swa.pt",
         85_373_992, {"mAP": 0.85},
         "PaSST fine-tuned on OpenMIC-2018 (20 instruments, masked BCE, structured patchout t 40 / f 4, wavmix; "
         "ex_openmic.py), the SWA average (from epoch 2, every epoch). The training repository's release.",
-        labels="openmic", num_classes=20)
+        labels="openmic", num_classes=20,
+        training_data=_OPENMIC)
 _preset("openmic2008_passt_u_f128_p16_s10_ap85", "v0.0.4-openmic/openmic2008.passt-u-f128-p16-s10-ap.85.pt",
         85_373_992, {"mAP": 0.85},
         "The same OpenMIC-2018 fine-tuning without the SWA average (the reference's config key carries two trailing "
-        "spaces).", labels="openmic", num_classes=20)
+        "spaces).", labels="openmic", num_classes=20,
+        training_data=_OPENMIC)
 
 # The start of PaSST training: ImageNet DeiT-B distilled at 384 x 384, converted by the PaSST checkpoint filter
 # (patch embedding summed to one channel, positional embeddings split into frequency and time, head resized).
@@ -166,7 +189,9 @@ _preset("passt_deit_bd_p16_384", "https://dl.fbaipublicfiles.com/deit/deit_base_
         "ImageNet DeiT-B/16 distilled at 384 px (facebookresearch/deit): the initial weights of PaSST AudioSet "
         "training (ex_audioset.py: models.net.arch=passt_deit_bd_p16_384); its 1000-class head is replaced by an "
         "untrained 527-class one.",
-        sha256="d0272ac0", initial_weights=True, license="Apache-2.0 (facebookresearch/deit)",
+        sha256="d0272ac0", initial_weights=True, training_data="ImageNet-1k (1.28 M images), DeiT distillation",
+        paper="Touvron et al., Training data-efficient image transformers & distillation through attention, ICML 2021",
+        license="Apache-2.0 (facebookresearch/deit)",
         source="facebookresearch/deit; kkoutini/PaSST@2a5c818a models/passt.py deit_base_distilled_patch16_384")
 
 # The PaSST teachers of the CP-JKU DCASE23 submission: passt_s_swa_p16_128_ap476 fine-tuned on 1 s TAU22 clips with
@@ -184,7 +209,8 @@ for _recipe, _augmentation in _DCASE23_RECIPES.items():
                 "on TAU Urban Acoustic Scenes 2022 Mobile (1 s clips, 10 scenes) with cross-entropy and "
                 f"{_augmentation}, patchout t 0 / f 6, 25 epochs. Its logits, averaged with the CP-ResNet "
                 "teachers', are the published ensemble logits.",
-                labels="tau22", frontend=_DCASE23_FRONTEND, num_classes=10,
+                labels="tau22", frontend=_DCASE23_FRONTEND, num_classes=10, clip_seconds=1.0,
+                training_data="TAU Urban Acoustic Scenes 2022 Mobile development (139,620 clips of 1 s, 10 scenes)",
                 license="weights published with the reference repository (no separate licence stated)",
                 source="fschmid56/cpjku_dcase23@2e20abaa run_passt_training.py, run_teacher_validation.py")
 
