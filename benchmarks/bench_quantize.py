@@ -3,8 +3,9 @@
 The submission-size CP-Mobile (random weights, BatchNorm statistics as initialised; speed does not depend on them) on
 1-s mels at 32 kHz, batch ``--batch``: float32 eager, float32 under ``torch.compile`` (inductor) and the int8 graph
 of :func:`tympan.train.quantize.convert_int8` (calibrated on random mels, no fine-tuning) eager and under
-``torch.compile``; median wall time per batch and each one's ratio to float32 eager and to float32 inductor. The int8
-kernels (oneDNN) use VNNI / AMX where the CPU has them, so the benchmark says which of those ``/proc/cpuinfo`` lists.
+``torch.compile`` (inductor freezing on, as the x86 int8 lowering needs); median wall time per batch and each one's
+ratio to float32 eager and to float32 inductor. The int8 kernels (oneDNN) use VNNI / AMX where the CPU has them, so
+the benchmark says which of those ``/proc/cpuinfo`` lists.
 
     .venv/bin/python -m benchmarks.bench_quantize              # batch 32, 20 runs
     .venv/bin/python -m benchmarks.bench_quantize --batch 1    # one clip at a time
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch._inductor.config
 
 from tympan.models import create
 from tympan.train.quantize import convert_int8, prepare_qat
@@ -68,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     int8 = convert_int8(qat)
     convert_s = time.perf_counter() - start
 
+    torch._inductor.config.freezing = True  # constant weights: what lets inductor fuse int8 convs (both arms alike)
     arms = {
         "float32 eager": model,
         "float32 inductor": torch.compile(model),

@@ -12,9 +12,9 @@ activations; Conv + ReLU and Conv + add (+ ReLU) quantised as one fused op; ever
 through Lightning; ``convert_pt2e`` gives the int8 graph, saved as an exported program (``torch.export.save``) with a
 JSON sidecar. :func:`quantize` reports accuracy and complexity of the float and the int8 model on the same clips.
 
-The int8 graph computes with int8 kernels only when compiled: ``torch.compile(model)`` lowers its quantise /
-dequantise patterns to oneDNN int8 convolutions (VNNI / AMX on recent x86 CPUs). Run eagerly it simulates int8 with
-float convolutions and is slower than the float model.
+The int8 graph computes with int8 kernels only when compiled: ``torch.compile(model)`` (with
+``torch._inductor.config.freezing = True``) lowers its quantise / dequantise patterns to oneDNN int8 convolutions
+(VNNI / AMX on recent x86 CPUs). Run eagerly it simulates int8 with float convolutions and is slower than float.
 
 torchao is imported on first use: the import takes seconds and the x86 quantizer registers inductor passes globally.
 """
