@@ -338,7 +338,7 @@ def render_card(card: ModelCard) -> str:
 
 
 def _sort_cell(value: float | None, text: str) -> str:
-    key = "" if value is None else f' data-sort="{value:g}"'
+    key = "" if value is None else f' data-sort="{value:.12g}"'
     return f"<td{key}>{html.escape(text)}</td>"
 
 
