@@ -2,8 +2,9 @@
 
 Splits: the ``split`` column when the data has one (TAU22: train / test, where the test split doubles as
 validation as in the DCASE23 reference); fold lists (ESC-50: ``val_folds=[k]``, training on the other folds); or a
-seeded random ``val_fraction`` of the clips. ``prepare_data`` checks every audio header once, so an unreadable file
-is reported with its path before any worker starts (and dropped with a warning when ``on_error="skip"``).
+seeded stratified ``val_fraction`` of every class's clips (:func:`~tympan.data.splits.stratified_split`).
+``prepare_data`` checks every audio header once, so an unreadable file is reported with its path before any worker
+starts (and dropped with a warning when ``on_error="skip"``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from functools import cached_property
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 from torch.utils.data import DataLoader
 
 from ..audio.io import audio_info
@@ -24,6 +24,7 @@ from .dataset import ClipDataset, OnError, collate_skipping, find_unreadable
 from .decode import ClipLoader
 from .metadata import ClipTable, read_audioset_hdf5, read_data
 from .sampling import BalancedSampler, ShuffleSampler, class_balanced_weights
+from .splits import stratified_split
 
 __all__ = ["AudioDataModule", "ResumableLoader"]
 
@@ -44,7 +45,8 @@ class AudioDataModule(L.LightningDataModule):
             the files, at most 10 s.
         batch_size: clips per batch and process (the global batch under DDP is ``batch_size × world size``).
         num_workers: DataLoader worker processes.
-        val_fraction: share of the clips held out for validation when the data has neither a split column nor folds.
+        val_fraction: share of every class's clips held out for validation when the data has neither a split column
+            nor folds (at least one per class, never a class's last clip).
         val_folds: folds held out for validation (training uses the remaining folds).
         train_folds: folds used for training (default: all except ``val_folds`` and ``test_folds``).
         test_folds: folds held out for testing.
@@ -171,9 +173,8 @@ class AudioDataModule(L.LightningDataModule):
         elif "val" in extra:
             result = {"train": table}
         else:
-            order = np.random.default_rng(self.seed).permutation(len(table))
-            num_val = round(self.val_fraction * len(table))
-            result = {"train": table.select(sorted(order[num_val:])), "val": table.select(sorted(order[:num_val]))}
+            train, val = stratified_split(table, self.val_fraction, self.seed)
+            result = {"train": table.select(train), "val": table.select(val)}
         result.update(extra)
         return {name: t for name, t in result.items() if len(t) > 0}
 

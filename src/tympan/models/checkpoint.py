@@ -9,7 +9,7 @@ shape differences, never a silent non-strict retry.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from torch import nn
 
 from ..errors import CheckpointError
 
-__all__ = ["StateDictSource", "load_checkpoint", "read_checkpoint_file", "read_state_dict"]
+__all__ = ["StateDictSource", "load_checkpoint", "prepare_state_dict", "read_checkpoint_file", "read_state_dict"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,22 +83,36 @@ def _listing(keys: list[str]) -> str:
     return shown + (f", ... ({len(keys) - _MAX_LISTED} more)" if len(keys) > _MAX_LISTED else "")
 
 
+def prepare_state_dict(
+    model: nn.Module,
+    source: StateDictSource,
+    filter_fn: Callable[[dict[str, Any], nn.Module], dict[str, Any]] | None = None,
+) -> dict[str, torch.Tensor]:
+    """The tensors of ``source`` under ``model``'s key names: unwrapped, prefixes stripped, the family's filter run."""
+    state = _strip_prefixes(read_state_dict(source), set(model.state_dict()))
+    return filter_fn(state, model) if filter_fn is not None else state
+
+
 def load_checkpoint(
     model: nn.Module,
     source: StateDictSource,
     *,
     filter_fn: Callable[[dict[str, Any], nn.Module], dict[str, Any]] | None = None,
+    reinitialise: Collection[str] = (),
 ) -> nn.Module:
     """Load ``source`` into ``model`` strictly, after prefix stripping and the family's ``filter_fn``.
+
+    Args:
+        reinitialise: keys the caller has re-initialised on purpose (a new classifier): they keep the model's
+            values, whatever the checkpoint holds under them; every other key must match.
 
     Raises:
         CheckpointError: keys or shapes differ; the message lists them.
     """
     expected = model.state_dict()
-    state = _strip_prefixes(read_state_dict(source), set(expected))
-    if filter_fn is not None:
-        state = filter_fn(state, model)
-    missing = [k for k in expected if k not in state]
+    skipped = set(reinitialise)
+    state = {k: v for k, v in prepare_state_dict(model, source, filter_fn).items() if k not in skipped}
+    missing = [k for k in expected if k not in state and k not in skipped]
     unexpected = [k for k in state if k not in expected]
     mismatched = [
         f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
@@ -115,6 +129,6 @@ def load_checkpoint(
             parts.append(f"{len(mismatched)} shape differences [{_listing(mismatched)}]")
         parts.append("Check that the model name (width, head, number of classes) matches the checkpoint.")
         raise CheckpointError(" ".join(parts))
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict({**{k: expected[k] for k in skipped if k in expected}, **state}, strict=True)
     logger.debug("loaded %d tensors into %s", len(state), type(model).__name__)
     return model
