@@ -178,3 +178,17 @@ def test_load_model_from_a_checkpoint_file(tmp_path, golden: dict) -> None:
                                golden["scene_embeddings_short"], **TOL)
     with pytest.raises(ConfigError, match="mode"):
         hear.load_model(str(path), model="passt", model_kwargs=reference["config"], mode="features")
+
+
+@pytest.mark.parametrize(
+    ("name", "window_s", "hop_s"),
+    [("passt_s_f128_20sec_p16_s10_ap474", 20, 5), ("passt_s_f128_30sec_p16_s10_ap473", 30, 10),
+     ("passt_s_swa_p16_128_ap476", 10, 2.5)],
+)
+def test_long_passt_presets_embed_scenes_in_one_pass_up_to_their_length(name: str, window_s: float, hop_s: float):
+    """hear21passt base20sec / base30sec: max_model_window 20000 / 30000 ms, scene_hop 5000 / 10000 ms."""
+    with torch.device("meta"):
+        model = create(name)
+    hear_model = hear.wrap(model, torch.nn.Identity(), sample_rate=32000)
+    assert hear_model.max_model_window == window_s * 32000 and hear_model.scene_hop == hop_s * 32000
+    assert hear.wrap(model, torch.nn.Identity(), sample_rate=32000, max_model_window_ms=8000).max_model_window == 256000

@@ -54,3 +54,12 @@ def test_fine_tune_label_sets_in_training_order() -> None:
     assert (len(esc50), esc50[0], esc50[10], esc50[49]) == (50, "dog", "rain", "hand_saw")
     openmic = get_labels("openmic")
     assert (len(openmic), openmic[0], openmic[19]) == (20, "accordion", "voice")
+
+
+def test_every_shipped_set_declares_whether_it_is_multilabel() -> None:
+    from tympan.labels import is_multilabel
+
+    flags = {name: is_multilabel(name) for name in list_label_sets()}
+    assert flags == {"audioset": True, "esc50": False, "fsd50k": True, "openmic": True, "tau22": False}
+    with pytest.raises(ConfigError, match="tau22"):
+        is_multilabel("tau23")

@@ -141,3 +141,57 @@ def test_public_api_is_small_and_lazy() -> None:
 
     code = "import sys, tympan; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+# Written out independently of tympan.labels: which reference trains each label set with BCE (sigmoid scores).
+MULTILABEL_BY_SET = {"audioset": True, "fsd50k": True, "openmic": True, "esc50": False, "tau22": False}
+
+
+class _StubNetwork(torch.nn.Module):
+    """A stand-in for a preset's network: a mean-pooled mel through one linear layer (no 86 M PaSST to build)."""
+
+    def __init__(self, num_classes: int, frontend_config) -> None:
+        super().__init__()
+        self.num_classes, self.num_features, self.frontend_config = num_classes, 1, frontend_config
+        self.head = torch.nn.Linear(1, num_classes)
+
+    def forward_features(self, mel: torch.Tensor) -> torch.Tensor:
+        return mel.mean(dim=(1, 2, 3))[:, None]
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+
+@pytest.mark.parametrize("name", tympan.list_models())
+def test_every_preset_scores_as_its_label_set_is_trained(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tympan.labels import get_labels
+    from tympan.models import get_preset
+
+    entry = get_preset(name)
+    assert entry.multilabel is MULTILABEL_BY_SET[entry.labels]
+    stub = _StubNetwork(len(get_labels(entry.labels)), entry.frontend)
+    monkeypatch.setattr("tympan.pipeline.create", lambda *args, **kwargs: stub)
+    if entry.initial_weights:  # an ImageNet start: refused, with what to do instead
+        with pytest.raises(ConfigError, match="initial weights for training"):
+            tympan.load(name, pretrained=False, device="cpu")
+        return
+    pipeline = tympan.load(name, pretrained=False, device="cpu")
+    assert pipeline.multilabel is MULTILABEL_BY_SET[entry.labels]
+    scores = pipeline.scores(0.1 * torch.randn(entry.frontend.sample_rate, generator=torch.Generator().manual_seed(0)))
+    assert (abs(scores.sum() - 1.0) < 1e-5) is not pipeline.multilabel
+
+
+def test_fp16_inference_is_refused_off_cuda_with_a_clear_error(state: dict[str, torch.Tensor]) -> None:
+    with pytest.raises(ConfigError, match="CUDA device"):
+        tympan.load("mn", state, width_mult=0.4, device="cpu", precision="16-mixed")
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        tympan.load("mn", state, width_mult=0.4, device="cpu", precision="16")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="float16 autocast inference needs a CUDA device")
+def test_fp16_autocast_scores_are_close_to_fp32(state: dict[str, torch.Tensor], waveforms: torch.Tensor) -> None:
+    fp32 = tympan.load("mn", state, width_mult=0.4, device="cuda")
+    fp16 = tympan.load("mn", state, width_mult=0.4, device="cuda", precision="16-mixed")
+    scores16 = fp16.scores(waveforms)
+    assert scores16.dtype == np.float32
+    np.testing.assert_allclose(scores16, fp32.scores(waveforms), atol=5e-3)

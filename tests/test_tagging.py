@@ -42,6 +42,40 @@ def test_windows_are_exact_whatever_the_chunk_size(chunk: int) -> None:
     assert _starts(10, 10, 10, chunk) == [(0, 10)]
 
 
+def _reference_windows(total: int, window: int, hop: int) -> list[tuple[int, int, int]]:
+    """EfficientAT windowed_inference.py: ceil((N - window) / hop) + 1 windows at i * hop, the audio zero-padded."""
+    count = max(int(np.ceil((total - window) / hop)) + 1, 1)
+    return [(i * hop, min(window, max(total - i * hop, 0)), window) for i in range(count)]
+
+
+@pytest.mark.parametrize(("total", "window", "hop"), [(27, 10, 5), (25, 10, 5), (7, 10, 5), (26, 10, 4), (30, 3, 7)])
+@pytest.mark.parametrize("chunk", [3, 1000])
+def test_pad_tail_is_the_efficientat_rule(total: int, window: int, hop: int, chunk: int) -> None:
+    pieces = (torch.arange(i, min(i + chunk, total), dtype=torch.float32) for i in range(0, total, chunk))
+    got = []
+    for start, samples in _windows(pieces, window, hop, tail="pad"):
+        real = min(samples.numel(), max(total - start, 0))
+        expected = torch.arange(start, start + real, dtype=torch.float32)
+        assert torch.equal(samples[:real], expected) and not samples[real:].any()
+        got.append((start, real, samples.numel()))
+    assert got == _reference_windows(total, window, hop)
+
+
+def test_timeline_tail_rules_on_a_length_off_the_hop_grid(pipeline: AudioPipeline) -> None:
+    """5.3 s in 2 s windows every 1 s: (N - window) = 3.3 s is not a multiple of the hop."""
+    waveform = 0.1 * torch.randn(int(5.3 * RATE), generator=torch.Generator().manual_seed(2))
+    ours = timeline(pipeline, waveform, window=2.0, hop=1.0)
+    np.testing.assert_allclose(ours.starts, [0, 1, 2, 3, 3.3])
+    reference = timeline(pipeline, waveform, window=2.0, hop=1.0, tail="pad")
+    np.testing.assert_allclose(reference.starts, [0, 1, 2, 3, 4])
+    padded = torch.nn.functional.pad(waveform[4 * RATE :], (0, int(0.7 * RATE)))
+    np.testing.assert_allclose(reference.scores[-1], pipeline.scores(padded), atol=1e-5)
+    np.testing.assert_allclose(reference.scores[:4], ours.scores[:4], atol=1e-6)
+    assert "zero-padded by 0.700 s" in reference.notes[0] and reference.window == 2.0
+    with pytest.raises(tympan.errors.ConfigError, match="tail"):
+        timeline(pipeline, waveform, window=2.0, tail="wrap")
+
+
 def test_empty_audio_is_an_error() -> None:
     with pytest.raises(AudioLoadError, match="empty"):
         list(_windows(iter([torch.zeros(0)]), 10, 5))

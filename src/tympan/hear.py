@@ -27,8 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import AudioLoadError, ConfigError
-from .hub import resolve_checkpoint
-from .models import create, get_preset
+from .models import create
 from .models.base import AudioModel
 
 __all__ = ["VARIANTS", "HearModel", "get_scene_embeddings", "get_timestamp_embeddings", "load_model", "wrap"]
@@ -44,6 +43,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "2levelmel": {"timestamp_window_scales": (1, 4), "timestamp_mel_frames": 6},
 }
 DEFAULT_MODEL = "passt_s_swa_p16_128_ap476"
+# Presets whose time encodings cover more than 10 s: scene embeddings take one pass up to that length, as
+# hear21passt's base20sec / base30sec modules do (their scene hops for longer audio: 5 s / 10 s).
+PRESET_WINDOWS: dict[str, dict[str, float]] = {
+    "passt_s_f128_20sec_p16_s10_ap474": {"max_model_window_ms": 20000, "scene_hop_ms": 5000},
+    "passt_s_f128_30sec_p16_s10_ap473": {"max_model_window_ms": 30000, "scene_hop_ms": 10000},
+}
 
 
 class HearModel(nn.Module):
@@ -182,10 +187,11 @@ def wrap(
             flattened log-mel of a 6-frame window), as the ``hear21passt`` modules of the same names.
         sample_rate: input rate in Hz; by default the frontend's (``frontend.config.sample_rate`` or
             ``model.frontend_config.sample_rate``).
-        **wrapper_config: ``max_model_window_ms`` (10000), ``timestamp_window_ms`` (160), ``timestamp_hop_ms``
-            (50), ``scene_hop_ms`` (2500), ``mode`` (``"all"``: logits then embedding; ``"embed_only"``;
-            ``"logits"``), ``timestamp_window_scales`` / ``timestamp_mel_frames`` (override the variant),
-            ``max_batch_samples`` (audio samples per network call; bounds memory for long inputs).
+        **wrapper_config: ``max_model_window_ms`` (10000; 20000 / 30000 for the 20 s / 30 s PaSST presets, see
+            :data:`PRESET_WINDOWS`), ``timestamp_window_ms`` (160), ``timestamp_hop_ms`` (50), ``scene_hop_ms``
+            (2500; 5000 / 10000 for the 20 s / 30 s presets), ``mode`` (``"all"``: logits then embedding;
+            ``"embed_only"``; ``"logits"``), ``timestamp_window_scales`` / ``timestamp_mel_frames`` (override the
+            variant), ``max_batch_samples`` (audio samples per network call; bounds memory for long inputs).
             ``sample_rate``, ``scene_embedding_size`` and ``timestamp_embedding_size`` are accepted when they
             agree with what the model gives (as stored in a ``hear21passt`` config).
 
@@ -204,7 +210,9 @@ def wrap(
     elif config is not None and sample_rate != config.sample_rate:
         raise ConfigError(f"sample_rate={sample_rate} contradicts the frontend's {config.sample_rate} Hz; resample the "
                           "audio to the frontend's rate instead")
-    options = {**VARIANTS[variant], **wrapper_config}
+    preset = getattr(model, "preset", None)
+    windows = PRESET_WINDOWS.get(preset.name, {}) if preset is not None else {}
+    options = {**VARIANTS[variant], **windows, **wrapper_config}
     if options["timestamp_mel_frames"] and config is not None:
         options.setdefault("hop_length", config.hop_length)
         options.setdefault("n_mels", config.n_mels)
@@ -232,12 +240,7 @@ def load_model(model_file_path: str = "", **options: Any) -> HearModel:
 
     name = options.pop("model", DEFAULT_MODEL)
     model_kwargs = options.pop("model_kwargs", {})
-    if model_file_path:
-        checkpoint = model_file_path
-    else:
-        entry = get_preset(name)
-        checkpoint = resolve_checkpoint(name, entry.checkpoint_url, entry.checkpoint_sha256)
-    model = create(name, checkpoint=checkpoint, **model_kwargs)
+    model = create(name, checkpoint=model_file_path or None, pretrained=not model_file_path, **model_kwargs)
     hear_model = wrap(model, MelFrontend.from_config(model.frontend_config), **options)
     if torch.cuda.is_available():
         hear_model = hear_model.cuda()

@@ -8,6 +8,7 @@ minimum input (noting it), so tagging never fails on a short sound.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,11 +30,12 @@ __all__ = ["AudioPipeline", "Clip", "load"]
 logger = logging.getLogger(__name__)
 
 AudioInput = str | Path | np.ndarray | Tensor | Sequence[Any]
-# Label sets whose classes are not mutually exclusive: scored with a sigmoid, the others with a softmax.
-MULTILABEL_SETS = ("audioset",)
 # Length of the clips a label set's models were trained on; the default tagging window.
 CLIP_SECONDS = {"tau22": 1.0}
 DEFAULT_CLIP_SECONDS = 10.0
+# Inference precisions: fp32 (the default), or fp16 autocast on CUDA as the references' GPU inference
+# (EfficientAT inference.py / ex_audioset.py evaluate, PaSST trainer.precision=16).
+PRECISIONS = ("32", "16-mixed")
 # Shortest input every model accepts (the CNNs pool 32x in time, PaSST needs one 16-frame patch).
 MIN_SECONDS = 0.5
 
@@ -61,6 +63,8 @@ class AudioPipeline:
         multilabel: scores are sigmoids (tagging) rather than a softmax (scene classification).
         clip_seconds: the clip length the model was trained on (the default tagging window).
         backend: ``"torch"`` or ``"onnx"`` (the network runs in onnxruntime; the frontend stays in torch).
+        precision: ``"32"`` (float32) or ``"16-mixed"`` (the network under float16 autocast, CUDA only; the mel
+            matmul stays in float32).
     """
 
     def __init__(
@@ -74,12 +78,21 @@ class AudioPipeline:
         device: str | torch.device | None = None,
         backend: str = "torch",
         name: str | None = None,
+        precision: str = "32",
     ) -> None:
         if len(labels) != model.num_classes:
             raise ConfigError(f"{len(labels)} labels for a model with {model.num_classes} classes")
         if backend not in ("torch", "onnx"):
             raise ConfigError(f"backend must be 'torch' or 'onnx', got {backend!r}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision == "16-mixed" and (self.device.type != "cuda" or backend != "torch"):
+            raise ConfigError(
+                f"precision '16-mixed' (float16 autocast) runs on a CUDA device with the torch backend, not on "
+                f"{self.device.type} / {backend}; use the default precision '32' there"
+            )
+        self.precision = precision
         self.model = model.eval().to(self.device)
         self.frontend = frontend.eval().to(self.device)
         self.labels = list(labels)
@@ -105,7 +118,14 @@ class AudioPipeline:
             device="cpu" if backend == "onnx" else self.device,
             backend=backend,
             name=self.name,
+            precision=self.precision,
         )
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """The context the network runs in: float16 autocast for ``precision="16-mixed"``, else nothing."""
+        if self.precision == "16-mixed":
+            return torch.autocast(device_type=self.device.type, dtype=torch.float16)
+        return contextlib.nullcontext()
 
     @property
     def frontend_config(self) -> MelFrontendConfig:
@@ -173,11 +193,13 @@ class AudioPipeline:
     @torch.inference_mode()
     def forward_waveforms(self, waveforms: Tensor) -> tuple[Tensor, Tensor]:
         """Logits ``[batch, classes]`` and embeddings ``[batch, num_features]`` of equal-length waveforms."""
-        mel = self.frontend(waveforms.to(self.device)).unsqueeze(1)
         if self._onnx is not None:
-            return self._onnx(mel)
-        features = self.model.forward_features(mel)
-        return self.model.forward_head(features), features
+            return self._onnx(self.frontend(waveforms.to(self.device)).unsqueeze(1))
+        with self.autocast():
+            mel = self.frontend(waveforms.to(self.device)).unsqueeze(1)
+            features = self.model.forward_features(mel)
+            logits = self.model.forward_head(features)
+        return logits.float(), features.float()
 
     @torch.inference_mode()
     def feature_map(self, waveform: Tensor) -> Tensor:
@@ -189,7 +211,8 @@ class AudioPipeline:
             if self._onnx_feature_map is None:
                 self._onnx_feature_map = OnnxNetwork(self.model, graph=TimeFeatureMap)
             return self._onnx_feature_map(mel)[0][0]
-        return TimeFeatureMap(self.model)(mel)[0][0]
+        with self.autocast():
+            return TimeFeatureMap(self.model)(mel)[0][0].float()
 
     def activate(self, logits: Tensor) -> Tensor:
         """Class scores from logits: sigmoid for multi-label sets, softmax for single-label ones."""
@@ -255,6 +278,7 @@ def load(
     device: str | torch.device | None = None,
     backend: str = "torch",
     pretrained: bool = True,
+    precision: str = "32",
     **kwargs: Any,
 ) -> AudioPipeline:
     """A ready pipeline: the model with its weights, its mel frontend, its labels and sample rate.
@@ -267,6 +291,7 @@ def load(
         device: ``"cpu"``, ``"cuda"``, ...; default: CUDA where present.
         backend: ``"torch"`` or ``"onnx"`` (see :mod:`tympan.export`).
         pretrained: with False, a preset keeps random weights (tests, benchmarks).
+        precision: ``"32"`` (default) or ``"16-mixed"``: float16 autocast on CUDA, as the references' GPU inference.
         **kwargs: model keyword arguments (see :func:`tympan.models.create`).
 
     Raises:
@@ -284,16 +309,22 @@ def load(
             model.frontend_config = MelFrontendConfig(**description["frontend"])
         label_set = description.get("label_set") or (None if description.get("labels") else _label_set(name))
         labels = description.get("labels") or _label_names(label_set, model.num_classes)
-        multilabel = bool(description.get("multilabel", label_set in MULTILABEL_SETS))
+        multilabel = bool(description.get("multilabel", _multilabel(label_set)))
     else:
         if name_or_arch is None:
             raise ConfigError("name a model (e.g. 'mn10_as'), or pass a self-describing tympan checkpoint")
+        if name_or_arch not in _architectures() and get_preset(name_or_arch).initial_weights:
+            raise ConfigError(
+                f"{name_or_arch!r} holds initial weights for training (an ImageNet start with an untrained head), "
+                "not a model to run; train from it (`tympan train --config efficientat_audioset_kd`, or "
+                f"tympan.models.create({name_or_arch!r}, pretrained=True)) or pick a trained preset"
+            )
         if state is None and pretrained:
             state = _official_checkpoint(name_or_arch)
         model = create(name_or_arch, checkpoint=state, **kwargs)
         label_set = _label_set(name_or_arch)
         labels = _label_names(label_set, model.num_classes)
-        multilabel = label_set in MULTILABEL_SETS
+        multilabel = _multilabel(label_set)
     frontend = MelFrontend.from_config(model.frontend_config)
     return AudioPipeline(
         model,
@@ -304,6 +335,7 @@ def load(
         device=device,
         backend=backend,
         name=name_or_arch or (description or {}).get("arch"),
+        precision=precision,
     )
 
 
@@ -321,15 +353,19 @@ def _read_checkpoint(checkpoint: str | Path | dict[str, Any] | None) -> tuple[di
     return obj["tympan"], state
 
 
-def _official_checkpoint(name: str) -> Path | None:
-    from .hub import resolve_checkpoint
+def _architectures() -> list[str]:
     from .models.registry import list_architectures
 
-    if name in list_architectures():
+    return list_architectures()
+
+
+def _official_checkpoint(name: str) -> Path | None:
+    from .hub import preset_checkpoint
+
+    if name in _architectures():
         logger.warning("architecture %r built with random weights (pass checkpoint=FILE for trained ones)", name)
         return None
-    entry = get_preset(name)
-    return resolve_checkpoint(name, entry.checkpoint_url, entry.checkpoint_sha256)
+    return preset_checkpoint(get_preset(name))
 
 
 def _label_set(name: str) -> str | None:
@@ -337,6 +373,13 @@ def _label_set(name: str) -> str | None:
     from .models.registry import list_architectures
 
     return get_architecture(name).default_labels if name in list_architectures() else get_preset(name).labels
+
+
+def _multilabel(label_set: str | None) -> bool:
+    """Sigmoid scores for a multi-label set (AudioSet, FSD50K, OpenMIC), else a softmax (see :mod:`tympan.labels`)."""
+    from .labels import is_multilabel
+
+    return label_set is not None and is_multilabel(label_set)
 
 
 def _label_names(label_set: str | None, num_classes: int) -> list[str]:

@@ -98,10 +98,15 @@ class _Counter:
             yield piece
 
 
-def _windows(chunks: Iterable[Tensor], window: int, hop: int) -> Iterator[tuple[int, Tensor]]:
-    """(start sample, window) pairs every ``hop`` samples, plus a last window ending at the end of the audio.
+TAILS = ("end", "pad")
 
-    Only the samples later windows need stay in memory. Audio shorter than one window gives one window of all of it.
+
+def _windows(chunks: Iterable[Tensor], window: int, hop: int, tail: str = "end") -> Iterator[tuple[int, Tensor]]:
+    """(start sample, window) pairs every ``hop`` samples, and a last window for the tail (see :func:`timeline`).
+
+    ``tail="end"``: the last window ends at the end of the audio; audio shorter than one window gives one window of
+    all of it. ``tail="pad"``: the windows stay at ``i·hop`` and the last one is zero-padded to ``window`` samples
+    (``ceil((N − window) / hop) + 1`` windows, at least one). Only the samples later windows need stay in memory.
     """
     buffer = torch.zeros(0)
     buffer_start = next_start = last_end = 0  # absolute sample indices
@@ -118,7 +123,11 @@ def _windows(chunks: Iterable[Tensor], window: int, hop: int) -> Iterator[tuple[
     total = buffer_start + buffer.numel()
     if total == 0:
         raise AudioLoadError("the audio is empty (0 samples)")
-    if last_end == 0:
+    if tail == "pad":
+        if last_end < total or last_end == 0:
+            piece = buffer[next_start - buffer_start :]
+            yield next_start, torch.nn.functional.pad(piece, (0, window - piece.numel()))
+    elif last_end == 0:
         yield 0, buffer
     elif last_end < total:
         yield total - window, buffer[buffer.numel() - window :]
@@ -135,6 +144,7 @@ def timeline(
     chunk_seconds: float = CHUNK_SECONDS,
     progress: bool = False,
     method: str = "windows",
+    tail: str = "end",
 ) -> Timeline:
     """Scores of windows of ``window`` seconds every ``hop`` seconds over a file or waveform of any length.
 
@@ -151,10 +161,17 @@ def timeline(
             CNNs, feature maps are computed once per chunk and mean-pooled per window, ~``window / hop`` times
             less work (squeeze-excitation then sees the chunk rather than the window, so scores differ slightly;
             see ``benchmarks/bench_inference.py``). Needs ``window`` to be a multiple of ``hop``.
+        tail: where the last window goes when ``(N − window)`` is not a multiple of the hop. ``"end"`` (the
+            default): it is shifted back to end at the end of the audio, so every window the network sees is
+            ``window`` seconds of real audio, as in training (a zero-padded window holds less sound than any
+            training clip: its tagging scores sink and a scene classifier scores part silence); audio shorter than
+            one window is one window of all of it. ``"pad"``: EfficientAT ``windowed_inference.py``'s rule, windows
+            at ``i·hop`` only and the last one zero-padded to ``window`` (a regular grid, the reference's numbers;
+            unlike the reference, audio shorter than ``window − hop`` still gets one window).
 
     Raises:
         AudioLoadError: the input cannot be decoded, is empty or has non-finite samples.
-        ConfigError: window or hop is not positive.
+        ConfigError: window or hop is not positive, or an unknown ``method`` / ``tail``.
     """
     window = window or pipeline.clip_seconds
     hop = hop or window
@@ -165,6 +182,10 @@ def timeline(
     chunk = max(round(chunk_seconds * rate), window_samples)
     if method not in ("windows", "pooled"):
         raise ConfigError(f"method must be 'windows' or 'pooled', got {method!r}")
+    if tail not in TAILS:
+        raise ConfigError(f"tail must be one of {TAILS}, got {tail!r}")
+    if method == "pooled" and tail != "end":
+        raise ConfigError("method='pooled' pools real audio only; use tail='end', or method='windows' with tail='pad'")
     if method == "pooled":
         from .models.mobilenet import EfficientATNet
 
@@ -188,7 +209,7 @@ def timeline(
 
     with _progress_bar(progress, audio) as bar:
         counter = _Counter(_chunks(pipeline, audio, sample_rate, chunk), rate, bar)
-        for start, samples in _windows(counter, window_samples, hop_samples):
+        for start, samples in _windows(counter, window_samples, hop_samples, tail):
             if samples.numel() < window_samples:  # the whole audio is shorter than one window
                 clip = pipeline._pad(samples)
                 notes.extend(clip.notes)
@@ -199,10 +220,13 @@ def timeline(
                 flush()
         flush()
     duration = counter.samples / rate
+    padding = starts[-1] + window_samples - counter.samples
+    if tail == "pad" and padding > 0:
+        notes.append(f"the last window was zero-padded by {padding / rate:.3f} s (tail='pad')")
     return Timeline(
         labels=pipeline.labels,
         starts=np.asarray(starts, dtype=np.float64) / rate,
-        window=min(window, duration),
+        window=window if tail == "pad" else min(window, duration),
         hop=hop,
         scores=np.concatenate(scores),
         duration=duration,
@@ -294,7 +318,8 @@ def _pooled_timeline(pipeline: AudioPipeline, counter: _Counter, window: int, ho
     embeddings = (cumulative[last] - cumulative[first]) / (cumulative_counts[last] - cumulative_counts[first]).clamp(
         min=1
     )[:, None]
-    logits = pipeline.model.forward_head(embeddings.float().to(pipeline.device))
+    with pipeline.autocast():
+        logits = pipeline.model.forward_head(embeddings.float().to(pipeline.device)).float()
     return Timeline(
         labels=pipeline.labels,
         starts=np.asarray(starts, dtype=np.float64) / pipeline.sample_rate,

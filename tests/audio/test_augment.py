@@ -105,7 +105,7 @@ def test_freq_mixstyle_draws():
     assert not torch.allclose(mixed, x)
     # per-frequency means of each example become a convex combination of two examples' means
     assert torch.allclose(mixed.mean(dim=(1, 3)).mean(), x.mean(dim=(1, 3)).mean(), atol=0.2)
-    squeezed = freq_mixstyle(x[:, 0], p=1.0, generator=torch.Generator().manual_seed(1))
+    squeezed = freq_mixstyle(x[:, 0], p=1.0, alpha=0.3, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(squeezed, mixed[:, 0])
 
 
@@ -160,3 +160,10 @@ def test_mask_along_axis_on_4d_input():
     assert mask_along_axis(x, 1, axis=2) is x
     with pytest.raises(ConfigError, match="batch"):
         mask_along_axis(x, 10, axis=0)
+
+
+def test_freq_mixstyle_default_alpha_is_the_references_0_4():
+    """EfficientAT and cpjku_dcase23 helpers/utils.py: mixstyle(x, p=0.4, alpha=0.4)."""
+    import inspect
+
+    assert inspect.signature(freq_mixstyle).parameters["alpha"].default == 0.4

@@ -222,3 +222,77 @@ def test_banded_product_in_pieces_matches_the_dense_product(config, shape):
     torch.testing.assert_close(banded, dense, rtol=0, atol=1e-5)
     torch.testing.assert_close(one_matmul, dense, rtol=0, atol=1e-5)
     torch.testing.assert_close(frontend(x[1]), banded[1], rtol=0, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------- the DCASE24 frontend
+DCASE24 = MelFrontendConfig(kind="htk", sample_rate=44100, resample_to=32000, n_mels=256, win_length=3072,
+                            hop_length=500, n_fft=4096, freqm=48, timem=0, fmin_aug_range=0, fmax_aug_range=0)
+
+
+@cache
+def _dcase24() -> dict:
+    return load_reference("dcase24", "baseline_cases.pt")
+
+
+def test_dcase24_frontend_matches_the_reference_resampler_and_mel_spectrogram():
+    """44.1 kHz in, torchaudio Resample + MelSpectrogram + log(x + 1e-5) of the reference out: [4, 256, 65].
+
+    The noise clips (energy in every band) agree to 2e-6. In the recording's quietest bins, the top bands above
+    the resampler's 15.84 kHz cut-off hold only the filter's stop-band residue, whose float32 rounding differs
+    between torch builds: there the reference itself is 3.7e-4 from a float64 run of the same arithmetic (ours
+    2.2e-4), so 48 of 66,560 values (bands 245-255) differ by 1e-4 to 3.6e-4 and the rest by less than 1e-4.
+    """
+    data = _dcase24()
+    mel = MelFrontend(DCASE24).eval()(data["waveform_44k"])
+    assert mel.shape == data["log_mel"].shape == (4, 256, 65)
+    error = (mel - data["log_mel"]).abs()
+    assert error[2:].max() < 1e-5  # the noise clips
+    assert error.quantile(0.999) < MEL_ATOL and error.max() < 5e-4
+    assert error[:, :245].max() < 1.1e-4
+
+
+def test_dcase24_frontend_needs_the_reference_resampler():
+    """soxr (tympan's file loader) filters more sharply: the top bands lose the residue the reference keeps."""
+    from tympan.audio.io import prepare_waveform
+
+    data = _dcase24()
+    soxr = torch.stack([torch.from_numpy(prepare_waveform(w.numpy(), 44100, 32000)) for w in data["waveform_44k"]])
+    mel = MelFrontend(DCASE24.replace(sample_rate=32000, resample_to=None)).eval()(soxr)
+    assert (mel - data["log_mel"]).abs().amax(dim=(1, 2)).min() > 1.0
+
+
+def test_htk_banks_match_the_float64_htk_formula():
+    from tympan.audio.frontend import htk_mel_banks
+
+    banks = htk_mel_banks(64, 1024, 32000, 50.0, 14000.0).double()
+    assert banks.shape == (64, 513)
+    hz = torch.linspace(0, 16000, 513, dtype=torch.float64)
+    mel = lambda f: 2595 * torch.log10(1 + f / 700)  # noqa: E731
+    edges = 700 * (10 ** (torch.linspace(float(mel(torch.tensor(50.0))), float(mel(torch.tensor(14000.0))), 66,
+                                         dtype=torch.float64) / 2595) - 1)
+    left, centre, right = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    expected = torch.clamp(torch.minimum((hz - left) / (centre - left), (right - hz) / (right - centre)), min=0)
+    torch.testing.assert_close(banks, expected, atol=1e-5, rtol=0)
+    full = htk_mel_banks(256, 4096, 32000, 0.0, 16000.0)
+    assert full[-1, -1] == 0 and full[-1, -2] > 0  # up to Nyquist (a Kaldi bank's last column is always zero)
+
+
+def test_htk_kind_frames_masks_and_validation():
+    frontend = MelFrontend(DCASE24)
+    assert DCASE24.num_frames(44100) == 65 and DCASE24.effective_fmax == 16000
+    assert DCASE24.replace(resample_to=None, sample_rate=32000).num_frames(32000) == 65  # no pre-emphasis
+    assert frontend.state_dict() == {} and frontend.window[0] == 0 and frontend.window[-1] > 0  # periodic Hann
+    assert MelFrontendConfig(**DCASE24.to_dict()) == DCASE24  # as checkpoints store it
+    x = 0.1 * torch.randn(8, 44100, generator=torch.Generator().manual_seed(0))
+    clean = frontend.eval()(x)
+    masked = frontend.train()(x, generator=torch.Generator().manual_seed(1))
+    changed = masked != clean
+    assert changed.any() and torch.all(masked[changed] == torch.tensor(1e-5).log())  # the power masked to 0
+    assert torch.equal(changed, changed.all(dim=2, keepdim=True).expand_as(changed))  # whole bands only
+    with pytest.raises(ConfigError, match="at least 2823 samples"):
+        frontend(torch.zeros(1, 2822))
+    assert frontend.eval()(torch.zeros(1, 2823)).shape == (1, 256, 5)
+    with pytest.raises(ConfigError, match="kind"):
+        MelFrontendConfig(kind="slaney")
+    with pytest.raises(ConfigError, match="positive"):
+        MelFrontendConfig(resample_to=0)

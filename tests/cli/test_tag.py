@@ -176,3 +176,22 @@ def test_interrupted_job_keeps_finished_records_and_resumes(
     monkeypatch.setattr(tagging, "clip_scores", real)
     assert _tag(*args, "--format", "json", "--output", str(out), "--resume") == 0
     assert [Path(r["file"]).name for r in json.loads(out.read_text())] == ["a.wav", "b.wav", "c.wav"]
+
+
+def test_tail_option_picks_the_last_window_rule(checkpoint: Path, tmp_path: Path) -> None:
+    audio = tmp_path / "odd.wav"
+    soundfile.write(audio, 0.1 * np.random.default_rng(2).standard_normal(int(2.3 * RATE)).astype(np.float32), RATE)
+    starts = {}
+    for tail in ("end", "pad"):
+        out = tmp_path / f"{tail}.json"
+        args = [str(audio), "--model", "mn04_as", "--checkpoint", str(checkpoint), "--window", "1", "--hop", "0.5"]
+        assert _tag(*args, "--tail", tail, "--format", "json", "--output", str(out)) == 0
+        (record,) = json.loads(out.read_text())
+        starts[tail] = [w["start"] for w in record["windows"]]
+    assert starts == {"end": [0.0, 0.5, 1.0, 1.3], "pad": [0.0, 0.5, 1.0, 1.5]}
+
+
+def test_fp16_on_cpu_is_a_clear_error(folder: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [str(folder / "good.wav"), "--model", "mn04_as", "--checkpoint", str(checkpoint), "--device", "cpu"]
+    assert _tag(*args, "--precision", "16-mixed") != 0
+    assert "CUDA device" in capsys.readouterr().err

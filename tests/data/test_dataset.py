@@ -102,3 +102,25 @@ def test_datamodule_splits_batches_and_devices(tmp_path):
     module = AudioDataModule(str(plain), clip_seconds=0.05, val_fraction=0.25, seed=3)
     module.setup("fit")
     assert (len(module.datasets["train"]), len(module.datasets["val"])) == (6, 2)
+
+
+def test_datamodule_trains_on_a_dcase24_split_and_keeps_chosen_devices(tmp_path):
+    csv = _write_csv(tmp_path)  # clips 0-5 train (devices a a a a b b), 6-7 test (b b)
+    (tmp_path / "split_setup").mkdir()
+    (tmp_path / "split_setup" / "split25.csv").write_text("filename\tscene_label\nclip0.wav\ta\nclip5.wav\tb\n")
+    module = AudioDataModule(str(csv), sample_rate=16000, clip_seconds=0.05, train_split=25)
+    module.setup("fit")
+    assert [r.id for r in module.datasets["train"].table.records] == ["clip0.wav", "clip5.wav"]
+    assert len(module.datasets["val"]) == 2  # validation and test are not subsampled
+    (tmp_path / "mine.csv").write_text("file\nclip1.wav\n")  # a split file of one's own, relative to the data
+    module = AudioDataModule(str(csv), clip_seconds=0.05, train_split="mine.csv")
+    module.setup("fit")
+    assert len(module.datasets["train"]) == 1
+    module = AudioDataModule(str(csv), clip_seconds=0.05, devices=["b"])
+    module.setup("fit")
+    assert {name: [r.device for r in d.table.records] for name, d in module.datasets.items()} == {
+        "train": ["b", "b"], "val": ["b", "b"], "test": ["b", "b"]}  # fmt: skip
+    with pytest.raises(DataError, match="5, 10, 25, 50, 100"):
+        AudioDataModule(str(csv), clip_seconds=0.05, train_split=30).setup("fit")
+    with pytest.raises(DataError, match="releases/tag/files"):
+        AudioDataModule(str(csv), clip_seconds=0.05, train_split=50).setup("fit")

@@ -53,3 +53,14 @@ def test_ensemble_logits_are_the_mean_of_each_teacher_with_its_frontend(tmp_path
     np.testing.assert_allclose(store[table.ids].numpy(), expected.numpy(), atol=1e-5)
     meta = json.loads((tmp_path / "logits.json").read_text())
     assert meta["ids"] == table.ids and len(meta["frontends"]) == 2 and meta["frontends"][1]["n_mels"] == 12
+
+
+def test_lookup_marks_clips_without_logits_and_check_counts_them(tmp_path):
+    logits = np.arange(6, dtype=np.float32).reshape(2, 3)
+    store = TeacherLogitStore(write_store(tmp_path / "t.npy", ["a", "b"], logits, {}))
+    values, available = store.lookup(["b", "zz", "a"])
+    assert available.tolist() == [True, False, True]
+    np.testing.assert_array_equal(values.numpy(), [logits[1], [0, 0, 0], logits[0]])
+    assert store.check(["a", "zz"], allow_missing=True) == 1
+    with pytest.raises(DataError, match="2 of 2 clips"):
+        store.check(["yy", "zz"], allow_missing=True)

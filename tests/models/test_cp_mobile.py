@@ -83,6 +83,26 @@ def test_dcase24_baseline_has_no_grn() -> None:
     assert not any("after_block_norm" in key for key in model.state_dict())
 
 
+def test_dcase24_baseline_end_to_end_from_44k1_waveforms() -> None:
+    """The preset's own frontend (resampler included) and network give the reference's logits from 44.1 kHz audio;
+    with the DCASE23 frontend it had before (Kaldi banks, pre-emphasis, 64 frames) the input was another one."""
+    from tympan.eval.complexity import measure_model
+
+    data = load_reference("dcase24", "baseline_cases.pt")
+    model = create("cp_mobile_dcase24_baseline", checkpoint=data["state_dict"])
+    assert model.frontend_config.sample_rate == 44100 and model.frontend_config.num_frames(44100) == 65
+    frontend = MelFrontend.from_config(model.frontend_config).eval()
+    with torch.no_grad():
+        logits = model(frontend(data["waveform_44k"]).unsqueeze(1))
+    assert (logits - data["logits"]).abs().max() < 1e-4
+    dcase23 = MelFrontend.from_config(get_preset("cp_mobile_dcase23").frontend).eval()
+    resampled = torch.stack([torch.from_numpy(prepare_waveform(w.numpy(), 44100, 32000)) for w in data["waveform_44k"]])
+    assert dcase23(resampled).shape[-1] == 64  # the old input: one frame short, and other values
+    complexity = measure_model("cp_mobile_dcase24_baseline")  # the published figures, on 65 frames
+    assert complexity.complexity.input_shape == (1, 1, 256, 65)
+    assert (complexity.complexity.params, complexity.complexity.macs) == (61_148, 29_419_156)
+
+
 def test_model_contract_and_classifier_reset(golden: dict, trained: CPMobile, generator: torch.Generator) -> None:
     mel = torch.randn(3, 1, 256, 64, generator=generator)
     with torch.no_grad():

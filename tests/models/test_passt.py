@@ -193,8 +193,28 @@ VARIANTS = {  # manifest entry -> our preset name
 }
 
 
+# Presets the manifest does not list, all the network of passt_s_swa_p16_128_ap476: their head sizes.
+SAME_NETWORK_AS_AP476 = {
+    "openmic2008_passt_u_f128_p16_s10_ap85": 20,
+    "openmic2008_passt_u_f128_p16_s10_ap85_swa": 20,
+    "passt_deit_bd_p16_384": 527,
+    **{f"passt_{recipe}_{run}": 10 for recipe in ("dirfms", "fms") for run in (1, 2, 3)},
+}
+
+
 def test_every_preset_is_a_published_variant() -> None:
-    assert sorted(VARIANTS.values()) == list_models("*passt*")
+    assert sorted([*VARIANTS.values(), *SAME_NETWORK_AS_AP476]) == list_models("*passt*")
+
+
+@pytest.mark.parametrize("name", sorted(SAME_NETWORK_AS_AP476))
+def test_other_presets_are_the_ap476_network_with_their_head(name: str) -> None:
+    classes = SAME_NETWORK_AS_AP476[name]
+    base = _manifest("passt_s_swa_p16_128_ap476_keys.json")["shapes"]
+    expected = {k: [classes, *v[1:]] if k.startswith(("head.1.", "head_dist.")) else v for k, v in base.items()}
+    with torch.device("meta"):
+        model = create(name)
+    assert {k: list(v.shape) for k, v in model.state_dict().items()} == expected
+    assert sum(p.numel() for p in model.parameters()) == get_preset(name).num_params
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))

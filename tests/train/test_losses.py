@@ -88,3 +88,17 @@ def test_mixup_label_losses():
     mixed = lam[:, None] * targets + (1 - lam[:, None]) * targets[perm]
     torch.testing.assert_close(mixup_bce(logits, targets, lam, perm),
                                F.binary_cross_entropy_with_logits(logits, mixed))
+
+
+def test_a_mixup_partner_without_teacher_logits_drops_only_its_share():
+    g = torch.Generator().manual_seed(3)
+    y_hat, teacher = torch.randn(3, 5, generator=g), torch.randn(3, 5, generator=g)
+    lam, perm = torch.tensor([0.7, 0.6, 0.8]), torch.tensor([1, 2, 0])
+    available = torch.tensor([True, True, False])
+    own = F.binary_cross_entropy_with_logits(y_hat, torch.sigmoid(teacher), reduction="none").mean(dim=1)
+    partner = F.binary_cross_entropy_with_logits(y_hat, torch.sigmoid(teacher[perm]), reduction="none").mean(dim=1)
+    # clip 2 has no logits: its term is 0; clip 1 mixes with clip 2: only its own share remains
+    expected = torch.stack([own[0] * 0.7 + partner[0] * 0.3, own[1] * 0.6, torch.tensor(0.0)]).mean()
+    torch.testing.assert_close(kd_bce_loss(y_hat, teacher, 1.0, lam, perm, available), expected)
+    kl = kd_kl_loss(y_hat, teacher, 2.0, available)
+    torch.testing.assert_close(kl, kd_kl_loss(y_hat[:2], teacher[:2], 2.0) * 2 / 3)

@@ -93,7 +93,22 @@ def test_wavmix_mixes_waveforms_and_targets_of_tagging(generator):
     torch.testing.assert_close(loss, losses.mixup_bce(logits, mix_targets(batch["target"], lam, perm)))
     assert torch.all(lam < 1)
     with pytest.raises(ConfigError, match="wavmix"):
-        SceneSystem(tiny_model(3), num_classes=3, wavmix_p=0.5)
+        TaggingSystem(tiny_model(3), num_classes=3, wavmix_p=0.5, teacher_logits="t.npy")
+
+
+def test_wavmix_of_single_label_clips_mixes_one_hot_targets(generator):
+    """EfficientAT ex_esc50.py: MixupDataset (rate 0.5, Beta(2, 2)) mixes the one-hot labels with the waveforms."""
+    from tympan.audio.augment import mix_targets, wavmix
+
+    system = SceneSystem(tiny_model(3), num_classes=3, frontend=STILL, wavmix_p=1.0)
+    batch = _batch(generator)
+    loss = system.training_step(batch, 0)
+    draws = system._step_generator()
+    audio, lam, perm = wavmix(batch["audio"], 2.0, 1.0, draws)
+    logits = system.model(system.frontend(audio, generator=draws).unsqueeze(1))
+    one_hot = torch.nn.functional.one_hot(batch["target"], 3).float()
+    torch.testing.assert_close(loss, losses.mixup_cross_entropy(logits, mix_targets(one_hot, lam, perm)))
+    assert SceneSystem(tiny_model(3), num_classes=3).hparams.mixstyle_alpha == 0.4
 
 
 def test_training_refuses_a_model_over_the_complexity_limits(tmp_path):
@@ -127,3 +142,62 @@ def test_balanced_sampler_is_seeded_per_epoch_and_follows_the_weights():
         sampler.set_epoch(epoch)
         counts[list(sampler)] += 1
     assert counts[3] == 0 and counts[2] > counts[4] > counts[0]
+
+
+def test_checkpoint_description_keeps_the_frontend_trained_with():
+    """A frontend jitter range moves the eval fmax (DCASE23 PaSST teacher: 1000 Hz -> 15500 Hz at 32 kHz)."""
+    from tympan.audio.frontend import MelFrontendConfig
+
+    system = SceneSystem(tiny_model(3), num_classes=3, frontend={"fmax_aug_range": 200})
+    described = MelFrontendConfig(**system.describe()["frontend"])
+    assert described.fmax_aug_range == 200 and described.effective_fmax == 3900
+
+
+def test_clips_without_teacher_logits_get_a_zero_kd_term_and_stay_in_the_mean(tmp_path, generator):
+    """EfficientAT ex_audioset.py: index -1 for unknown clips, their KD loss zeroed, the mean over the whole batch."""
+    teacher = torch.randn(4, 3, generator=generator)
+    store = write_store(tmp_path / "t.npy", ["c0", "c2", "c3"], teacher[[0, 2, 3]].numpy(), {})
+    system = TaggingSystem(tiny_model(3), num_classes=3, frontend=STILL, teacher_logits=str(store), kd_lambda=0.1)
+    system.setup("fit")
+    batch = _batch(generator, multilabel=True)
+    loss = system.training_step(batch, 0)
+    logits = system.model(system.frontend(batch["audio"]).unsqueeze(1))
+    kd = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.sigmoid(teacher), reduction="none")
+    kd = kd.mean(dim=1) * torch.tensor([1.0, 0.0, 1.0, 1.0])
+    expected = 0.1 * losses.mixup_bce(logits, batch["target"]) + 0.9 * kd.sum() / 4
+    torch.testing.assert_close(loss, expected)
+    scene = SceneSystem(tiny_model(3), num_classes=3, frontend=STILL, teacher_logits=str(store), kd_lambda=0.02)
+    scene.setup("fit")
+    scene_loss = scene.training_step(_batch(generator), 0)
+    assert torch.isfinite(scene_loss)
+
+
+def test_a_store_missing_some_clips_trains_and_says_how_many(tmp_path, caplog):
+    csv = write_tone_dataset(tmp_path / "data", per_class=4)
+    module = AudioDataModule(str(csv), sample_rate=8000, clip_seconds=0.5, batch_size=2)
+    module.setup("fit")
+    ids = list(module.datasets["train"].table.ids)
+    store = write_store(tmp_path / "t.npy", ids[1:], np.zeros((len(ids) - 1, 2)), {})
+    system = SceneSystem("tiny_test", num_classes=2, teacher_logits=str(store), kd_lambda=0.5)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, enable_model_summary=False)  # fmt: skip
+    with caplog.at_level("WARNING", logger="tympan.train.systems"):
+        trainer.fit(system, datamodule=module)
+    assert f"1 of {len(ids)} training clips" in caplog.text
+    assert trainer.callback_metrics["train/clips_without_teacher"] == 1
+
+
+def test_pretrained_starts_a_preset_from_its_official_weights(tmp_path, monkeypatch):
+    """The AudioSet recipes start from mn10_im / dymn10_im / DeiT as the references do (here: a cached file)."""
+    from tests._models import small_mn_state
+
+    monkeypatch.setenv("TYMPAN_CACHE", str(tmp_path))
+    monkeypatch.setenv("TYMPAN_OFFLINE", "1")
+    state = small_mn_state(3)
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(state, tmp_path / "checkpoints" / "mn04_im.pt")
+    system = TaggingSystem("mn04_im", pretrained=True)
+    torch.testing.assert_close(system.model.state_dict()["classifier.5.weight"], state["classifier.5.weight"])
+    assert (tmp_path / "checkpoints" / "mn04_im.pt.sha256.json").is_file()  # recorded at its first strict load
+    fresh = TaggingSystem("mn04_im")
+    assert not torch.equal(fresh.model.state_dict()["classifier.5.weight"], state["classifier.5.weight"])

@@ -14,18 +14,21 @@ from .augment import (
     roll,
     wavmix,
 )
-from .frontend import MelFrontend, MelFrontendConfig, kaldi_mel_banks
+from .frontend import MelFrontend, MelFrontendConfig, htk_mel_banks, kaldi_mel_banks
 from .io import AudioInfo, audio_info, load_audio, prepare_waveform, stream_audio
+from .resample import SincResampler
 
 __all__ = [
     "AudioInfo",
     "DeviceImpulseResponses",
     "MelFrontend",
     "MelFrontendConfig",
+    "SincResampler",
     "audio_info",
     "convolve_impulse_response",
     "freq_mixstyle",
     "gain",
+    "htk_mel_banks",
     "kaldi_mel_banks",
     "load_audio",
     "mask_along_axis",

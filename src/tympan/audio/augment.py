@@ -237,7 +237,7 @@ def mix_frequency_statistics(x: Tensor, lam: Tensor, perm: Tensor, eps: float = 
 
 
 def freq_mixstyle(
-    x: Tensor, p: float = 0.4, alpha: float = 0.3, eps: float = 1e-6, generator: torch.Generator | None = None
+    x: Tensor, p: float = 0.4, alpha: float = 0.4, eps: float = 1e-6, generator: torch.Generator | None = None
 ) -> Tensor:
     """Freq-MixStyle (DCASE23): with probability ``p`` for the whole batch, mix per-frequency statistics.
 

@@ -1,12 +1,22 @@
-"""The mel frontend of PaSST, EfficientAT and the DCASE23 systems (reference ``AugmentMelSTFT``).
+"""The mel frontends of the reference systems: ``AugmentMelSTFT`` (PaSST, EfficientAT, DCASE23) and the
+torchaudio ``MelSpectrogram`` of the DCASE24 / DCASE25 Task 1 baselines.
 
-Pre-emphasis → centred STFT (symmetric Hann) → power → Kaldi-style mel banks → ``log(x + 1e-5)`` →
-``(x + 4.5) / 5``. In eval mode the numbers are the reference's (to float32 rounding); unlike the reference the
-eval filterbank is built once and cached, and no random numbers are drawn. Training mode adds the reference's
-fmin/fmax jitter (one draw per batch) and per-example frequency/time masking.
+Two kinds, chosen by :attr:`MelFrontendConfig.kind`:
+
+* ``"kaldi"`` (``AugmentMelSTFT``): pre-emphasis → centred STFT (symmetric Hann) → power → Kaldi-style mel banks →
+  ``log(x + 1e-5)`` → ``(x + 4.5) / 5``; masks fill the log-mel with 0.
+* ``"htk"`` (torchaudio ``MelSpectrogram`` with its defaults): centred STFT (periodic Hann) → power → HTK mel banks
+  without normalisation → ``log(x + 1e-5)``; masks fill the power with 0, i.e. the log-mel with ``log(1e-5)``.
+
+Either kind can first resample its input (``resample_to``) with torchaudio's default windowed-sinc filter
+(:class:`~tympan.audio.resample.SincResampler`), as the DCASE24 baseline does from 44.1 to 32 kHz inside the model.
+In eval mode the numbers are the references' (to float32 rounding); unlike the references the eval filterbank is
+built once and cached, and no random numbers are drawn. Training mode adds ``AugmentMelSTFT``'s fmin/fmax jitter
+(one draw per batch) and per-example frequency/time masking.
 
 Reference: ``kkoutini/PaSST`` ``models/preprocess.py``, ``fschmid56/EfficientAT`` ``models/preprocess.py``,
-``fschmid56/cpjku_dcase23`` ``models/mel.py``; mel banks as ``torchaudio.compliance.kaldi.get_mel_banks``.
+``fschmid56/cpjku_dcase23`` ``models/mel.py``; ``CPJKU/dcase2024_task1_baseline`` ``run_training.py``; mel banks as
+``torchaudio.compliance.kaldi.get_mel_banks`` and ``torchaudio.functional.melscale_fbanks``.
 """
 
 from __future__ import annotations
@@ -20,11 +30,13 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from .augment import mask_along_axis
+from .resample import SincResampler, resampled_length
 
-__all__ = ["MelFrontend", "MelFrontendConfig", "kaldi_mel_banks"]
+__all__ = ["FRONTEND_KINDS", "MelFrontend", "MelFrontendConfig", "htk_mel_banks", "kaldi_mel_banks"]
 
 PREEMPHASIS = 0.97
 LOG_OFFSET = 1e-5
+FRONTEND_KINDS = ("kaldi", "htk")
 
 # Reference constructor argument names -> our field names.
 _REFERENCE_NAMES = {"sr": "sample_rate", "hopsize": "hop_length"}
@@ -36,17 +48,21 @@ class MelFrontendConfig:
     """Settings of :class:`MelFrontend`; the defaults are the PaSST / EfficientAT AudioSet frontend.
 
     Attributes:
-        sample_rate: expected input rate in Hz.
+        sample_rate: expected input rate in Hz (the rate audio is loaded at for this model).
         n_mels: number of mel bands.
-        win_length: STFT window in samples (symmetric Hann, zero-padded to ``n_fft``).
-        hop_length: STFT hop in samples.
+        win_length: STFT window in samples at the STFT rate (Hann, zero-padded to ``n_fft``).
+        hop_length: STFT hop in samples at the STFT rate.
         n_fft: FFT size.
         freqm: maximal frequency-mask width in bands (training only; 0 disables).
         timem: maximal time-mask width in frames (training only; 0 disables).
         fmin: lowest filterbank edge in Hz.
-        fmax: highest filterbank edge in Hz; None means ``sample_rate // 2 - fmax_aug_range // 2``.
+        fmax: highest filterbank edge in Hz; None means ``rate // 2 - fmax_aug_range // 2`` (kaldi) or
+            ``rate // 2`` (htk), with ``rate`` the STFT rate.
         fmin_aug_range: training-time jitter range of ``fmin`` in Hz.
         fmax_aug_range: training-time jitter range of ``fmax`` in Hz.
+        kind: ``"kaldi"`` (``AugmentMelSTFT``) or ``"htk"`` (torchaudio ``MelSpectrogram``); see the module docstring.
+        resample_to: the STFT rate in Hz when it differs from ``sample_rate``: the frontend resamples its input
+            first (torchaudio's default windowed sinc). None: the STFT runs at ``sample_rate``.
     """
 
     sample_rate: int = 32000
@@ -60,9 +76,13 @@ class MelFrontendConfig:
     fmax: float | None = None
     fmin_aug_range: int = 10
     fmax_aug_range: int = 2000
+    kind: str = "kaldi"
+    resample_to: int | None = None
 
     def __post_init__(self) -> None:
-        positive = ("sample_rate", "n_mels", "win_length", "hop_length", "n_fft")
+        if self.kind not in FRONTEND_KINDS:
+            raise ConfigError(f"MelFrontendConfig.kind must be one of {FRONTEND_KINDS}, got {self.kind!r}")
+        positive = ("sample_rate", "n_mels", "win_length", "hop_length", "n_fft", "stft_sample_rate")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"MelFrontendConfig.{name} must be positive, got {getattr(self, name)}")
@@ -70,20 +90,36 @@ class MelFrontendConfig:
             raise ConfigError(f"win_length ({self.win_length}) must not exceed n_fft ({self.n_fft})")
         if min(self.freqm, self.timem, self.fmin_aug_range, self.fmax_aug_range) < 0:
             raise ConfigError("masking widths and jitter ranges must be >= 0")
-        if not 0 <= self.fmin < self.effective_fmax <= self.sample_rate / 2 + self.fmax_aug_range / 2:
+        if not 0 <= self.fmin < self.effective_fmax <= self.stft_sample_rate / 2 + self.fmax_aug_range / 2:
             raise ConfigError(
                 f"need 0 <= fmin < fmax <= Nyquist; got fmin={self.fmin}, fmax={self.effective_fmax} "
-                f"at {self.sample_rate} Hz"
+                f"at {self.stft_sample_rate} Hz"
             )
+
+    @property
+    def stft_sample_rate(self) -> int:
+        """The rate the STFT and the filterbank run at: ``resample_to`` when set, else ``sample_rate``."""
+        return self.sample_rate if self.resample_to is None else self.resample_to
 
     @property
     def effective_fmax(self) -> float:
         """The upper filterbank edge used in eval mode."""
-        return self.sample_rate // 2 - self.fmax_aug_range // 2 if self.fmax is None else self.fmax
+        if self.fmax is not None:
+            return self.fmax
+        nyquist = self.stft_sample_rate // 2
+        return nyquist - self.fmax_aug_range // 2 if self.kind == "kaldi" else nyquist
 
     def num_frames(self, num_samples: int) -> int:
-        """Frames produced for ``num_samples`` input samples (pre-emphasis drops one, the STFT is centred)."""
-        return 1 + (num_samples - 1) // self.hop_length
+        """Frames produced for ``num_samples`` input samples at ``sample_rate`` (after any resampling the STFT is
+        centred; kaldi's pre-emphasis drops one sample)."""
+        samples = resampled_length(num_samples, self.sample_rate, self.stft_sample_rate)
+        return 1 + (samples - (self.kind == "kaldi")) // self.hop_length
+
+    @property
+    def min_samples(self) -> int:
+        """The shortest input (at ``sample_rate``) whose STFT input is longer than the reflect padding."""
+        needed = self.n_fft // 2 + 1 + (self.kind == "kaldi")  # samples at the STFT rate
+        return needed if self.resample_to is None else 1 + (needed - 1) * self.sample_rate // self.stft_sample_rate
 
     @classmethod
     def from_reference(cls, **kwargs: Any) -> MelFrontendConfig:
@@ -148,6 +184,35 @@ def kaldi_mel_banks(n_mels: int, n_fft: int, sample_rate: float, fmin: float, fm
     return nn.functional.pad(banks, (0, 1))
 
 
+def htk_mel_banks(n_mels: int, n_fft: int, sample_rate: float, fmin: float, fmax: float) -> Tensor:
+    """HTK-scale triangular mel filterbank ``[n_mels, n_fft // 2 + 1]`` without normalisation (float32).
+
+    The filterbank of torchaudio's ``MelSpectrogram`` defaults (``melscale_fbanks(..., norm=None,
+    mel_scale="htk")``, transposed): ``n_mels + 2`` points equally spaced on ``2595·log10(1 + f/700)`` between the
+    edges, triangles between neighbours, evaluated at ``n_fft // 2 + 1`` bins spread evenly over
+    ``0 .. sample_rate // 2`` (the Nyquist bin included), in the same float32 operations.
+
+    Raises:
+        ConfigError: for invalid sizes or edges.
+    """
+    nyquist = 0.5 * sample_rate
+    if n_mels <= 0 or n_fft <= 0:
+        raise ConfigError(f"HTK mel banks need positive n_mels and n_fft, got n_mels={n_mels}, n_fft={n_fft}")
+    if not (0.0 <= fmin < fmax <= nyquist):
+        raise ConfigError(f"mel banks need 0 <= fmin < fmax <= {nyquist:g} Hz (Nyquist), got fmin={fmin}, fmax={fmax}")
+    bin_hz = torch.linspace(0, sample_rate // 2, n_fft // 2 + 1)
+    mel_low, mel_high = (2595.0 * math.log10(1.0 + f / 700.0) for f in (fmin, fmax))
+    points = 700.0 * (10.0 ** (torch.linspace(mel_low, mel_high, n_mels + 2) / 2595.0) - 1.0)  # band edges in Hz
+    widths = points[1:] - points[:-1]
+    offsets = points.unsqueeze(0) - bin_hz.unsqueeze(1)  # [bins, n_mels + 2]
+    up = -offsets[:, :-2] / widths[:-1]
+    down = offsets[:, 2:] / widths[1:]
+    return torch.clamp(torch.minimum(up, down), min=0.0).T.contiguous()
+
+
+_MEL_BANKS = {"kaldi": kaldi_mel_banks, "htk": htk_mel_banks}
+
+
 _PIECE_BYTES = 4 << 20  # spectrum bytes per piece of a batch (measured: 1-4 MB fastest for 128 and 256 bands)
 MEL_BLOCK = 16  # mel bands per block of the eval product (measured fastest among 8, 16, 32 on 128 and 256 bands)
 
@@ -172,12 +237,14 @@ def _cat(tensors: list[Tensor], dim: int) -> Tensor:
     return tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim=dim)
 
 class MelFrontend(nn.Module):
-    """Waveform ``[batch, samples]`` → normalised log-mel ``[batch, n_mels, frames]``, reference ``AugmentMelSTFT``.
+    """Waveform ``[batch, samples]`` → log-mel ``[batch, n_mels, frames]``: ``AugmentMelSTFT`` or ``MelSpectrogram``.
 
-    ``frames = 1 + (samples - 1) // hop_length`` (pre-emphasis drops one sample; the STFT is centred with reflect
-    padding). A 1-D input ``[samples]`` gives ``[n_mels, frames]``. The frontend has no parameters and adds no
-    keys to a state dict; its window and eval filterbank are non-persistent buffers that follow ``.to(device)``.
-    The mel matmul runs in float32 (the module's dtype) even under autocast.
+    ``frames = config.num_frames(samples)``: ``1 + (samples - 1) // hop_length`` for the kaldi kind (pre-emphasis
+    drops one sample), ``1 + samples // hop_length`` for htk (the STFT is centred with reflect padding), counted
+    after the resampler when ``resample_to`` is set. A 1-D input ``[samples]`` gives ``[n_mels, frames]``. The
+    frontend has no parameters and adds no keys to a state dict; its window, resampling kernels and eval filterbank
+    are non-persistent buffers that follow ``.to(device)``. Resampling and the mel matmul run in float32 (the
+    module's dtype) even under autocast.
 
     Args:
         config: the settings; alternatively give the reference ``AugmentMelSTFT`` keyword arguments
@@ -196,8 +263,10 @@ class MelFrontend(nn.Module):
             raise ConfigError("give either a MelFrontendConfig or keyword arguments, not both")
         self.config = config if config is not None else MelFrontendConfig.from_reference(**reference_kwargs)
         cfg = self.config
-        self.register_buffer("window", torch.hann_window(cfg.win_length, periodic=False), persistent=False)
-        basis = kaldi_mel_banks(cfg.n_mels, cfg.n_fft, cfg.sample_rate, cfg.fmin, cfg.effective_fmax)
+        periodic = cfg.kind == "htk"  # torchaudio's default window; AugmentMelSTFT's is symmetric
+        self.register_buffer("window", torch.hann_window(cfg.win_length, periodic=periodic), persistent=False)
+        self.resampler = SincResampler(cfg.sample_rate, cfg.resample_to) if cfg.resample_to is not None else None
+        basis = _MEL_BANKS[cfg.kind](cfg.n_mels, cfg.n_fft, cfg.stft_sample_rate, cfg.fmin, cfg.effective_fmax)
         self.register_buffer("mel_basis", basis, persistent=False)
         self._mel_blocks = mel_blocks(basis)
 
@@ -224,6 +293,8 @@ class MelFrontend(nn.Module):
                 reflect padding needs.
         """
         x = self._check_input(waveform)
+        if self.resampler is not None:
+            x = self.resampler(x)
         cfg = self.config
         basis = self._training_basis(generator) if self.training else self.mel_basis
         if x.device.type == "cpu" and torch.get_num_threads() == 1:
@@ -233,15 +304,17 @@ class MelFrontend(nn.Module):
             # (measured 5x slower than one large op per step).
             blocks = mel_blocks(basis) if self.training else self._mel_blocks  # jitter moves the bands
             frame_bytes = 8 * (cfg.n_fft // 2 + 1)
-            rows = max(1, _PIECE_BYTES // (frame_bytes * cfg.num_frames(x.shape[1])))
+            rows = max(1, _PIECE_BYTES // (frame_bytes * (1 + x.shape[1] // cfg.hop_length)))
             step = max(1, _PIECE_BYTES // frame_bytes)
             mel = _cat([self._log_mel(part, basis, blocks, step) for part in x.split(rows)], dim=0)
         else:  # one large kernel per step: accelerators, several threads
             mel = self._log_mel(x, basis, None, None)
-        if self.training:
-            mel = mask_along_axis(mel, cfg.freqm, axis=1, generator=generator)
-            mel = mask_along_axis(mel, cfg.timem, axis=2, generator=generator)
-        mel = mel.add_(4.5).div_(5.0)  # in place: one large allocation less (log keeps its input for backward)
+        if self.training:  # kaldi masks the log-mel with 0; htk masks the power with 0, i.e. log(0 + 1e-5)
+            fill = 0.0 if cfg.kind == "kaldi" else math.log(LOG_OFFSET)
+            mel = mask_along_axis(mel, cfg.freqm, axis=1, value=fill, generator=generator)
+            mel = mask_along_axis(mel, cfg.timem, axis=2, value=fill, generator=generator)
+        if cfg.kind == "kaldi":
+            mel = mel.add_(4.5).div_(5.0)  # in place: one large allocation less (log keeps its input for backward)
         return mel[0] if waveform.dim() == 1 else mel
 
     def _log_mel(
@@ -250,7 +323,8 @@ class MelFrontend(nn.Module):
         """``log(mel + 1e-5)`` of waveforms ``[batch, samples]``, ``step`` frames at a time (None: all at once);
         the mel product by ``blocks`` (see :func:`mel_blocks`) or dense."""
         cfg = self.config
-        x = x[:, 1:] - PREEMPHASIS * x[:, :-1]
+        if cfg.kind == "kaldi":
+            x = x[:, 1:] - PREEMPHASIS * x[:, :-1]
         padded = nn.functional.pad(x.unsqueeze(1), (cfg.n_fft // 2, cfg.n_fft // 2), mode="reflect").squeeze(1)
         frames = 1 + x.shape[1] // cfg.hop_length  # as torch.stft(center=True) on x
         mels = []
@@ -281,10 +355,10 @@ class MelFrontend(nn.Module):
         if waveform.dim() not in (1, 2):
             raise ConfigError(f"MelFrontend takes [batch, samples] or [samples], got shape {tuple(waveform.shape)}; "
                               "mix channels to mono (or squeeze a channel dimension of size 1) first")
-        minimum = self.config.n_fft // 2 + 2
+        minimum = self.config.min_samples
         if waveform.shape[-1] < minimum:
-            raise ConfigError(f"MelFrontend needs at least {minimum} samples (n_fft // 2 + 2 for the reflect "
-                              f"padding), got {waveform.shape[-1]}; pad short clips first")
+            raise ConfigError(f"MelFrontend needs at least {minimum} samples (more than n_fft // 2 at the STFT for "
+                              f"the reflect padding), got {waveform.shape[-1]}; pad short clips first")
         x = waveform.unsqueeze(0) if waveform.dim() == 1 else waveform
         return x.to(self.window.dtype)
 
@@ -296,6 +370,6 @@ class MelFrontend(nn.Module):
             fmin = fmin + int(torch.randint(cfg.fmin_aug_range, (1,), generator=generator))
         if cfg.fmax_aug_range > 1:
             fmax = fmax + cfg.fmax_aug_range // 2 - int(torch.randint(cfg.fmax_aug_range, (1,), generator=generator))
-        fmax = min(fmax, cfg.sample_rate / 2)  # the reference would fail above Nyquist
-        basis = kaldi_mel_banks(cfg.n_mels, cfg.n_fft, cfg.sample_rate, fmin, fmax)
+        fmax = min(fmax, cfg.stft_sample_rate / 2)  # the reference would fail above Nyquist
+        basis = _MEL_BANKS[cfg.kind](cfg.n_mels, cfg.n_fft, cfg.stft_sample_rate, fmin, fmax)
         return basis.to(device=self.mel_basis.device, dtype=self.mel_basis.dtype)

@@ -53,6 +53,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(several times faster at overlapping windows; scores differ slightly)",
     )
     parser.add_argument(
+        "--tail",
+        choices=("end", "pad"),
+        default="end",
+        help="with --window: the last window ends at the end of the audio (default: real audio only), or 'pad': "
+        "windows at i*hop only, the last one zero-padded (EfficientAT windowed_inference.py)",
+    )
+    parser.add_argument(
         "--backend",
         choices=("auto", "torch", "onnx"),
         default="auto",
@@ -60,6 +67,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(up to 3x faster than PyTorch, after an export of a few seconds), else PyTorch",
     )
     parser.add_argument("--device", help="torch device, e.g. cuda (default: cuda where present)")
+    parser.add_argument(
+        "--precision",
+        choices=("32", "16-mixed"),
+        default="32",
+        help="32: float32 (default); 16-mixed: float16 autocast on CUDA, as the references' GPU inference "
+        "(faster; scores differ in about the third decimal)",
+    )
     parser.add_argument("--resume", action="store_true", help="skip files already in --output, keep their records")
     parser.set_defaults(handler=run)
 
@@ -125,7 +139,9 @@ def _tag_file(pipeline: Any, path: Path, args: argparse.Namespace, *, single: bo
             scores, notes = clip_scores(pipeline, path)
             record["predictions"] = _predictions(pipeline.top(scores, args.top_k))
         else:
-            line = timeline(pipeline, path, window=args.window, hop=args.hop, method=args.method, progress=single)
+            line = timeline(
+                pipeline, path, window=args.window, hop=args.hop, method=args.method, tail=args.tail, progress=single
+            )
             events = detect_events(line, threshold=args.threshold, median_windows=args.median)
             record["windows"] = [
                 {
@@ -151,7 +167,7 @@ def _load_pipeline(args: argparse.Namespace, *, many_files: bool) -> Any:
     """The pipeline on the backend asked for; ``auto`` picks onnxruntime on CPU for long jobs, if the model exports."""
     from .. import load
 
-    pipeline = load(args.model, args.checkpoint, device=args.device, backend="torch")
+    pipeline = load(args.model, args.checkpoint, device=args.device, backend="torch", precision=args.precision)
     backend = args.backend
     if backend == "auto":
         arch = pipeline.model.preset.arch if pipeline.model.preset is not None else None

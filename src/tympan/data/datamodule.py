@@ -2,13 +2,17 @@
 
 Splits: the ``split`` column when the data has one (TAU22: train / test, where the test split doubles as
 validation as in the DCASE23 reference); fold lists (ESC-50: ``val_folds=[k]``, training on the other folds); or a
-seeded stratified ``val_fraction`` of every class's clips (:func:`~tympan.data.splits.stratified_split`).
-``prepare_data`` checks every audio header once, so an unreadable file is reported with its path before any worker
-starts (and dropped with a warning when ``on_error="skip"``).
+seeded stratified ``val_fraction`` of every class's clips
+(:func:`~tympan.data.splits.stratified_split`). ``train_split`` trains on a listed subset only (the DCASE24 Task 1
+splits of 5 ... 100 % of the TAU22 training clips), and ``devices`` keeps the clips of some recording devices in
+every split (the device-specific stage of DCASE25). ``prepare_data`` checks every audio header once, so an
+unreadable file is reported with its path before any worker starts (and dropped with a warning when
+``on_error="skip"``).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import statistics
 from collections.abc import Sequence
@@ -22,7 +26,7 @@ from ..audio.io import audio_info
 from ..errors import ConfigError, DataError
 from .dataset import ClipDataset, OnError, collate_skipping, find_unreadable
 from .decode import ClipLoader
-from .metadata import ClipTable, read_audioset_hdf5, read_data
+from .metadata import ClipTable, read_audioset_hdf5, read_data, read_split_file, resolve_training_split
 from .sampling import BalancedSampler, ShuffleSampler, class_balanced_weights
 from .splits import stratified_split
 
@@ -57,6 +61,9 @@ class AudioDataModule(L.LightningDataModule):
         check_files: check every audio header in ``prepare_data`` (cheap; reports all bad files at once).
         cache_dir: folder for decoded and resampled clips (decoding once makes later epochs much faster).
         seed: seed of the random validation split and of the training order (a function of seed and epoch).
+        train_split: train only on the clips a split file lists: a DCASE24 percentage (5, 10, 25, 50, 100:
+            ``split{N}.csv`` in the dataset folder or its ``split_setup/``) or the path of such a file.
+        devices: keep only the clips of these recording devices, in every split.
     """
 
     def __init__(
@@ -80,6 +87,8 @@ class AudioDataModule(L.LightningDataModule):
         check_files: bool = True,
         cache_dir: str | None = None,
         seed: int = 0,
+        train_split: int | str | None = None,
+        devices: Sequence[str] | None = None,
     ):
         super().__init__()
         if not 0.0 <= val_fraction < 1.0:
@@ -103,6 +112,8 @@ class AudioDataModule(L.LightningDataModule):
         self.check_files = check_files
         self.cache_dir = cache_dir
         self.seed = seed
+        self.train_split = train_split
+        self.devices = list(devices) if devices is not None else None
         self.loader: ClipLoader | None = None  # built in setup, when sample_rate and clip_seconds are final
         self.datasets: dict[str, ClipDataset] = {}
 
@@ -126,6 +137,13 @@ class AudioDataModule(L.LightningDataModule):
     @property
     def device_names(self) -> list[str]:
         return self.table.device_names
+
+    def for_devices(self, devices: Sequence[str]) -> AudioDataModule:
+        """The same data restricted to the clips of ``devices`` in every split (the clip list is shared, not reread)."""
+        subset = copy.copy(self)
+        subset.devices = [d for d in devices if self.devices is None or d in self.devices]
+        subset.datasets, subset.loader = {}, None
+        return subset
 
     def prepare_data(self) -> None:
         if not self.check_files:
@@ -176,7 +194,20 @@ class AudioDataModule(L.LightningDataModule):
             train, val = stratified_split(table, self.val_fraction, self.seed)
             result = {"train": table.select(train), "val": table.select(val)}
         result.update(extra)
+        if self.train_split is not None:
+            result["train"] = self._training_subset(result["train"])
+        if self.devices is not None:
+            result = {name: t.recorded_by(self.devices) for name, t in result.items()}
         return {name: t for name, t in result.items() if len(t) > 0}
+
+    def _training_subset(self, train: ClipTable) -> ClipTable:
+        path = resolve_training_split(self.train_split, self.data if isinstance(self.data, (str, Path)) else ".")
+        names = read_split_file(path)
+        subset = train.restricted_to(names)
+        if len(subset) < len(names):
+            logger.warning("%s lists %d clips; %d of them are in the training split", path, len(names), len(subset))
+        logger.info("training on %d of %d clips (%s)", len(subset), len(train), path.name)
+        return subset
 
     def _median_duration(self, limit: float = 10.0) -> float:
         durations = [audio_info(r.source).duration for r in self.table.records[:200] if r.row is None]

@@ -33,13 +33,17 @@ __all__ = [
     "read_data",
     "read_esc50",
     "read_folder",
+    "read_split_file",
     "read_tau22",
+    "resolve_training_split",
 ]
 
 logger = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 _SPLITS = ("train", "val", "test")
+DCASE24_SPLITS = (5, 10, 25, 50, 100)  # percent of the DCASE23 training split (split{N}.csv)
+_SPLIT_URL = "https://github.com/CPJKU/dcase2024_task1_baseline/releases/tag/files"
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,17 @@ class ClipTable:
         if keep and isinstance(keep[0], (bool, np.bool_)):
             keep = [i for i, flag in enumerate(keep) if flag]
         return replace(self, records=tuple(self.records[i] for i in keep))
+
+    def restricted_to(self, names: Iterable[str]) -> ClipTable:
+        """The records whose id, or whose file's name, is one of ``names`` (a split file's ``filename`` column)."""
+        names = set(names)
+        basenames = {Path(n).name for n in names}
+        return self.select(r.id in names or Path(r.source).name in basenames for r in self.records)
+
+    def recorded_by(self, devices: Iterable[str]) -> ClipTable:
+        """The records of the given recording devices."""
+        devices = set(devices)
+        return self.select(r.device in devices for r in self.records)
 
     def where(self, *, split: str | None = None, folds: Sequence[int] | None = None) -> ClipTable:
         """Records of a split and/or a set of folds."""
@@ -225,6 +240,42 @@ def read_tau22(root: str | Path) -> ClipTable:
         for row in rows
     )
     return ClipTable(records, tuple(index), False, name="tau22")
+
+
+def resolve_training_split(split: int | str, data: str | Path) -> Path:
+    """The file of a DCASE24 training split: a percentage (5, 10, 25, 50, 100) or a path.
+
+    A percentage names ``split{N}.csv`` of the DCASE24 Task 1 baseline, looked up in the dataset folder and in its
+    ``split_setup/`` and ``evaluation_setup/`` folders (the baseline keeps them in ``split_setup/``). A path is taken
+    as it is, else relative to the dataset folder.
+
+    Raises:
+        DataError: an unknown percentage, or no such file (the message says where the files are published).
+    """
+    root = Path(data) if Path(data).is_dir() else Path(data).parent
+    text = str(split)
+    if text.isdigit():
+        if int(text) not in DCASE24_SPLITS:
+            raise DataError(f"the DCASE24 training splits are {DCASE24_SPLITS} percent, got {split}")
+        candidates = [root / folder / f"split{int(text)}.csv" for folder in ("", "split_setup", "evaluation_setup")]
+    else:
+        candidates = [Path(text), root / text]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        raise DataError(
+            f"no training split file for {split!r}; looked for {', '.join(str(c) for c in candidates)}. The DCASE24 "
+            f"split files (split5.csv ... split100.csv) are published at {_SPLIT_URL}; put them in {root}."
+        )
+    return found
+
+
+def read_split_file(path: str | Path) -> set[str]:
+    """The clip names of a split file: its ``filename`` column (DCASE24 ``split{N}.csv``), or ``file`` / ``id``."""
+    columns, rows = _open_table(Path(path))
+    column = next((c for c in ("filename", "file", "id") if c in columns), None)
+    if column is None:
+        raise DataError(f"{path}: a split file needs a `filename` (or `file`, `id`) column; got {columns}")
+    return {row[column] for row in rows if row[column]}
 
 
 def read_esc50(root: str | Path) -> ClipTable:

@@ -90,17 +90,39 @@ class TeacherLogitStore:
         """The ids that have no row in the store."""
         return [clip_id for clip_id in ids if clip_id not in self._rows]
 
-    def check(self, ids: Iterable[str], num_classes: int | None = None) -> None:
-        """Raise a DataError unless every id is stored (and the class count matches)."""
+    def check(self, ids: Iterable[str], num_classes: int | None = None, *, allow_missing: bool = False) -> int:
+        """Check the store against the clips ``ids``; returns how many of them have no logits.
+
+        Args:
+            ids: the clip ids of the training data.
+            num_classes: the student's classes, which the store must match.
+            allow_missing: accept clips without logits (their distillation term is zeroed, as EfficientAT does for
+                the AudioSet clips its teachers never saw) unless *none* of the clips has logits.
+
+        Raises:
+            DataError: clips are missing (all of them with ``allow_missing``), or the class count differs.
+        """
         ids = list(ids)
         missing = self.missing(ids)
-        if missing:
+        if missing and (not allow_missing or len(missing) == len(ids)):
             raise DataError(
                 f"{len(missing)} of {len(ids)} clips have no teacher logits in {self.path} (e.g. {missing[:3]}); "
                 "the store was made for other data — recreate it with `tympan distill` on this dataset"
             )
         if num_classes is not None and num_classes != self.num_classes:
             raise DataError(f"{self.path} holds {self.num_classes} classes; the student predicts {num_classes}")
+        return len(missing)
+
+    def lookup(self, ids: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``[len(ids), classes]`` (zeros for clips not in the store) and a bool mask ``[len(ids)]`` of the
+        clips that have them."""
+        rows = [self._rows.get(clip_id, -1) for clip_id in ids]
+        available = torch.tensor([row >= 0 for row in rows], dtype=torch.bool)
+        logits = torch.zeros(len(rows), self.num_classes)
+        if available.any():
+            found = [row for row in rows if row >= 0]
+            logits[available] = torch.from_numpy(np.ascontiguousarray(self.logits[found]))
+        return logits, available
 
     def __getitem__(self, ids: Sequence[str]) -> torch.Tensor:
         """Logits ``[len(ids), classes]`` (float32) of the clips ``ids``."""

@@ -9,6 +9,11 @@ Each file has a header with at least the columns ``index`` (the logit column, 0.
 * ``fsd50k``: the 200 FSD50K classes, sorted by name as PaSST's FSD50K training indexes ``vocabulary.csv``.
 * ``esc50``: the 50 ESC-50 categories in the order of the dataset's ``target`` column.
 * ``openmic``: the 20 OpenMIC-2018 instruments in the order of its ``class-map.json``.
+
+Whether a set is *multi-label* (several classes present at once: trained with BCE, scored with sigmoids, long files
+aggregated by the maximum over windows) or single-label (mutually exclusive classes: cross-entropy, softmax, the
+mean) is a property of the set, declared here beside the files: AudioSet, FSD50K and OpenMIC are multi-label (PaSST
+``ex_audioset.py`` / ``ex_fsd50k.py`` / ``ex_openmic.py`` train them with BCE), ESC-50 and TAU22 single-label.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from importlib import resources
 
 from ..errors import ConfigError, DataError
 
-__all__ = ["get_labels", "list_label_sets"]
+__all__ = ["get_labels", "is_multilabel", "list_label_sets"]
+
+_MULTILABEL = {"audioset": True, "fsd50k": True, "openmic": True, "esc50": False, "tau22": False}
 
 
 def list_label_sets() -> list[str]:
@@ -37,6 +44,21 @@ def get_labels(name: str) -> list[str]:
         DataError: the label file is malformed (indices not 0..C-1 in order, or no ``display_name`` column).
     """
     return list(_read(name))
+
+
+def is_multilabel(name: str) -> bool:
+    """True when the classes of label set ``name`` are not mutually exclusive (sigmoid scores, max over windows).
+
+    Raises:
+        ConfigError: there is no label set of that name.
+        DataError: a shipped label set declares neither (a new CSV must be added to ``_MULTILABEL``).
+    """
+    known = list_label_sets()
+    if name not in known:
+        raise ConfigError(f"unknown label set {name!r}; known label sets: {', '.join(known)}")
+    if name not in _MULTILABEL:
+        raise DataError(f"label set {name!r} does not declare whether it is multi-label; add it to _MULTILABEL")
+    return _MULTILABEL[name]
 
 
 @functools.cache

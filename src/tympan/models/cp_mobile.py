@@ -27,7 +27,7 @@ from ..errors import ConfigError
 from .layers import ConvNormAct, PositionClassifierModel, make_divisible, pair, position_classifier
 from .registry import register_architecture
 
-__all__ = ["CPMobile", "CPMobileBlock", "CPMobileConfig", "GlobalResponseNorm"]
+__all__ = ["DCASE23_FRONTEND", "DCASE24_FRONTEND", "CPMobile", "CPMobileBlock", "CPMobileConfig", "GlobalResponseNorm"]
 
 _GRN_EPS = 1e-6
 _DEFAULT_STRIDES = {"b2": (2, 2), "b4": (2, 1)}
@@ -36,6 +36,15 @@ _DEFAULT_STRIDES = {"b2": (2, 2), "b4": (2, 1)}
 DCASE23_FRONTEND = MelFrontendConfig.from_reference(
     n_mels=256, sr=32000, win_length=3072, hopsize=500, n_fft=4096, freqm=48, timem=0,
     fmin=0, fmax=None, fmin_aug_range=1, fmax_aug_range=1000,
+)  # fmt: skip
+
+# The frontend of the DCASE24 / DCASE25 Task 1 baselines (``run_training.py``, ``train_base.py``): 44.1 kHz input
+# resampled to 32 kHz inside the module (torchaudio ``Resample`` defaults), torchaudio ``MelSpectrogram`` (HTK
+# scale, periodic Hann, no pre-emphasis, fmax = Nyquist), ``log(x + 1e-5)``; 1 s -> [256 mels, 65 frames].
+# Training masks up to 48 bands of the power mel; no fmin / fmax jitter.
+DCASE24_FRONTEND = MelFrontendConfig(
+    kind="htk", sample_rate=44100, resample_to=32000, n_mels=256, win_length=3072, hop_length=500, n_fft=4096,
+    freqm=48, timem=0, fmin=0.0, fmax=None, fmin_aug_range=0, fmax_aug_range=0,
 )  # fmt: skip
 
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..audio.frontend import MelFrontendConfig
 from ..errors import ConfigError, UnknownModelError
+from ..labels import is_multilabel
 from .checkpoint import StateDictSource, load_checkpoint
 
 __all__ = [
@@ -27,8 +28,10 @@ __all__ = [
     "create",
     "get_architecture",
     "get_preset",
+    "list_aliases",
     "list_architectures",
     "list_models",
+    "register_alias",
     "register_architecture",
     "register_preset",
 ]
@@ -60,7 +63,14 @@ class ModelEntry:
         labels: name of the label set in :mod:`tympan.labels` (``"audioset"``, ``"tau22"``, ...).
         description: one paragraph: data set, recipe, where the weights come from.
         checkpoint_url: public release URL of the official weights (None when there is none).
-        checkpoint_sha256: SHA-256 of that file, where known.
+        checkpoint_sha256: SHA-256 of that file where published, or a prefix of it of at least 8 hex digits (the
+            ``name-<prefix>.pth`` convention of torch hub files); checked on download. Files without one are hashed
+            when first loaded strictly and checked against that record afterwards (:mod:`tympan.hub`).
+        checkpoint_mirrors: other URLs of the same file, tried in order when the first fails (releases that the
+            reference repositories publish under two tags).
+        initial_weights: the checkpoint is a start for training (an ImageNet backbone with an untrained head),
+            not a model to run: :func:`tympan.load` refuses it, ``create(name, pretrained=True)`` and the training
+            systems take it.
         num_params: published (or reference-code) parameter count.
         macs: published multiply-accumulates for the input the paper quotes.
         score: published metrics, e.g. ``{"mAP": 0.471}``.
@@ -76,11 +86,18 @@ class ModelEntry:
     description: str = ""
     checkpoint_url: str | None = None
     checkpoint_sha256: str | None = None
+    checkpoint_mirrors: tuple[str, ...] = ()
+    initial_weights: bool = False
     num_params: int | None = None
     macs: int | None = None
     score: Mapping[str, float] = field(default_factory=dict)
     license: str | None = None
     source: str | None = None
+
+    @property
+    def multilabel(self) -> bool:
+        """The classes are not mutually exclusive (sigmoid scores): a property of the label set."""
+        return is_multilabel(self.labels)
 
     @property
     def checkpoint_filename(self) -> str | None:
@@ -90,6 +107,7 @@ class ModelEntry:
 
 _ARCHITECTURES: dict[str, Architecture] = {}
 _PRESETS: dict[str, ModelEntry] = {}
+_ALIASES: dict[str, str] = {}
 
 
 def register_architecture(
@@ -112,11 +130,29 @@ def register_architecture(
 
 def register_preset(entry: ModelEntry) -> ModelEntry:
     """Add a zoo entry; its architecture must already be registered."""
-    if entry.name in _PRESETS or entry.name in _ARCHITECTURES:
+    if entry.name in _PRESETS or entry.name in _ARCHITECTURES or entry.name in _ALIASES:
         raise ConfigError(f"model name {entry.name!r} is registered twice")
     get_architecture(entry.arch)
     _PRESETS[entry.name] = entry
     return entry
+
+
+def register_alias(alias: str, name: str) -> None:
+    """Make ``alias`` (a name the reference repositories use) resolve to the preset ``name``.
+
+    Aliases are not listed by :func:`list_models` (each checkpoint once); :func:`list_aliases` gives them.
+    """
+    if alias in _PRESETS or alias in _ARCHITECTURES or alias in _ALIASES:
+        raise ConfigError(f"model name {alias!r} is registered twice")
+    if name not in _PRESETS:
+        raise ConfigError(f"alias {alias!r} names an unknown preset {name!r}")
+    _ALIASES[alias] = name
+
+
+def list_aliases() -> dict[str, str]:
+    """Reference names that resolve to presets: ``{alias: preset name}``."""
+    _ensure_zoo_loaded()
+    return dict(sorted(_ALIASES.items()))
 
 
 def _unknown(name: str, kind: str, known: list[str]) -> UnknownModelError:
@@ -138,9 +174,9 @@ def get_preset(name: str) -> ModelEntry:
     """The zoo entry ``name``."""
     _ensure_zoo_loaded()
     try:
-        return _PRESETS[name]
+        return _PRESETS[_ALIASES.get(name, name)]
     except KeyError:
-        raise _unknown(name, "model", sorted(_PRESETS) + sorted(_ARCHITECTURES)) from None
+        raise _unknown(name, "model", sorted(_PRESETS) + sorted(_ALIASES) + sorted(_ARCHITECTURES)) from None
 
 
 def list_models(pattern: str = "*", *, exclude: str | None = None) -> list[str]:
@@ -160,14 +196,19 @@ def create(
     name: str,
     *,
     checkpoint: StateDictSource | Path | None = None,
+    pretrained: bool = False,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a model by preset name or architecture name.
 
     Args:
-        name: a zoo preset (``"mn10_as"``) or an architecture (``"mn"``).
+        name: a zoo preset (``"mn10_as"``, or a reference name of one: :func:`list_aliases`) or an architecture
+            (``"mn"``).
         checkpoint: weights to load strictly: a path or an in-memory state dict (any of the layouts
-            :func:`tympan.models.checkpoint.read_state_dict` accepts).
+            :func:`tympan.models.checkpoint.read_state_dict` accepts). A file of the checkpoint cache is checked
+            against the SHA-256 recorded at its first strict load, and recorded then (:mod:`tympan.hub`).
+        pretrained: load a preset's official weights (from the cache, downloaded when online), as timm's
+            ``create_model(pretrained=True)``.
         **kwargs: for an architecture, the reference constructor's keyword arguments; for a preset, only
             arguments that do not contradict the entry (e.g. drop rates). ``num_classes`` of a preset
             changes through ``model.reset_classifier`` instead.
@@ -177,10 +218,12 @@ def create(
 
     Raises:
         UnknownModelError: the name is not registered.
-        ConfigError: a keyword argument contradicts the preset.
-        CheckpointError: the checkpoint does not fit the model.
+        ConfigError: a keyword argument contradicts the preset, or ``pretrained`` is asked of an architecture or
+            together with ``checkpoint``.
+        CheckpointError: the checkpoint does not fit the model, cannot be fetched, or changed in the cache.
     """
     _ensure_zoo_loaded()
+    name = _ALIASES.get(name, name)
     entry: ModelEntry | None = None
     if name in _PRESETS:
         entry = _PRESETS[name]
@@ -202,11 +245,33 @@ def create(
         model = arch.builder(**kwargs)
         model.frontend_config = arch.default_frontend
     else:
-        raise _unknown(name, "model", sorted(_PRESETS) + sorted(_ARCHITECTURES))
+        raise _unknown(name, "model", sorted(_PRESETS) + sorted(_ALIASES) + sorted(_ARCHITECTURES))
     model.preset = entry
+    if pretrained:
+        if entry is None or checkpoint is not None:
+            raise ConfigError(
+                f"pretrained=True loads a preset's official weights; {name!r} is an architecture: pass checkpoint=FILE"
+                if entry is None
+                else "pass either checkpoint=... or pretrained=True, not both"
+            )
+        from ..hub import preset_checkpoint
+
+        checkpoint = preset_checkpoint(entry)
     if checkpoint is not None:
-        load_checkpoint(model, checkpoint, filter_fn=arch.checkpoint_filter)
+        _load_verified(model, checkpoint, arch.checkpoint_filter)
     return model.eval()
+
+
+def _load_verified(model: nn.Module, checkpoint: StateDictSource | Path, filter_fn: CheckpointFilter | None) -> None:
+    """Strict load; a file of the cache is checked against its recorded SHA-256 first and recorded after."""
+    from .. import hub
+
+    cached = isinstance(checkpoint, (str, Path)) and hub.in_cache(checkpoint)
+    if cached:
+        hub.verify_checksum(checkpoint)
+    load_checkpoint(model, checkpoint, filter_fn=filter_fn)
+    if cached:
+        hub.record_checksum(checkpoint)
 
 
 def _plain(value: Any) -> Any:

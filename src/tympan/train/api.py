@@ -229,7 +229,6 @@ def _initial_weights(model: str, checkpoint: str | Path | None, pretrained: bool
 
     if not pretrained or model in list_architectures():
         return None
-    from ..hub import resolve_checkpoint
+    from ..hub import preset_checkpoint
 
-    entry = get_preset(model)
-    return str(resolve_checkpoint(model, entry.checkpoint_url, entry.checkpoint_sha256))
+    return str(preset_checkpoint(get_preset(model)))

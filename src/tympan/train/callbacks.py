@@ -7,6 +7,8 @@ self-description, the measured complexity and the RNG states to every checkpoint
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
 from lightning.pytorch.callbacks import Callback, WeightAveraging
 
@@ -29,25 +31,63 @@ class DyMNTemperature(Callback):
 
 
 class PeriodicWeightAveraging(WeightAveraging):
-    """Equal-weight running average of the weights, updated at the end of every ``every_n_epochs``-th epoch.
+    """Equal-weight running average of the weights, snapshotted at the *start* of every ``every_n_epochs``-th epoch
+    from ``start_epoch`` on (0-based), as PaSST's ``helpers/swa_callback.py`` does.
 
-    PaSST's AudioSet recipe averages from epoch 50 every 5 epochs (``start_epoch=49``, ``every_n_epochs=5``, 0-based)
-    and its fine-tuning recipes from epoch 2 every epoch. Validation and the final weights use the average.
+    PaSST's AudioSet recipe (``swa_epoch_start=50``, ``swa_freq=5``) is ``start_epoch=49, every_n_epochs=5``: the
+    weights entering the average are those at the start of epochs 49, 54, ..., 129, i.e. after 49, 54, ..., 129
+    epochs of training, and the updates of the last epoch are not averaged. Its fine-tuning recipes average from
+    ``swa_epoch_start=2`` every epoch (``start_epoch=1``). Validation, checkpoints and the final weights use the
+    average once it holds a snapshot, and the current weights before that.
 
     Args:
-        start_epoch: first (0-based) epoch whose weights enter the average.
-        every_n_epochs: update period in epochs.
+        start_epoch: the first (0-based) epoch at whose start the weights enter the average.
+        every_n_epochs: snapshot period in epochs.
         use_buffers: also average buffers (BatchNorm statistics) instead of keeping the current ones.
     """
 
     def __init__(self, start_epoch: int = 0, every_n_epochs: int = 1, use_buffers: bool = True):
+        if start_epoch < 0 or every_n_epochs < 1:
+            raise ConfigError(f"need start_epoch >= 0 and every_n_epochs >= 1, got {start_epoch}, {every_n_epochs}")
         super().__init__(use_buffers=use_buffers)
         self.start_epoch = start_epoch
         self.every_n_epochs = every_n_epochs
 
     def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
-        return (
-            epoch_idx is not None
-            and epoch_idx >= self.start_epoch
-            and (epoch_idx - self.start_epoch) % self.every_n_epochs == 0
-        )
+        return False  # never after a step or at an epoch's end: the snapshots are taken in on_train_epoch_start
+
+    def snapshot_epoch(self, epoch: int) -> bool:
+        """Whether the weights at the start of (0-based) ``epoch`` enter the average."""
+        return epoch >= self.start_epoch and (epoch - self.start_epoch) % self.every_n_epochs == 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        if self._average_model is not None and epoch > self._latest_update_epoch and self.snapshot_epoch(epoch):
+            self._average_model.update_parameters(pl_module)
+            self._latest_update_epoch = epoch
+
+    def _averaged(self) -> bool:
+        return self._average_model is not None and int(self._average_model.n_averaged) > 0
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._averaged():
+            super().on_validation_epoch_start(trainer, pl_module)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._averaged():
+            super().on_validation_epoch_end(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._averaged():
+            super().on_train_end(trainer, pl_module)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        if self._averaged():
+            super().on_save_checkpoint(trainer, pl_module, checkpoint)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "latest_update_epoch": self._latest_update_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self._latest_update_epoch = state_dict.get("latest_update_epoch", -1)

@@ -5,6 +5,9 @@
 * EfficientAT AudioSet (``fschmid56/EfficientAT`` ``ex_audioset.py``): ``0.1·BCE(ŷ, y_mix) + 0.9·BCE(ŷ,
   sigmoid(teacher/T))`` with T = 1; under mixup the teacher term is ``λ·BCE(t) + (1 − λ)·BCE(t[perm])`` per example,
   and examples without teacher logits contribute 0 (still counted in the mean).
+
+Where a mixup partner has no teacher logits, its share ``(1 − λ)·BCE(ŷ, t[perm])`` is dropped (the reference reads
+an arbitrary row there, the last one of its array, for index −1).
 """
 
 from __future__ import annotations
@@ -55,7 +58,9 @@ def mixup_bce(logits: Tensor, targets: Tensor, lam: Tensor | None = None, perm: 
     return F.binary_cross_entropy_with_logits(logits, targets)
 
 
-def kd_kl_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 2.0) -> Tensor:
+def kd_kl_loss(
+    student_logits: Tensor, teacher_logits: Tensor, temperature: float = 2.0, teacher_available: Tensor | None = None
+) -> Tensor:
     """DCASE23 distillation term: ``KL(log_softmax(student/T) ‖ log_softmax(teacher/T))·T²``.
 
     The element-wise KL (``KLDivLoss(log_target=True, reduction='none')``) is averaged over batch × classes, as
@@ -65,12 +70,16 @@ def kd_kl_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: floa
         student_logits: ``[batch, classes]``.
         teacher_logits: raw teacher (ensemble) logits ``[batch, classes]``; softened here with ``T``.
         temperature: T.
+        teacher_available: bool ``[batch]``; examples without teacher logits contribute 0 to the batch mean.
     """
     if temperature <= 0:
         raise ConfigError(f"temperature must be > 0, got {temperature}")
     student = F.log_softmax(student_logits / temperature, dim=-1)
     teacher = F.log_softmax(teacher_logits.to(student.dtype) / temperature, dim=-1)
-    return F.kl_div(student, teacher, reduction="none", log_target=True).mean() * temperature**2
+    per_element = F.kl_div(student, teacher, reduction="none", log_target=True)
+    if teacher_available is not None:
+        per_element = per_element * teacher_available.to(per_element)[:, None]
+    return per_element.mean() * temperature**2
 
 
 def dcase23_kd_loss(
@@ -97,13 +106,16 @@ def kd_bce_loss(
         teacher_logits: raw teacher logits ``[batch, classes]``.
         temperature: T applied to the teacher only.
         lam, perm: mixup draws: the term becomes ``λ·BCE(ŷ, t) + (1 − λ)·BCE(ŷ, t[perm])`` per example.
-        teacher_available: bool ``[batch]``; examples without teacher logits contribute 0 to the batch mean.
+        teacher_available: bool ``[batch]``; examples without teacher logits contribute 0 to the batch mean, and
+            under mixup the share of a partner without them is dropped.
     """
     teacher = torch.sigmoid(teacher_logits.to(student_logits.dtype) / temperature)
     per_example = F.binary_cross_entropy_with_logits(student_logits, teacher, reduction="none").mean(dim=1)
     if lam is not None:
         lam = lam.to(per_example)
         mixed = F.binary_cross_entropy_with_logits(student_logits, teacher[perm], reduction="none").mean(dim=1)
+        if teacher_available is not None:
+            mixed = mixed * teacher_available[perm].to(mixed)
         per_example = per_example * lam + mixed * (1 - lam)
     if teacher_available is not None:
         per_example = per_example * teacher_available.to(per_example)

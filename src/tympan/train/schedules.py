@@ -72,9 +72,14 @@ def exp_warmup_linear_down(warmup: int, rampdown_length: int, rampdown_start: in
 
 
 def cosine_with_warmup(warmup_steps: int, total_steps: int, cycles: float = 0.5) -> Schedule:
-    """Linear warm-up from 0 over ``warmup_steps``, then cosine decay to 0 at ``total_steps`` (stepped per step)."""
+    """Linear warm-up from 0 over ``warmup_steps``, then cosine decay to 0 at ``total_steps`` (stepped per step).
+
+    The DCASE24 / DCASE25 Task 1 recipes: 2,000 warm-up steps (200 for the device-specific fine-tuning), the run's
+    total optimiser steps (Lightning's ``estimated_stepping_batches``), half a cosine cycle.
+    """
     if warmup_steps < 0 or total_steps <= warmup_steps:
-        raise ConfigError(f"need 0 <= warmup_steps < total_steps, got {warmup_steps}, {total_steps}")
+        raise ConfigError(f"cosine_with_warmup needs 0 <= warmup_steps < total_steps, got {warmup_steps} warm-up of "
+                          f"{total_steps} steps; lower warmup_steps or train for more steps")
 
     def factor(step: int) -> float:
         if step < warmup_steps:

@@ -10,7 +10,8 @@ A system receives a plain network (an ``nn.Module`` or a zoo / architecture name
 * an optional knowledge-distillation term from a :class:`~tympan.distill.TeacherLogitStore` read by clip id:
   EfficientAT's ``λ·BCE(labels) + (1−λ)·BCE(sigmoid(teacher/T))`` for tagging, DCASE23's ``λ·CE + (1−λ)·KL·T²``
   for scenes (losses from :mod:`tympan.train.losses`);
-* Adam / AdamW with the references' per-epoch ``exp_warmup_linear_down`` factor;
+* Adam / AdamW with the references' per-epoch ``exp_warmup_linear_down`` factor, or the DCASE24 baseline's
+  per-step ``cosine_with_warmup``;
 * validation metrics of :mod:`tympan.eval.metrics` (mAP / d-prime; accuracy per device);
 * every checkpoint carries a ``"tympan"`` description (architecture, arguments, frontend, labels, complexity), so
   :func:`tympan.load` rebuilds the model from the file alone.
@@ -21,7 +22,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import lightning as L
 import numpy as np
@@ -37,7 +38,7 @@ from ..labels import get_labels
 from ..models.registry import create, get_architecture
 from . import losses
 from .complexity import enforce_limits
-from .schedules import exp_warmup_linear_down
+from .schedules import cosine_with_warmup, exp_warmup_linear_down
 from .transfer import backbone_norms, classifier_keys, load_pretrained, parameter_groups
 
 __all__ = ["AudioSystem", "SceneSystem", "TaggingSystem", "describe_model"]
@@ -71,8 +72,10 @@ def build_model(
     checkpoint: str | None,
     model_kwargs: dict[str, Any] | None,
     labels: Sequence[str] | None = None,
+    pretrained: bool = False,
 ) -> tuple[nn.Module, list[str]]:
-    """A network from a name (zoo preset or architecture) or as given, headed for ``num_classes`` labels.
+    """A network from a name (zoo preset or architecture) or as given, headed for ``num_classes`` labels; a preset
+    starts from its official weights with ``pretrained`` unless ``checkpoint`` names other ones.
 
     Returns the network and the classifier keys re-initialised for the new labels (see
     :func:`tympan.train.transfer.load_pretrained`; empty when the checkpoint's head was kept or there is none).
@@ -80,7 +83,7 @@ def build_model(
     if isinstance(model, nn.Module):
         network = model
     else:
-        network = create(model, **(model_kwargs or {}))
+        network = create(model, pretrained=pretrained and checkpoint is None, **(model_kwargs or {}))
         if network.preset is None:  # an architecture: remember how to rebuild it
             network.tympan_arch = model
             network.tympan_model_kwargs = dict(model_kwargs or {})
@@ -111,6 +114,9 @@ class AudioSystem(L.LightningModule):
         num_classes: outputs of the head; a new head is created when it differs from the model's.
         labels: class names (stored in checkpoints; default ``class_0`` ...).
         checkpoint: initial weights of a named model (any layout :func:`tympan.models.create` loads).
+        pretrained: start a zoo preset from its official weights (the cache, downloaded when online), e.g. the
+            ImageNet starts ``mn10_im`` / ``dymn10_im`` / ``passt_deit_bd_p16_384`` of the AudioSet recipes;
+            ``checkpoint``, when given, is used instead.
         model_kwargs: keyword arguments of the architecture / preset.
         frontend: changes to the model's mel frontend for training, e.g. ``{"freqm": 48, "timem": 192}``.
         lr: peak learning rate.
@@ -119,17 +125,21 @@ class AudioSystem(L.LightningModule):
         warmup_epochs, rampdown_start, rampdown_epochs, last_lr_factor: the ``exp_warmup_linear_down`` schedule
             (stepped per epoch); ``rampdown_epochs=0`` keeps the rate constant after warm-up.
         warmup_steps, rampdown_start_step, rampdown_steps: the same schedule counted in optimizer steps (what a
-            small data set needs: its epochs are a few steps each); not together with the per-epoch lengths.
+            small data set needs: its epochs are a few steps each); not together with the per-epoch lengths. With
+            ``cosine_with_warmup``, ``warmup_steps`` is its warm-up (DCASE24 baseline: 2,000).
         backbone_lr_factor: the rate of everything but the classifier is ``lr × backbone_lr_factor`` (fine-tuning:
             the fresh head learns faster than the pretrained backbone).
         layer_decay: layer-wise rate decay: each backbone layer learns ``layer_decay`` times slower than the next
             (None: the same rate for the whole backbone).
         freeze_backbone_bn: keep the backbone's BatchNorm layers in eval mode while training, so they use (and
             keep) the statistics of the pretrained weights instead of estimating them from a few clips per batch.
+        lr_schedule: ``"exp_warmup_linear_down"`` (per epoch, the fields above) or ``"cosine_with_warmup"`` (per
+            step: linear warm-up over ``warmup_steps``, then a cosine to 0 at the last step of the run).
         mixup_alpha: spectrogram mixup with ``λ ~ Beta(α, α)``, ``λ = max(λ, 1−λ)`` (0 disables).
-        wavmix_p, wavmix_alpha: PaSST's waveform mixup of multi-label data (rate 0.5, Beta(2, 2); 0 disables),
-            after gain and roll.
-        mixstyle_p, mixstyle_alpha: Freq-MixStyle probability per batch and Beta parameter.
+        wavmix_p, wavmix_alpha: the waveform mixup of PaSST and EfficientAT (``MixupDataset``: rate 0.5,
+            Beta(2, 2); 0 disables), after gain and roll; targets are mixed as one-hot / multi-hot vectors.
+        mixstyle_p, mixstyle_alpha: Freq-MixStyle probability per batch and Beta parameter (0.4: the default of
+            both references' ``mixstyle``; the DCASE23 student recipe sets 0.3).
         roll_samples: circular time roll by up to ± this many samples.
         gain_db: random gain in ``[−gain_db, gain_db)`` dB.
         dir_folder, dir_prob, dir_devices: device-impulse-response augmentation with the impulse responses of a
@@ -150,6 +160,7 @@ class AudioSystem(L.LightningModule):
         num_classes: int | None = None,
         labels: list[str] | None = None,
         checkpoint: str | None = None,
+        pretrained: bool = False,
         model_kwargs: dict[str, Any] | None = None,
         frontend: dict[str, Any] | None = None,
         lr: float = 1e-3,
@@ -159,6 +170,7 @@ class AudioSystem(L.LightningModule):
         rampdown_start: int = 0,
         rampdown_epochs: int = 0,
         last_lr_factor: float = 0.01,
+        lr_schedule: Literal["exp_warmup_linear_down", "cosine_with_warmup"] = "exp_warmup_linear_down",
         warmup_steps: int = 0,
         rampdown_start_step: int = 0,
         rampdown_steps: int = 0,
@@ -169,7 +181,7 @@ class AudioSystem(L.LightningModule):
         wavmix_p: float = 0.0,
         wavmix_alpha: float = 2.0,
         mixstyle_p: float = 0.0,
-        mixstyle_alpha: float = 0.3,
+        mixstyle_alpha: float = 0.4,
         roll_samples: int = 0,
         gain_db: int = 0,
         dir_folder: str | None = None,
@@ -193,10 +205,12 @@ class AudioSystem(L.LightningModule):
             )
         if not 0.0 <= kd_lambda <= 1.0:
             raise ConfigError(f"kd_lambda must be in [0, 1], got {kd_lambda}")
-        if wavmix_p > 0 and (not self.multilabel or teacher_logits):
-            raise ConfigError("wavmix (PaSST's waveform mixup) is for multi-label tagging without distillation, as in"
-                              " the reference; use mixup_alpha for spectrogram mixup")  # fmt: skip
-        self.model, self.reinitialised_keys = build_model(model, num_classes, checkpoint, model_kwargs, labels)
+        if wavmix_p > 0 and teacher_logits:
+            raise ConfigError("wavmix (waveform mixup) is not combined with distillation from stored teacher logits,"
+                              " as in the references; use mixup_alpha for spectrogram mixup")  # fmt: skip
+        self.model, self.reinitialised_keys = build_model(
+            model, num_classes, checkpoint, model_kwargs, labels, pretrained
+        )
         train_frontend = self.model.frontend_config.replace(**(frontend or {}))
         self.frontend = MelFrontend.from_config(train_frontend)
         self.labels = list(labels) if labels is not None else [f"class_{i}" for i in range(self.model.num_classes)]
@@ -221,7 +235,14 @@ class AudioSystem(L.LightningModule):
         if self.hparams.teacher_logits and self.teacher_store is None:
             self.teacher_store = TeacherLogitStore(self.hparams.teacher_logits)
             if stage == "fit" and datamodule is not None and "train" in getattr(datamodule, "datasets", {}):
-                self.teacher_store.check(datamodule.datasets["train"].table.ids, self.model.num_classes)
+                ids = datamodule.datasets["train"].table.ids
+                missing = self.teacher_store.check(ids, self.model.num_classes, allow_missing=True)
+                if missing:
+                    logger.warning(
+                        "%d of %d training clips (%.2f %%) have no teacher logits in %s: their distillation term is "
+                        "zero, and they stay in the batch mean (as EfficientAT ex_audioset.py)",
+                        missing, len(ids), 100 * missing / len(ids), self.teacher_store.path,
+                    )
 
     def on_fit_start(self) -> None:
         self.complexity = enforce_limits(
@@ -239,11 +260,15 @@ class AudioSystem(L.LightningModule):
         audio, target = self._augment_waveform(batch["audio"], batch, generator), batch["target"]
         if self.hparams.wavmix_p > 0:
             audio, wave_lam, wave_perm = wavmix(audio, self.hparams.wavmix_alpha, self.hparams.wavmix_p, generator)
+            if target.dim() == 1:  # class indices of single-label data: mix them as one-hot vectors
+                target = torch.nn.functional.one_hot(target, self.model.num_classes)
             target = mix_targets(target.float(), wave_lam, wave_perm)
         mel = self.frontend(audio, generator=generator).unsqueeze(1)
         if self.hparams.mixstyle_p > 0:
             mel = freq_mixstyle(mel, self.hparams.mixstyle_p, self.hparams.mixstyle_alpha, generator=generator)
-        teacher = self.teacher_store[batch["id"]].to(mel.device) if self.teacher_store is not None else None
+        teacher = available = None
+        if self.teacher_store is not None:
+            teacher, available = (t.to(mel.device) for t in self.teacher_store.lookup(batch["id"]))
         lam = perm = None
         if self.hparams.mixup_alpha > 0:
             mel, lam, perm = mixup(mel, self.hparams.mixup_alpha, generator=generator)
@@ -251,7 +276,9 @@ class AudioSystem(L.LightningModule):
         label_loss = self.label_loss(logits, target, lam, perm)
         loss = label_loss
         if teacher is not None:
-            kd_loss = self.kd_loss(logits, teacher, lam, perm)
+            kd_loss = self.kd_loss(logits, teacher, lam, perm, available)
+            without = float((~available).sum())
+            self.log("train/clips_without_teacher", without, reduce_fx="sum", on_step=False, on_epoch=True)
             loss = self.hparams.kd_lambda * label_loss + (1 - self.hparams.kd_lambda) * kd_loss
             self.log("train/kd_loss", kd_loss, batch_size=len(logits))
         self.log("train/label_loss", label_loss, batch_size=len(logits))
@@ -319,6 +346,10 @@ class AudioSystem(L.LightningModule):
             head = self.classifier_keys
             parameters = parameter_groups(self.model, head, hp.lr, hp.backbone_lr_factor, hp.layer_decay)
         optimizer = optimizer_class(parameters, lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.lr_schedule == "cosine_with_warmup":  # the run's length in steps, as the reference's transformers call
+            factor = cosine_with_warmup(hp.warmup_steps, int(self.trainer.estimated_stepping_batches))
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
         per_step = bool(hp.warmup_steps or hp.rampdown_steps)
         if per_step:
             lengths = (hp.warmup_steps, hp.rampdown_steps, hp.rampdown_start_step)
@@ -353,6 +384,8 @@ class AudioSystem(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         clip_seconds = getattr(datamodule, "clip_seconds", None)
         description = {**describe_model(self.model, self.labels, self.multilabel), "complexity": self.complexity}
+        # The frontend trained with: its jitter ranges set the eval fmax (fmax_aug_range 1000 -> 15500 Hz at 32 kHz).
+        description["frontend"] = self.frontend.config.to_dict()
         return description | ({"clip_seconds": float(clip_seconds)} if clip_seconds else {})
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -366,7 +399,15 @@ class AudioSystem(L.LightningModule):
         """Loss against the dataset targets, mixed with the mixup draws ``lam``, ``perm`` when given."""
         raise NotImplementedError
 
-    def kd_loss(self, logits: Tensor, teacher_logits: Tensor, lam: Tensor | None, perm: Tensor | None) -> Tensor:
+    def kd_loss(
+        self,
+        logits: Tensor,
+        teacher_logits: Tensor,
+        lam: Tensor | None,
+        perm: Tensor | None,
+        teacher_available: Tensor | None = None,
+    ) -> Tensor:
+        """Distillation term; clips with ``teacher_available`` False contribute 0 (kept in the batch mean)."""
         raise NotImplementedError
 
     def compute_metrics(self, logits: np.ndarray, targets: np.ndarray, devices: Tensor) -> dict[str, float]:
@@ -381,8 +422,15 @@ class TaggingSystem(AudioSystem):
     def label_loss(self, logits: Tensor, target: Tensor, lam: Tensor | None = None, perm: Tensor | None = None):
         return losses.mixup_bce(logits, target, lam, perm)
 
-    def kd_loss(self, logits: Tensor, teacher_logits: Tensor, lam: Tensor | None, perm: Tensor | None) -> Tensor:
-        return losses.kd_bce_loss(logits, teacher_logits, self.hparams.temperature, lam, perm)
+    def kd_loss(
+        self,
+        logits: Tensor,
+        teacher_logits: Tensor,
+        lam: Tensor | None,
+        perm: Tensor | None,
+        teacher_available: Tensor | None = None,
+    ) -> Tensor:
+        return losses.kd_bce_loss(logits, teacher_logits, self.hparams.temperature, lam, perm, teacher_available)
 
     def compute_metrics(self, logits: np.ndarray, targets: np.ndarray, devices: Tensor) -> dict[str, float]:
         result = metrics.tagging_metrics(targets, logits)
@@ -395,10 +443,17 @@ class SceneSystem(AudioSystem):
     def label_loss(self, logits: Tensor, target: Tensor, lam: Tensor | None = None, perm: Tensor | None = None):
         return losses.mixup_cross_entropy(logits, target, lam, perm)
 
-    def kd_loss(self, logits: Tensor, teacher_logits: Tensor, lam: Tensor | None, perm: Tensor | None) -> Tensor:
+    def kd_loss(
+        self,
+        logits: Tensor,
+        teacher_logits: Tensor,
+        lam: Tensor | None,
+        perm: Tensor | None,
+        teacher_available: Tensor | None = None,
+    ) -> Tensor:
         if lam is not None:
             raise ConfigError("the KL distillation loss of DCASE23 is not defined with mixup; set mixup_alpha=0")
-        return losses.kd_kl_loss(logits, teacher_logits, self.hparams.temperature)
+        return losses.kd_kl_loss(logits, teacher_logits, self.hparams.temperature, teacher_available)
 
     def compute_metrics(self, logits: np.ndarray, targets: np.ndarray, devices: Tensor) -> dict[str, float]:
         names = [self.device_names[i] if i >= 0 else "" for i in devices.tolist()] if self.device_names else None

@@ -1,4 +1,4 @@
-"""DCASE 2023 Task 1 presets of CP-JKU (CP-Mobile student, CP-ResNet teachers) and the DCASE24 baseline (data only).
+"""DCASE 2023 Task 1 presets of CP-JKU (CP-Mobile student, CP-ResNet teachers) and the DCASE24 baseline (no weights).
 
 ``model_kwargs`` are the reference ``get_model`` arguments. Parameter and MAC counts are those of the DCASE rule
 (torchinfo, one 1 s clip; :func:`tympan.eval.complexity.measure` reproduces them exactly). Accuracies that the
@@ -7,7 +7,7 @@ available sources do not state are left out rather than guessed.
 
 from __future__ import annotations
 
-from ..cp_mobile import DCASE23_FRONTEND
+from ..cp_mobile import DCASE23_FRONTEND, DCASE24_FRONTEND
 from ..cp_resnet import TEACHER_FRONTEND
 from ..registry import ModelEntry, register_preset
 
@@ -105,16 +105,17 @@ CP_MOBILE_DCASE24_BASELINE = register_preset(
             "strides": {"b2": (1, 1), "b3": (1, 2), "b4": (2, 1)},
             "use_grn": False,
         },
-        frontend=DCASE23_FRONTEND,
+        frontend=DCASE24_FRONTEND,
         labels="tau22",
         description=(
-            "The DCASE 2024 Task 1 baseline: a simplified CP-Mobile without GRN (widths 32/56/104), trained from "
-            "scratch with cross-entropy, Freq-MixStyle and time roll. The architecture only: no weights are "
-            "published as a release. The reference computes its mels with torchaudio (HTK scale, no pre-emphasis, "
-            "65 frames per second); tympan pairs it with the DCASE23 student frontend (Kaldi scale, 64 frames), so "
-            "train it with tympan rather than porting reference weights. 61,148 parameters (122,296 bytes at fp16), "
-            "29.4 M MACs on 65 frames; macro accuracy on the development test split with 100 % of the training data "
-            "56.99 % (mean of 5 runs, reference README)."
+            "The DCASE 2024 Task 1 baseline (also the DCASE 2025 general model): a simplified CP-Mobile without GRN "
+            "(widths 32/56/104), trained from scratch with cross-entropy, Freq-MixStyle and time roll. The "
+            "architecture only: no weights are published as a release. The reference's frontend: 44.1 kHz input "
+            "resampled to 32 kHz inside the model (torchaudio's windowed sinc), torchaudio MelSpectrogram (HTK "
+            "scale, no pre-emphasis, log(x + 1e-5)), 65 frames per second, so weights trained with the reference "
+            "load and see the same input. 61,148 parameters (122,296 bytes at fp16), 29,419,156 MACs on 65 "
+            "frames; macro accuracy on the development test split with 100 % of the training data 56.99 % (mean "
+            "of 5 runs, reference README)."
         ),
         num_params=61_148,
         macs=29_419_156,

@@ -1,4 +1,5 @@
-"""EfficientAT presets: the AudioSet checkpoints of ``fschmid56/EfficientAT`` release v0.0.1 (data only).
+"""EfficientAT presets: the AudioSet checkpoints of ``fschmid56/EfficientAT`` release v0.0.1 and the ImageNet
+starts the AudioSet recipes train from (data only).
 
 ``model_kwargs`` are the reference ``get_model`` arguments of each checkpoint (the width the name implies, the
 head, the strides) and ``frontend`` the mel settings it was trained with, so ``create(name)`` builds the right
@@ -8,7 +9,14 @@ convolutions counted as static ones plus the kernel aggregation); scores are the
 README table, or of the file name where the README has none. ``num_classes`` is fixed at 527: train on other
 labels with ``model.reset_classifier(n)`` (or build the architecture with ``num_classes`` and load the checkpoint:
 the head is then left freshly initialised, and logged). DyMN presets keep the kernel-attention
-temperature at 1.0 (``T_max=1.0``), as the reference does for every pretrained DyMN.
+temperature at 1.0 (``T_max=1.0``), as the reference does for every AudioSet DyMN.
+
+The ``*_im`` presets are the reference's ``pretrained_models`` of ImageNet pre-training (``models/mn/model.py``,
+``models/dymn/model.py``): backbones adapted to one input channel with a 527-class head that is not trained
+(``mn10_im_pytorch``: torchvision's ImageNet weights; the others: the authors' own ImageNet runs, issue #33: MN10
+top-1 71.86 %, DyMN10 73.20 %). They are starts for the AudioSet recipes (README: ``--pretrained
+--model_name=mn10_im``, ``--model_name=dymn10_im --pretrain_final_temp=30``), marked ``initial_weights``; the
+DyMN starts begin at temperature 30 (``pretrain_final_temp=30``), the schedule's ``T_max``.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ def _preset(
     description: str,
     *,
     frontend: MelFrontendConfig = _FRONTEND,
+    initial_weights: bool = False,
     **model_kwargs: Any,
 ) -> None:
     register_preset(
@@ -49,6 +58,7 @@ def _preset(
             labels="audioset",
             description=description,
             checkpoint_url=f"{_RELEASE}/{file}",
+            initial_weights=initial_weights,
             num_params=num_params,
             macs=macs,
             score={} if mean_ap is None else {"mAP": mean_ap},
@@ -71,6 +81,13 @@ for _width, _tag, _params, _macs, _map in (
 ):
     _preset(f"mn{_tag}_as", "mn", f"mn{_tag}_as_mAP_{round(_map * 1000)}.pt", _params, _macs, _map,
             f"MN (MobileNetV3), width {_width}, {_AS}, ImageNet-pretrained backbone.", width_mult=_width)
+    _preset(f"mn{_tag}_im", "mn", f"mn{_tag}_im.pt", _params, _macs, None,
+            f"MN width {_width} pre-trained on ImageNet by the authors (one input channel, untrained 527-class head):"
+            f" the initial weights of the AudioSet recipe for mn{_tag}_as.", width_mult=_width, initial_weights=True)
+
+_preset("mn10_im_pytorch", "mn", "mn10_im_pytorch.pt", 4_876_831, 541_000_000, None,
+        "MN width 1.0 with torchvision's ImageNet MobileNetV3-Large weights (one input channel, untrained 527-class "
+        "head): the reference's first ImageNet start.", width_mult=1.0, initial_weights=True)
 
 _MN40 = dict(num_params=68_427_303, macs=8_028_000_000, width_mult=4.0)
 _preset("mn40_as_ext", "mn", "mn40_as_ext_mAP_487.pt", mean_ap=0.487,
@@ -107,6 +124,10 @@ for _width, _tag, _file, _params, _macs, _map, _readme in (
     _preset(f"dymn{_tag}_as", "dymn", _file, _params, _macs, _map,
             f"DyMN, width {_width}, {_AS}, ImageNet-pretrained. The README quotes {_readme} parameters "
             "(DeepSpeed profiler); the count here is the exact one of the code.", width_mult=_width, T_max=1.0)
+    _preset(f"dymn{_tag}_im", "dymn", f"dymn{_tag}_im.pt", _params, _macs, None,
+            f"DyMN width {_width} pre-trained on ImageNet (untrained 527-class head), at the temperature 30 that "
+            f"pre-training ended with: the initial weights of the AudioSet recipe for dymn{_tag}_as.",
+            width_mult=_width, pretrain_final_temp=30.0, initial_weights=True)
 
 # DyMN with dynamic blocks only where MobileNetV3 has SE; the others are plain blocks without SE.
 for _width, _tag, _params in ((0.4, "04", 1_829_287), (1.0, "10", 9_833_935)):

@@ -1,10 +1,19 @@
-"""PaSST presets: every published checkpoint of ``kkoutini/PaSST`` and ``kkoutini/passt_hear21`` (data only).
+"""PaSST presets: every published checkpoint of ``kkoutini/PaSST`` and ``kkoutini/passt_hear21``, the DeiT start of
+PaSST training, and the PaSST teachers of ``fschmid56/cpjku_dcase23`` (data only).
 
 Names are the reference ``get_model`` arch names (the ``hear21passt`` ones where the training repository has
 none). ``model_kwargs`` are the reference ``PaSST`` constructor arguments of the checkpoint; patchout is a
 training setting, not part of a checkpoint, so it is left to the caller: ``create(name, s_patchout_t=40,
 s_patchout_f=4)`` (the AudioSet recipe for stride 10; 30 / 3 for stride 14, 20 / 1 for stride 16, issue #25).
 Scores are the mAP / accuracy in the release names, unverified against the papers.
+
+Reference names resolve too (:func:`~tympan.models.registry.list_aliases`): the training repository's config keys and
+function names (``passt-s-f128-20sec-p16-s10-ap474-swa``, ``passt_s_f128_20sec_p16_s10_ap474_swa``, ...) and the
+``hear21passt`` arch names (``passt_20sec``, ``openmic``, ``fsd50k-n``, ...).
+
+The 20 s / 30 s checkpoints are published under the release tag ``v0.0.5`` by ``kkoutini/PaSST`` and
+``hear21passt`` (both at HEAD) and under ``v0.0.3-audioset`` by the copy in ``cpjku_dcase23``: the first is the
+checkpoint URL, the second a mirror tried when it fails (same file name, so one cache entry).
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ from typing import Any
 
 from ...audio.frontend import MelFrontendConfig
 from .. import passt  # noqa: F401  (registers the architecture)
-from ..registry import ModelEntry, register_preset
+from ..registry import ModelEntry, register_alias, register_preset
 
 _RELEASES = "https://github.com/kkoutini/PaSST/releases/download"
 _SOURCE = "kkoutini/PaSST@2a5c818a models/passt.py; kkoutini/passt_hear21@5f1cce6a"
@@ -48,6 +57,11 @@ def _preset(
     *,
     labels: str = "audioset",
     frontend: MelFrontendConfig = _FRONTEND,
+    mirrors: tuple[str, ...] = (),
+    sha256: str | None = None,
+    initial_weights: bool = False,
+    license: str = _LICENSE,
+    source: str = _SOURCE,
     **kwargs: Any,
 ) -> None:
     register_preset(
@@ -58,11 +72,14 @@ def _preset(
             frontend=frontend,
             labels=labels,
             description=description,
-            checkpoint_url=f"{_RELEASES}/{url}",
+            checkpoint_url=url if url.startswith("https://") else f"{_RELEASES}/{url}",
+            checkpoint_sha256=sha256,
+            checkpoint_mirrors=tuple(m if m.startswith("https://") else f"{_RELEASES}/{m}" for m in mirrors),
+            initial_weights=initial_weights,
             num_params=num_params,
             score=score,
-            license=_LICENSE,
-            source=_SOURCE,
+            license=license,
+            source=source,
         )
     )
 
@@ -101,9 +118,11 @@ _preset("passt_b_f128_p16_s16_ap_459", "v.0.0.7-audioset/passt-b-f128-p16-s16-ap
 
 # Longer inputs: more time encodings (trained with random encoding offsets on 10 s clips).
 _preset("passt_s_f128_20sec_p16_s10_ap474", "v0.0.5/passt-s-f128-20sec-p16-s10-ap.474-swa.pt", 86_231_326,
-        {"mAP": 0.474}, f"PaSST-S with 20 s of time encodings (200), stride 10, {_AS}, SWA.", frames=2000)
+        {"mAP": 0.474}, f"PaSST-S with 20 s of time encodings (200), stride 10, {_AS}, SWA.", frames=2000,
+        mirrors=("v0.0.3-audioset/passt-s-f128-20sec-p16-s10-ap.474-swa.pt",))
 _preset("passt_s_f128_30sec_p16_s10_ap473", "v0.0.5/passt-s-f128-30sec-p16-s10-ap.473-swa.pt", 86_308_126,
-        {"mAP": 0.473}, f"PaSST-S with 30 s of time encodings (300), stride 10, {_AS}, SWA.", frames=3000)
+        {"mAP": 0.473}, f"PaSST-S with 30 s of time encodings (300), stride 10, {_AS}, SWA.", frames=3000,
+        mirrors=("v0.0.3-audioset/passt-s-f128-30sec-p16-s10-ap.473-swa.pt",))
 
 # Finer STFT hops (the HEAR journal paper's time-resolution study): 10 s = 3200 / 2000 frames.
 _preset("passt_s_swa_f128_stfthop100_p16_s10_ap473",
@@ -130,3 +149,57 @@ _preset("esc50_passt_s_n_f128_p16_s10_fold1_acc967", "v.0.0.6/esc50-passt-s-n-f1
         "PaSST-S fine-tuned on ESC-50 folds 2-5 (50 classes, 5 s clips: 49 time patches, t 10 / f 3), tested on "
         "fold 1. One release per fold; the other folds' files follow the same pattern.",
         labels="esc50", num_classes=50)
+_preset("openmic2008_passt_u_f128_p16_s10_ap85_swa", "v0.0.4-openmic/openmic2008.passt-u-f128-p16-s10-ap.85-swa.pt",
+        85_373_992, {"mAP": 0.85},
+        "PaSST fine-tuned on OpenMIC-2018 (20 instruments, masked BCE, structured patchout t 40 / f 4, wavmix; "
+        "ex_openmic.py), the SWA average (from epoch 2, every epoch). The training repository's release.",
+        labels="openmic", num_classes=20)
+_preset("openmic2008_passt_u_f128_p16_s10_ap85", "v0.0.4-openmic/openmic2008.passt-u-f128-p16-s10-ap.85.pt",
+        85_373_992, {"mAP": 0.85},
+        "The same OpenMIC-2018 fine-tuning without the SWA average (the reference's config key carries two trailing "
+        "spaces).", labels="openmic", num_classes=20)
+
+# The start of PaSST training: ImageNet DeiT-B distilled at 384 x 384, converted by the PaSST checkpoint filter
+# (patch embedding summed to one channel, positional embeddings split into frequency and time, head resized).
+_preset("passt_deit_bd_p16_384", "https://dl.fbaipublicfiles.com/deit/deit_base_distilled_patch16_384-d0272ac0.pth",
+        86_153_758, {},
+        "ImageNet DeiT-B/16 distilled at 384 px (facebookresearch/deit): the initial weights of PaSST AudioSet "
+        "training (ex_audioset.py: models.net.arch=passt_deit_bd_p16_384); its 1000-class head is replaced by an "
+        "untrained 527-class one.",
+        sha256="d0272ac0", initial_weights=True, license="Apache-2.0 (facebookresearch/deit)",
+        source="facebookresearch/deit; kkoutini/PaSST@2a5c818a models/passt.py deit_base_distilled_patch16_384")
+
+# The PaSST teachers of the CP-JKU DCASE23 submission: passt_s_swa_p16_128_ap476 fine-tuned on 1 s TAU22 clips with
+# structured patchout t 0 / f 6 and mel jitter 1 / 1000 Hz (eval fmax 15500; run_passt_training.py).
+_DCASE23 = "https://github.com/fschmid56/cpjku_dcase23/releases/download/ensemble_logits"
+_DCASE23_FRONTEND = _FRONTEND.replace(timem=20, fmin_aug_range=1, fmax_aug_range=1000)
+_DCASE23_RECIPES = {
+    "dirfms": "device impulse responses (p 0.6) and Freq-MixStyle (p 0.4, alpha 0.4)",
+    "fms": "Freq-MixStyle (p 0.4, alpha 0.4)",
+}
+for _recipe, _augmentation in _DCASE23_RECIPES.items():
+    for _run in (1, 2, 3):
+        _preset(f"passt_{_recipe}_{_run}", f"{_DCASE23}/passt_{_recipe}_{_run}.pt", 85_358_612, {},
+                f"PaSST-S teacher of the DCASE23 Task 1 student, run {_run}: passt_s_swa_p16_128_ap476 fine-tuned "
+                "on TAU Urban Acoustic Scenes 2022 Mobile (1 s clips, 10 scenes) with cross-entropy and "
+                f"{_augmentation}, patchout t 0 / f 6, 25 epochs. Its logits, averaged with the CP-ResNet "
+                "teachers', are the published ensemble logits.",
+                labels="tau22", frontend=_DCASE23_FRONTEND, num_classes=10,
+                license="weights published with the reference repository (no separate licence stated)",
+                source="fschmid56/cpjku_dcase23@2e20abaa run_passt_training.py, run_teacher_validation.py")
+
+# Names the reference repositories use for these checkpoints.
+for _alias, _name in (
+    ("passt-s-f128-20sec-p16-s10-ap474-swa", "passt_s_f128_20sec_p16_s10_ap474"),
+    ("passt-s-f128-30sec-p16-s10-ap473-swa", "passt_s_f128_30sec_p16_s10_ap473"),
+    ("passt_s_f128_20sec_p16_s10_ap474_swa", "passt_s_f128_20sec_p16_s10_ap474"),
+    ("passt_s_f128_30sec_p16_s10_ap473_swa", "passt_s_f128_30sec_p16_s10_ap473"),
+    ("passt_20sec", "passt_s_f128_20sec_p16_s10_ap474"),
+    ("passt_30sec", "passt_s_f128_30sec_p16_s10_ap473"),
+    ("stfthop100", "passt_s_swa_f128_stfthop100_p16_s10_ap473"),
+    ("stfthop160", "passt_s_swa_f128_stfthop160_p16_s10_ap473"),
+    ("openmic", "openmic_passt_s_f128_10sec_p16_s10_ap85"),
+    ("fsd50k", "fsd50k_passt_s_f128_p16_s10_ap655"),
+    ("fsd50k-n", "fsd50k_passt_s_n_f128_p16_s16_ap642"),
+):
+    register_alias(_alias, _name)
