@@ -18,6 +18,7 @@ BENCHMARKS = (
     ("bench_data", ()),
     ("bench_kd", ()),
     ("bench_passt_patchout", ()),
+    ("bench_finetune", ()),
 )
 
 
