@@ -19,6 +19,7 @@ BENCHMARKS = (
     ("bench_kd", ()),
     ("bench_passt_patchout", ()),
     ("bench_quantize", ()),
+    ("bench_finetune", ()),
 )
 
 

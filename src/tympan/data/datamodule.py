@@ -2,7 +2,8 @@
 
 Splits: the ``split`` column when the data has one (TAU22: train / test, where the test split doubles as
 validation as in the DCASE23 reference); fold lists (ESC-50: ``val_folds=[k]``, training on the other folds); or a
-seeded random ``val_fraction`` of the clips. ``train_split`` trains on a listed subset only (the DCASE24 Task 1
+seeded stratified ``val_fraction`` of every class's clips
+(:func:`~tympan.data.splits.stratified_split`). ``train_split`` trains on a listed subset only (the DCASE24 Task 1
 splits of 5 ... 100 % of the TAU22 training clips), and ``devices`` keeps the clips of some recording devices in
 every split (the device-specific stage of DCASE25). ``prepare_data`` checks every audio header once, so an
 unreadable file is reported with its path before any worker starts (and dropped with a warning when
@@ -19,7 +20,6 @@ from functools import cached_property
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 from torch.utils.data import DataLoader
 
 from ..audio.io import audio_info
@@ -28,6 +28,7 @@ from .dataset import ClipDataset, OnError, collate_skipping, find_unreadable
 from .decode import ClipLoader
 from .metadata import ClipTable, read_audioset_hdf5, read_data, read_split_file, resolve_training_split
 from .sampling import BalancedSampler, ShuffleSampler, class_balanced_weights
+from .splits import stratified_split
 
 __all__ = ["AudioDataModule", "ResumableLoader"]
 
@@ -48,7 +49,8 @@ class AudioDataModule(L.LightningDataModule):
             the files, at most 10 s.
         batch_size: clips per batch and process (the global batch under DDP is ``batch_size × world size``).
         num_workers: DataLoader worker processes.
-        val_fraction: share of the clips held out for validation when the data has neither a split column nor folds.
+        val_fraction: share of every class's clips held out for validation when the data has neither a split column
+            nor folds (at least one per class, never a class's last clip).
         val_folds: folds held out for validation (training uses the remaining folds).
         train_folds: folds used for training (default: all except ``val_folds`` and ``test_folds``).
         test_folds: folds held out for testing.
@@ -189,9 +191,8 @@ class AudioDataModule(L.LightningDataModule):
         elif "val" in extra:
             result = {"train": table}
         else:
-            order = np.random.default_rng(self.seed).permutation(len(table))
-            num_val = round(self.val_fraction * len(table))
-            result = {"train": table.select(sorted(order[num_val:])), "val": table.select(sorted(order[:num_val]))}
+            train, val = stratified_split(table, self.val_fraction, self.seed)
+            result = {"train": table.select(train), "val": table.select(val)}
         result.update(extra)
         if self.train_split is not None:
             result["train"] = self._training_subset(result["train"])

@@ -1,10 +1,11 @@
 """The Python side of ``tympan finetune``: a user's labelled clips -> a self-describing fine-tuned checkpoint.
 
-``finetune("my_sounds/", "mn10_as", epochs=10, output="out")`` reads the data (a ``file,label`` CSV or a folder
-with one sub-folder per label), builds the preset with its official weights and a new head for the user's labels,
-trains with the recipe defaults of EfficientAT's fine-tuning scripts (Adam, warm-up then linear decay, spectrogram
-mixup), keeps the best epoch on the validation split and writes ``out/model.ckpt``, which
-``tympan tag --checkpoint out/model.ckpt`` and :func:`tympan.load` read with no other settings.
+``finetune("my_sounds/", "mn10_as", output="out")`` reads the data (a ``file,label`` CSV or a folder with one
+sub-folder per label), builds the preset with its official weights and a new head for the user's labels, trains
+with Adam, an exponential warm-up then a linear ramp-down counted in optimizer steps, spectrogram mixup, a head that
+learns faster than the backbone and frozen backbone BatchNorm statistics, keeps the best of a few validations of a
+stratified split and writes ``out/model.ckpt``, which ``tympan tag --checkpoint out/model.ckpt`` and
+:func:`tympan.load` read with no other settings.
 """
 
 from __future__ import annotations
@@ -20,13 +21,18 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from ..data.datamodule import AudioDataModule
-from ..errors import ConfigError
+from ..errors import DataError
 from ..files import atomic_path
+from .schedules import StepPlan, plan_steps
 from .systems import AudioSystem, SceneSystem, TaggingSystem
 
 __all__ = ["FinetuneResult", "export_checkpoint", "finetune", "system_class"]
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_EPOCHS = 10
+DEFAULT_MIN_STEPS = 120  # enough for a new head on a few clips per class (docs/finetuning.md has the measurements)
+VALIDATIONS = 4  # validation passes of a short run (a long one validates after every epoch)
 
 
 @dataclass(frozen=True)
@@ -65,10 +71,15 @@ def finetune(
     model: str = "mn10_as",
     *,
     checkpoint: str | Path | None = None,
-    epochs: int = 10,
+    epochs: int | None = None,
+    steps: int | None = None,
+    min_steps: int = DEFAULT_MIN_STEPS,
     output: str | Path = "finetuned",
-    batch_size: int = 32,
+    batch_size: int = 16,
     lr: float | None = None,
+    backbone_lr_factor: float | None = None,
+    layer_decay: float | None = None,
+    freeze_bn: bool | None = None,
     clip_seconds: float | None = None,
     val_fraction: float = 0.1,
     mixup_alpha: float = 0.3,
@@ -84,17 +95,29 @@ def finetune(
 ) -> FinetuneResult:
     """Fine-tune ``model`` on the labelled clips of ``data`` and write ``output/model.ckpt``.
 
+    The defaults suit a small folder and pretrained weights (see ``docs/finetuning.md``): the run is counted in
+    optimizer steps and lasts at least ``min_steps`` whatever the data size; the batch is at most the training set;
+    the fresh head learns at ``lr`` and the pretrained backbone at ``lr × backbone_lr_factor``; the backbone's
+    BatchNorm keeps its pretrained statistics; validation runs a few times per run, not every (tiny) epoch.
+
     Args:
         data: a CSV (``file,label`` or ``file,labels`` with ``;``-separated tags; paths relative to the CSV; an
             optional ``split`` column) or a folder with one sub-folder per label.
         model: a zoo preset (official weights unless ``pretrained=False`` or ``checkpoint``) or an architecture.
-        checkpoint: initial weights instead of the official ones.
-        epochs: training epochs.
+        checkpoint: initial weights instead of the official ones. A head for other labels is re-initialised (the
+            log names its keys); everything else loads strictly.
+        epochs: passes over the training clips (default 10), stretched to ``min_steps`` optimizer steps if shorter.
+        steps: the run length in optimizer steps instead (exactly; not with ``epochs``).
+        min_steps: the shortest run ``epochs`` may give (0: none).
         output: run folder.
-        batch_size: clips per batch.
-        lr: peak learning rate; default 1e-4 from pretrained weights, 1e-3 from scratch.
+        batch_size: clips per optimizer step (at most the number of training clips).
+        lr: peak learning rate of the head; default 1e-3.
+        backbone_lr_factor: the backbone's rate relative to ``lr``; default 0.1 from pretrained weights, else 1.
+        layer_decay: layer-wise rate decay of the backbone (e.g. 0.75; default none).
+        freeze_bn: keep the backbone's BatchNorm statistics; default on from pretrained weights.
         clip_seconds: clip length; default the median file duration (at most 10 s).
-        val_fraction: share of clips held out for validation when the data has no ``split`` column.
+        val_fraction: share of every class held out for validation when the data has no ``split`` column (at least
+            one clip per class, never a class's last; none when every class has a single clip).
         mixup_alpha: spectrogram mixup (0 disables).
         pretrained: start a preset from its official weights.
         num_workers: DataLoader worker processes.
@@ -107,10 +130,12 @@ def finetune(
         system_kwargs: further :class:`AudioSystem` arguments (augmentation, KD, complexity limits, ...).
 
     Returns:
-        the checkpoint path, the validation metrics, the labels and the run folder.
+        the checkpoint path, the validation metrics (empty without validation clips), the labels and the run folder.
+
+    Raises:
+        ConfigError: both ``epochs`` and ``steps``, or a non-positive length.
+        DataError: no training clips.
     """
-    if epochs < 1:
-        raise ConfigError(f"epochs must be at least 1, got {epochs}")
     L.seed_everything(seed, workers=True, verbose=False)
     output = Path(output)
     module = AudioDataModule(
@@ -122,26 +147,48 @@ def finetune(
         cache_dir=str(cache_dir or output / "cache"),
         seed=seed,
     )
+    tables = module.split_tables()
+    if "train" not in tables:
+        raise DataError(f"no training clips in {data}; check the split column")
+    plan = plan_steps(
+        len(tables["train"]), batch_size, epochs=epochs if epochs or steps else DEFAULT_EPOCHS, steps=steps,
+        min_steps=min_steps,
+    )  # fmt: skip
+    module.batch_size = plan.batch_size
     initial = _initial_weights(model, checkpoint, pretrained)
-    system_cls = system_class(module.multi_label)
+    from_pretrained = initial is not None
+    if backbone_lr_factor is None:
+        backbone_lr_factor = 0.1 if from_pretrained else 1.0
     kwargs = {
         "num_classes": module.num_classes,
         "labels": module.labels,
         "checkpoint": initial,
-        "lr": lr if lr is not None else (1e-4 if initial else 1e-3),
-        "warmup_epochs": min(2, epochs // 4),
-        "rampdown_start": epochs // 2,
-        "rampdown_epochs": max(1, epochs - epochs // 2),
+        "lr": lr if lr is not None else 1e-3,
+        "backbone_lr_factor": backbone_lr_factor,
+        "layer_decay": layer_decay,
+        "freeze_backbone_bn": freeze_bn if freeze_bn is not None else from_pretrained,
+        "warmup_steps": plan.warmup_steps,
+        "rampdown_start_step": plan.rampdown_start_step,
+        "rampdown_steps": plan.rampdown_steps,
         "last_lr_factor": 0.01,
         "mixup_alpha": mixup_alpha,
         **(system_kwargs or {}),
     }
-    system = system_cls(model, **kwargs)
+    system = system_class(module.multi_label)(model, **kwargs)
     module.sample_rate = system.model.frontend_config.sample_rate
-    monitor = "val/mAP" if module.multi_label else "val/accuracy"
-    checkpointing = ModelCheckpoint(output / "checkpoints", monitor=monitor, mode="max", save_last=True)
+    _log_plan(plan, batch_size, system)
+    validating = "val" in tables
+    interval = max(plan.steps_per_epoch, plan.steps // VALIDATIONS)
+    monitor = ("val/mAP", "max") if module.multi_label else ("val/loss", "min")
+    checkpointing = ModelCheckpoint(
+        output / "checkpoints", save_last=True,
+        **({"monitor": monitor[0], "mode": monitor[1]} if validating else {"every_n_train_steps": interval}),
+    )  # fmt: skip
     trainer = L.Trainer(
-        max_epochs=epochs,
+        max_steps=plan.steps,
+        max_epochs=-1,
+        val_check_interval=interval,
+        check_val_every_n_epoch=None,
         accelerator=accelerator,
         devices=devices,
         precision=precision,
@@ -153,13 +200,29 @@ def finetune(
         num_sanity_val_steps=0,
     )
     trainer.fit(system, datamodule=module)
-    if checkpointing.best_model_path:
-        best = torch.load(checkpointing.best_model_path, map_location="cpu", weights_only=False)
-        system.load_state_dict(best["state_dict"])
-    metrics = {k: float(v) for k, v in trainer.validate(system, datamodule=module, verbose=False)[0].items()}
+    metrics: dict[str, float] = {}
+    if validating:
+        if checkpointing.best_model_path:
+            best = torch.load(checkpointing.best_model_path, map_location="cpu", weights_only=False)
+            system.load_state_dict(best["state_dict"])
+        metrics = {k: float(v) for k, v in trainer.validate(system, datamodule=module, verbose=False)[0].items()}
     path = export_checkpoint(system, output / "model.ckpt", metrics)
     logger.info("fine-tuned model written to %s", path)
     return FinetuneResult(path, metrics, module.labels, output)
+
+
+def _log_plan(plan: StepPlan, requested_batch: int, system: AudioSystem) -> None:
+    if plan.batch_size < requested_batch:
+        logger.info("batch size %d -> %d: the training set has %d clips", requested_batch, plan.batch_size,
+                    plan.batch_size)  # fmt: skip
+    hp = system.hparams
+    logger.info(
+        "training %d optimizer steps (%.1f epochs of %d steps at batch %d): warm-up %d steps, ramp-down from step %d; "
+        "head lr %g, backbone lr %g%s%s",
+        plan.steps, plan.epochs, plan.steps_per_epoch, plan.batch_size, plan.warmup_steps, plan.rampdown_start_step,
+        hp.lr, hp.lr * hp.backbone_lr_factor, f", layer decay {hp.layer_decay}" if hp.layer_decay else "",
+        ", backbone BatchNorm statistics frozen" if hp.freeze_backbone_bn else "",
+    )  # fmt: skip
 
 
 def _initial_weights(model: str, checkpoint: str | Path | None, pretrained: bool) -> str | None:

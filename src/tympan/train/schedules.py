@@ -3,17 +3,26 @@
 ``exp_warmup_linear_down`` is the per-epoch schedule of PaSST, EfficientAT and the DCASE23 systems
 (``helpers/lr_schedule.py`` of ``fschmid56/cpjku_dcase23``): an exponential warm-up (Laine & Aila, arXiv
 1610.02242), a plateau at 1, a linear ramp down to ``last_value``, then constant. ``cosine_with_warmup`` is the
-per-step schedule of the DCASE24 baseline (``transformers.get_cosine_schedule_with_warmup``).
+per-step schedule of the DCASE24 baseline (``transformers.get_cosine_schedule_with_warmup``). :func:`plan_steps`
+sizes a fine-tuning run in optimizer steps, so that a folder of a few dozen clips trains as long as it needs to.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from ..errors import ConfigError
 
-__all__ = ["cosine_with_warmup", "exp_rampup", "exp_warmup_linear_down", "linear_rampdown"]
+__all__ = [
+    "StepPlan",
+    "cosine_with_warmup",
+    "exp_rampup",
+    "exp_warmup_linear_down",
+    "linear_rampdown",
+    "plan_steps",
+]
 
 Schedule = Callable[[int], float]
 
@@ -79,3 +88,55 @@ def cosine_with_warmup(warmup_steps: int, total_steps: int, cycles: float = 0.5)
         return max(0.0, 0.5 * (1.0 + math.cos(math.pi * cycles * 2.0 * progress)))
 
     return factor
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """The length and learning-rate schedule of a run, in optimizer steps (see :func:`plan_steps`)."""
+
+    batch_size: int
+    steps_per_epoch: int
+    steps: int
+    warmup_steps: int
+    rampdown_start_step: int
+    rampdown_steps: int
+
+    @property
+    def epochs(self) -> float:
+        """Passes over the training clips that ``steps`` make."""
+        return self.steps / self.steps_per_epoch
+
+
+def plan_steps(
+    train_clips: int,
+    batch_size: int,
+    *,
+    epochs: int | None = None,
+    steps: int | None = None,
+    min_steps: int = 0,
+    warmup_fraction: float = 0.1,
+    rampdown_start_fraction: float = 0.5,
+) -> StepPlan:
+    """Size a run in optimizer steps: ``steps`` exactly, or ``epochs`` passes but never fewer than ``min_steps``.
+
+    Counting epochs alone makes the run depend on the data size: 43 clips at batch 32 are one step an epoch, and
+    a warm-up of "2 epochs" is most of the run. Here the batch is at most the training set (every epoch is at least
+    one full step), warm-up is the first ``warmup_fraction`` of the steps and the linear ramp-down runs from
+    ``rampdown_start_fraction`` of them to the end.
+
+    Raises:
+        ConfigError: no training clip, a non-positive batch / length, or both ``epochs`` and ``steps``.
+    """
+    if train_clips < 1 or batch_size < 1:
+        raise ConfigError(f"need at least one training clip and a positive batch size, got {train_clips}, {batch_size}")
+    if epochs is not None and steps is not None:
+        raise ConfigError("give the run length as epochs or as steps, not both")
+    if (epochs is not None and epochs < 1) or (steps is not None and steps < 1) or min_steps < 0:
+        raise ConfigError(f"epochs and steps must be at least 1 (min_steps >= 0), got {epochs}, {steps}, {min_steps}")
+    if not 0.0 <= warmup_fraction <= rampdown_start_fraction <= 1.0:
+        raise ConfigError("need 0 <= warmup_fraction <= rampdown_start_fraction <= 1")
+    batch = min(batch_size, train_clips)
+    per_epoch = train_clips // batch
+    total = steps if steps is not None else max((epochs or 1) * per_epoch, min_steps)
+    rampdown_start = round(rampdown_start_fraction * total)
+    return StepPlan(batch, per_epoch, total, round(warmup_fraction * total), rampdown_start, total - rampdown_start)

@@ -34,10 +34,12 @@ from ..audio.frontend import MelFrontend
 from ..distill import TeacherLogitStore
 from ..errors import ConfigError
 from ..eval import metrics
+from ..labels import get_labels
 from ..models.registry import create, get_architecture
 from . import losses
 from .complexity import enforce_limits
 from .schedules import cosine_with_warmup, exp_warmup_linear_down
+from .transfer import backbone_norms, classifier_keys, load_pretrained, parameter_groups
 
 __all__ = ["AudioSystem", "SceneSystem", "TaggingSystem", "describe_model"]
 
@@ -69,15 +71,19 @@ def build_model(
     num_classes: int | None,
     checkpoint: str | None,
     model_kwargs: dict[str, Any] | None,
+    labels: Sequence[str] | None = None,
     pretrained: bool = False,
-) -> nn.Module:
-    """A network from a name (zoo preset or architecture) or as given, re-headed to ``num_classes``; a preset starts
-    from its official weights with ``pretrained`` unless ``checkpoint`` names other ones."""
+) -> tuple[nn.Module, list[str]]:
+    """A network from a name (zoo preset or architecture) or as given, headed for ``num_classes`` labels; a preset
+    starts from its official weights with ``pretrained`` unless ``checkpoint`` names other ones.
+
+    Returns the network and the classifier keys re-initialised for the new labels (see
+    :func:`tympan.train.transfer.load_pretrained`; empty when the checkpoint's head was kept or there is none).
+    """
     if isinstance(model, nn.Module):
         network = model
     else:
-        use_official = pretrained and checkpoint is None
-        network = create(model, checkpoint=checkpoint, pretrained=use_official, **(model_kwargs or {}))
+        network = create(model, pretrained=pretrained and checkpoint is None, **(model_kwargs or {}))
         if network.preset is None:  # an architecture: remember how to rebuild it
             network.tympan_arch = model
             network.tympan_model_kwargs = dict(model_kwargs or {})
@@ -86,7 +92,17 @@ def build_model(
     if num_classes is not None and num_classes != network.num_classes:
         logger.info("new classifier: %d -> %d classes", network.num_classes, num_classes)
         network.reset_classifier(num_classes)
-    return network.train()
+    reinitialised: list[str] = []
+    if checkpoint is not None and not isinstance(model, nn.Module):
+        entry = network.preset
+        reinitialised = load_pretrained(
+            network,
+            checkpoint,
+            labels,
+            checkpoint_labels=get_labels(entry.labels) if entry is not None and entry.labels else None,
+            filter_fn=get_architecture(entry.arch if entry is not None else model).checkpoint_filter,
+        )
+    return network.train(), reinitialised
 
 
 class AudioSystem(L.LightningModule):
@@ -108,9 +124,17 @@ class AudioSystem(L.LightningModule):
         adamw: use AdamW instead of Adam.
         warmup_epochs, rampdown_start, rampdown_epochs, last_lr_factor: the ``exp_warmup_linear_down`` schedule
             (stepped per epoch); ``rampdown_epochs=0`` keeps the rate constant after warm-up.
+        warmup_steps, rampdown_start_step, rampdown_steps: the same schedule counted in optimizer steps (what a
+            small data set needs: its epochs are a few steps each); not together with the per-epoch lengths. With
+            ``cosine_with_warmup``, ``warmup_steps`` is its warm-up (DCASE24 baseline: 2,000).
+        backbone_lr_factor: the rate of everything but the classifier is ``lr × backbone_lr_factor`` (fine-tuning:
+            the fresh head learns faster than the pretrained backbone).
+        layer_decay: layer-wise rate decay: each backbone layer learns ``layer_decay`` times slower than the next
+            (None: the same rate for the whole backbone).
+        freeze_backbone_bn: keep the backbone's BatchNorm layers in eval mode while training, so they use (and
+            keep) the statistics of the pretrained weights instead of estimating them from a few clips per batch.
         lr_schedule: ``"exp_warmup_linear_down"`` (per epoch, the fields above) or ``"cosine_with_warmup"`` (per
             step: linear warm-up over ``warmup_steps``, then a cosine to 0 at the last step of the run).
-        warmup_steps: warm-up of ``cosine_with_warmup`` in optimiser steps (DCASE24 baseline: 2,000).
         mixup_alpha: spectrogram mixup with ``λ ~ Beta(α, α)``, ``λ = max(λ, 1−λ)`` (0 disables).
         wavmix_p, wavmix_alpha: the waveform mixup of PaSST and EfficientAT (``MixupDataset``: rate 0.5,
             Beta(2, 2); 0 disables), after gain and roll; targets are mixed as one-hot / multi-hot vectors.
@@ -148,6 +172,11 @@ class AudioSystem(L.LightningModule):
         last_lr_factor: float = 0.01,
         lr_schedule: Literal["exp_warmup_linear_down", "cosine_with_warmup"] = "exp_warmup_linear_down",
         warmup_steps: int = 0,
+        rampdown_start_step: int = 0,
+        rampdown_steps: int = 0,
+        backbone_lr_factor: float = 1.0,
+        layer_decay: float | None = None,
+        freeze_backbone_bn: bool = False,
         mixup_alpha: float = 0.0,
         wavmix_p: float = 0.0,
         wavmix_alpha: float = 2.0,
@@ -168,12 +197,20 @@ class AudioSystem(L.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
+        if (warmup_steps or rampdown_steps) and (warmup_epochs or rampdown_epochs):
+            raise ConfigError("give the learning-rate schedule in epochs or in steps, not both")
+        if backbone_lr_factor <= 0 or (layer_decay is not None and not 0.0 < layer_decay <= 1.0):
+            raise ConfigError(
+                f"need backbone_lr_factor > 0 and 0 < layer_decay <= 1, got {backbone_lr_factor}, {layer_decay}"
+            )
         if not 0.0 <= kd_lambda <= 1.0:
             raise ConfigError(f"kd_lambda must be in [0, 1], got {kd_lambda}")
         if wavmix_p > 0 and teacher_logits:
             raise ConfigError("wavmix (waveform mixup) is not combined with distillation from stored teacher logits,"
                               " as in the references; use mixup_alpha for spectrogram mixup")  # fmt: skip
-        self.model = build_model(model, num_classes, checkpoint, model_kwargs, pretrained)
+        self.model, self.reinitialised_keys = build_model(
+            model, num_classes, checkpoint, model_kwargs, labels, pretrained
+        )
         train_frontend = self.model.frontend_config.replace(**(frontend or {}))
         self.frontend = MelFrontend.from_config(train_frontend)
         self.labels = list(labels) if labels is not None else [f"class_{i}" for i in range(self.model.num_classes)]
@@ -183,6 +220,7 @@ class AudioSystem(L.LightningModule):
         self.device_names: list[str] = []
         self.complexity: dict[str, Any] | None = None
         self._dir_bank = None
+        self._classifier_keys: list[str] | None = None
         self._outputs: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
 
     # ----------------------------------------------------------------------------------------------- inference
@@ -303,16 +341,41 @@ class AudioSystem(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
         optimizer_class = torch.optim.AdamW if hp.adamw else torch.optim.Adam
-        optimizer = optimizer_class(self.model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        parameters: Any = self.model.parameters()
+        if hp.backbone_lr_factor != 1.0 or hp.layer_decay is not None:
+            head = self.classifier_keys
+            parameters = parameter_groups(self.model, head, hp.lr, hp.backbone_lr_factor, hp.layer_decay)
+        optimizer = optimizer_class(parameters, lr=hp.lr, weight_decay=hp.weight_decay)
         if hp.lr_schedule == "cosine_with_warmup":  # the run's length in steps, as the reference's transformers call
             factor = cosine_with_warmup(hp.warmup_steps, int(self.trainer.estimated_stepping_batches))
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-        if hp.warmup_epochs == 0 and hp.rampdown_epochs == 0:
+        per_step = bool(hp.warmup_steps or hp.rampdown_steps)
+        if per_step:
+            lengths = (hp.warmup_steps, hp.rampdown_steps, hp.rampdown_start_step)
+        elif hp.warmup_epochs or hp.rampdown_epochs:
+            lengths = (hp.warmup_epochs, hp.rampdown_epochs, hp.rampdown_start)
+        else:
             return {"optimizer": optimizer}
-        factor = exp_warmup_linear_down(hp.warmup_epochs, hp.rampdown_epochs, hp.rampdown_start, hp.last_lr_factor)
+        factor = exp_warmup_linear_down(*lengths, hp.last_lr_factor)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        interval = "step" if per_step else "epoch"
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
+
+    def train(self, mode: bool = True) -> AudioSystem:
+        """Train / eval mode; with ``freeze_backbone_bn`` the backbone's BatchNorm layers stay in eval mode."""
+        super().train(mode)
+        if mode and self.hparams.freeze_backbone_bn:
+            for norm in backbone_norms(self.model, self.classifier_keys):
+                norm.eval()
+        return self
+
+    @property
+    def classifier_keys(self) -> list[str]:
+        """State-dict keys of the model's classifier (computed once)."""
+        if self._classifier_keys is None:
+            self._classifier_keys = classifier_keys(self.model)
+        return self._classifier_keys
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def describe(self) -> dict[str, Any]:
