@@ -5,7 +5,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from tympan.analysis.attribute_probe import LabelledSplit, congater_sweep, omega_grid
-from tympan.analysis.congater import (
+from tympan.errors import ConfigError
+from tympan.models import create
+from tympan.models.congater import (
     AdversaryHeads,
     ConGater,
     ControlGate,
@@ -13,8 +15,6 @@ from tympan.analysis.congater import (
     gradient_reversal,
     recorded_gates,
 )
-from tympan.errors import ConfigError
-from tympan.models import create
 from tympan.train.congater import ConGaterSystem, fit_congater
 
 

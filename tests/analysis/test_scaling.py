@@ -7,18 +7,17 @@ import torch
 from torch import nn
 
 from tympan.analysis.receptive_field import receptive_field
-from tympan.analysis.scaling import (
+from tympan.analysis.scaling import build_family_model, scaling_sweep
+from tympan.errors import ConfigError
+from tympan.models.surgery import (
     DecomposedConv2d,
-    MagnitudePruner,
     apply_frequency_damping,
-    build_family_model,
     count_params,
     damping_ramp,
     decompose_convs,
     decomposed_params,
-    scaling_sweep,
 )
-from tympan.errors import ConfigError
+from tympan.train.pruning import MagnitudePruner
 
 from ._scenes import write_scenes
 

@@ -3,14 +3,16 @@
 Koutini et al., "Over-Parameterization and Generalization in Audio Classification" (ICML 2021 workshop, arXiv
 2107.08933): wider CNNs generalise better to unseen recording devices, even at the same number of parameters. The
 DCASE20 code base (``kkoutini/cpjku_dcase20``) holds the parameter count fixed while raising the width in two ways,
-both here:
+both available here:
 
-* :class:`MagnitudePruner` — magnitude pruning of a wide network to the narrow one's non-zero count, with the
-  pruned share ramped up over the first epochs (a Lightning callback; masks survive optimiser steps);
-* :func:`decompose_convs` — each k×k conv becomes ``1×1 (C_in → C_out/Z) → k×k → 1×1 (→ C_out)``.
+* magnitude pruning of a wide network to the narrow one's non-zero count, with the pruned share ramped up over the
+  first epochs (:class:`~tympan.train.pruning.MagnitudePruner`, a Lightning callback; masks survive optimiser steps);
+* decomposition (:func:`~tympan.models.surgery.decompose_convs`): each k×k conv becomes
+  ``1×1 (C_in → C_out/Z) → k×k → 1×1 (→ C_out)``.
 
-Also :func:`apply_frequency_damping` (the DCASE20 "frequency damping": k×k kernels scaled along frequency from 1 at
-the centre to 0.01 at the edges) and :func:`count_params` (non-zero as well as total parameters).
+Also frequency damping (:func:`~tympan.models.surgery.apply_frequency_damping`) and parameter counts that skip pruned
+weights. The surgery lives in :mod:`tympan.models.surgery` and the callback in :mod:`tympan.train.pruning` (both
+names stay importable from here); this module holds the study:
 :func:`scaling_sweep` trains a width × depth × ρ family with one recipe through the training engine and reports
 accuracy on seen and unseen devices.
 """
@@ -22,7 +24,6 @@ import functools
 import itertools
 import json
 import logging
-import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +32,19 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
-from torch import Tensor, nn
-from torch.nn.utils import parametrize
+from torch import nn
 
 from ..errors import ConfigError
+from ..models.surgery import (
+    DecomposedConv2d,
+    FrequencyDamping,
+    apply_frequency_damping,
+    count_params,
+    damping_ramp,
+    decompose_convs,
+    decomposed_params,
+)
+from ..train.pruning import MagnitudePruner
 
 __all__ = [
     "DecomposedConv2d",
@@ -56,231 +65,6 @@ logger = logging.getLogger(__name__)
 
 ARCHS = ("cp_resnet", "cp_mobile")
 METHODS = ("prune", "decompose")
-
-
-# ------------------------------------------------------------------------------------------------ counting
-def count_params(model: nn.Module, nonzero: bool = True) -> int:
-    """Parameters of ``model``: non-zero elements (pruned weights do not count) or all elements.
-
-    A parametrised weight (frequency damping) counts its stored original once.
-    """
-    return sum(int(torch.count_nonzero(p)) if nonzero else p.numel() for p in model.parameters())
-
-
-# ------------------------------------------------------------------------------------------------- pruning
-def _prunable(model: nn.Module) -> dict[str, nn.Module]:
-    """Conv and linear layers whose weights are pruned (BN, GRN and biases are kept, as in the reference)."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
-
-
-class MagnitudePruner(Callback):
-    """Magnitude pruning of conv / linear weights, ramped over epochs, as a Lightning callback.
-
-    At the start of every training epoch the share of pruned weights is raised along the ramp and the masks are
-    recomputed: the smallest ``|w|`` go, over all layers at once (``scope="global"``) or in each layer by the same
-    share (``scope="layer"``). Weights are ranked, not thresholded, so ties cannot overshoot and the final count is
-    exact. After every optimiser step the masks are applied again (Adam's momentum would revive pruned weights).
-
-    Args:
-        target_ratio: share of the prunable weights to remove at the end of the ramp.
-        target_params: alternatively, the parameter count of the whole model to reach: the kept weights plus every
-            parameter that is not pruned (BN, biases, GRN), which counts in full even where it happens to be 0.
-        scope: ``"global"`` or ``"layer"``.
-        ramp: ``"linear"`` or ``"exp"`` (fast at first: ``(1 − e^{−5t}) / (1 − e^{−5})``).
-        ramp_epochs: epochs to reach the target (the reference uses 50).
-        start_epoch: first (0-based) epoch with pruning; start after some dense training when the init has zero
-            weights (CP-ResNet's Fixup): weights pruned while still 0 are never revived.
-    """
-
-    def __init__(
-        self,
-        target_ratio: float | None = None,
-        target_params: int | None = None,
-        scope: str = "global",
-        ramp: str = "linear",
-        ramp_epochs: int = 50,
-        start_epoch: int = 0,
-    ) -> None:
-        if (target_ratio is None) == (target_params is None):
-            raise ConfigError("give exactly one of target_ratio and target_params")
-        if target_ratio is not None and not 0.0 <= target_ratio < 1.0:
-            raise ConfigError(f"target_ratio must be in [0, 1), got {target_ratio}")
-        if scope not in ("global", "layer"):
-            raise ConfigError(f"scope must be 'global' or 'layer', got {scope!r}")
-        if ramp not in ("linear", "exp"):
-            raise ConfigError(f"ramp must be 'linear' or 'exp', got {ramp!r}")
-        if ramp_epochs < 1 or start_epoch < 0:
-            raise ConfigError("ramp_epochs must be >= 1 and start_epoch >= 0")
-        self.target_ratio = target_ratio
-        self.target_params = target_params
-        self.scope = scope
-        self.ramp = ramp
-        self.ramp_epochs = ramp_epochs
-        self.start_epoch = start_epoch
-        self.masks: dict[str, Tensor] = {}
-
-    # -------------------------------------------------------------------------------------- schedule
-    def progress(self, epoch: int) -> float:
-        """Share of the final pruning applied during ``epoch`` (0 before ``start_epoch``, 1 after the ramp)."""
-        t = min(1.0, max(0.0, (epoch - self.start_epoch + 1) / self.ramp_epochs)) if epoch >= self.start_epoch else 0
-        if self.ramp == "exp":
-            return (1 - math.exp(-5 * t)) / (1 - math.exp(-5))
-        return t
-
-    def final_pruned(self, model: nn.Module) -> int:
-        """Number of prunable weights removed at the end of the ramp."""
-        layers = _prunable(model)
-        prunable = sum(m.weight.numel() for m in layers.values())
-        if self.target_ratio is not None:
-            return round(self.target_ratio * prunable)
-        fixed = count_params(model, nonzero=False) - prunable
-        keep = self.target_params - fixed
-        if keep < len(layers):
-            raise ConfigError(
-                f"target_params={self.target_params:,} leaves {keep} weights for {len(layers)} layers "
-                f"({fixed:,} parameters are not prunable); raise the target"
-            )
-        return max(0, prunable - keep)
-
-    # --------------------------------------------------------------------------------------- pruning
-    @torch.no_grad()
-    def prune(self, model: nn.Module, fraction: float = 1.0) -> None:
-        """Recompute the masks for ``fraction`` of the final pruning and zero the pruned weights."""
-        layers = _prunable(model)
-        count = round(fraction * self.final_pruned(model))
-        if self.scope == "global":
-            magnitudes = torch.cat([m.weight.detach().abs().flatten() for m in layers.values()])
-            keep = torch.zeros(magnitudes.numel(), dtype=torch.bool, device=magnitudes.device)
-            keep[torch.topk(magnitudes, magnitudes.numel() - count, sorted=False).indices] = True
-            offset = 0
-            for name, module in layers.items():
-                size = module.weight.numel()
-                self.masks[name] = keep[offset : offset + size].view_as(module.weight)
-                offset += size
-        else:
-            for (name, module), pruned in zip(layers.items(), _shares(layers, count), strict=True):
-                weights = module.weight.detach().abs().flatten()
-                keep = torch.zeros(weights.numel(), dtype=torch.bool, device=weights.device)
-                keep[torch.topk(weights, weights.numel() - pruned, sorted=False).indices] = True
-                self.masks[name] = keep.view_as(module.weight)
-        self.apply_masks(model)
-
-    @torch.no_grad()
-    def apply_masks(self, model: nn.Module) -> None:
-        """Zero the pruned weights again (after an optimiser step)."""
-        for name, module in _prunable(model).items():
-            mask = self.masks.get(name)
-            if mask is not None:
-                module.weight.mul_(mask.to(module.weight.device))
-
-    # ---------------------------------------------------------------------------------- Lightning hooks
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.current_epoch >= self.start_epoch:
-            self.prune(_network(pl_module), self.progress(trainer.current_epoch))
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        self.apply_masks(_network(pl_module))
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"masks": {k: v.cpu() for k, v in self.masks.items()}}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.masks = dict(state_dict["masks"])
-
-
-def _shares(layers: dict[str, nn.Module], count: int) -> list[int]:
-    """``count`` split over the layers in proportion to their sizes (largest remainders get the rest), so the
-    per-layer counts add up exactly; every layer keeps at least one weight."""
-    sizes = np.array([m.weight.numel() for m in layers.values()])
-    exact = count * sizes / sizes.sum()
-    shares = np.minimum(np.floor(exact).astype(int), sizes - 1)
-    for index in np.argsort(shares - exact):  # largest remainder first
-        if shares.sum() >= count:
-            break
-        if shares[index] < sizes[index] - 1:
-            shares[index] += 1
-    return shares.tolist()
-
-
-def _network(pl_module: nn.Module) -> nn.Module:
-    return getattr(pl_module, "model", pl_module)
-
-
-# ------------------------------------------------------------------------------------------- decomposition
-class DecomposedConv2d(nn.Sequential):
-    """``reduce`` 1×1 (C_in → C_out/Z) → ``conv`` k×k (stride, padding, dilation of the original) → ``expand`` 1×1
-    (→ C_out, with the original's bias); the receptive field is the original's."""
-
-    def __init__(self, conv: nn.Conv2d, factor: int) -> None:
-        if conv.groups != 1:
-            raise ConfigError("only ungrouped convolutions can be decomposed")
-        inner = max(1, conv.out_channels // factor)
-        super().__init__()
-        self.reduce = nn.Conv2d(conv.in_channels, inner, 1, bias=False)
-        self.conv = nn.Conv2d(
-            inner, inner, conv.kernel_size, conv.stride, conv.padding, conv.dilation, bias=False,
-            padding_mode=conv.padding_mode,
-        )  # fmt: skip
-        self.expand = nn.Conv2d(inner, conv.out_channels, 1, bias=conv.bias is not None)
-
-
-def decomposed_params(in_channels: int, out_channels: int, kernel: tuple[int, int], factor: int, bias: bool) -> int:
-    """Weights of a :class:`DecomposedConv2d`: ``C_in·C' + C'²·k_f·k_t + C'·C_out (+ C_out)``, ``C' = C_out // Z``."""
-    inner = max(1, out_channels // factor)
-    return in_channels * inner + inner * inner * kernel[0] * kernel[1] + inner * out_channels + (out_channels * bias)
-
-
-def decompose_convs(
-    model: nn.Module, factor: int, min_in_channels: int = 2, include_pointwise: bool = False
-) -> nn.Module:
-    """Replace (in place) every ungrouped k×k conv (k > 1 on some axis, or any size with ``include_pointwise``)
-    with at least ``min_in_channels`` inputs by a :class:`DecomposedConv2d` of factor ``factor``; returns ``model``.
-
-    Depthwise / grouped convs (CP-Mobile's blocks, CP-ResNet's grouped stage) and the one-channel stem are kept.
-    At small ρ most CP-ResNet weights sit in 1×1 convs, so only ``include_pointwise`` can meet a tight budget.
-    """
-    if factor < 1:
-        raise ConfigError(f"the decomposition factor must be >= 1, got {factor}")
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if (
-                isinstance(child, nn.Conv2d)
-                and child.groups == 1
-                and (include_pointwise or max(child.kernel_size) > 1)
-                and child.in_channels >= min_in_channels
-            ):
-                setattr(parent, name, DecomposedConv2d(child, factor))
-    return model
-
-
-# ----------------------------------------------------------------------------------------- frequency damping
-def damping_ramp(size: int, edge: float = 0.01) -> Tensor:
-    """Linear ramp from 1 at the centre to ``edge`` at both ends (``[0.01, 1, 0.01]`` for 3)."""
-    if size == 1:
-        return torch.ones(1)
-    centre = (size - 1) / 2
-    distance = (torch.arange(size, dtype=torch.float32) - centre).abs() / centre
-    return 1.0 - (1.0 - edge) * distance
-
-
-class FrequencyDamping(nn.Module):
-    """Weight parametrisation multiplying a conv kernel ``[out, in, k_f, k_t]`` by :func:`damping_ramp` along
-    frequency; the nominal receptive field stays, the effective one along frequency shrinks."""
-
-    def __init__(self, freq_size: int, edge: float = 0.01) -> None:
-        super().__init__()
-        self.register_buffer("ramp", damping_ramp(freq_size, edge).view(1, 1, -1, 1))
-
-    def forward(self, weight: Tensor) -> Tensor:
-        return weight * self.ramp
-
-
-def apply_frequency_damping(model: nn.Module, edge: float = 0.01) -> nn.Module:
-    """Register :class:`FrequencyDamping` on every conv with a frequency kernel > 1 (in place); returns ``model``."""
-    for module in list(model.modules()):
-        if isinstance(module, nn.Conv2d) and module.kernel_size[0] > 1:
-            parametrize.register_parametrization(module, "weight", FrequencyDamping(module.kernel_size[0], edge))
-    return model
 
 
 # ---------------------------------------------------------------------------------------------- families

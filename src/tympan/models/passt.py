@@ -300,7 +300,7 @@ class PaSST(AudioModel):
     def forward_input_sequence(self, mel: Tensor) -> Tensor:
         """The sequence entering the first block ``[B, num_tokens + N, E]`` (cls, dist, patches).
 
-        Adapters that act between blocks (:mod:`tympan.analysis.congater`) start from here.
+        Adapters that act between blocks (:mod:`tympan.models.congater`) start from here.
         """
         x = self._embed_patches(mel)
         tokens = self.cls_token + self.new_pos_embed[:, :1]

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..analysis.congater import AdversaryHeads, GatedModel
 from ..audio.frontend import MelFrontend
 from ..errors import ConfigError
+from ..models.congater import AdversaryHeads, GatedModel
 
 __all__ = ["ConGaterSystem", "fit_congater"]
 
@@ -28,7 +28,7 @@ Phase = Literal["task", "gates", "both"]
 
 
 class ConGaterSystem(L.LightningModule):
-    """Trains a :class:`~tympan.analysis.congater.GatedModel` on batches ``{"mel" | "audio", "target",
+    """Trains a :class:`~tympan.models.congater.GatedModel` on batches ``{"mel" | "audio", "target",
     "<attribute>_index", ...}``.
 
     Args:
