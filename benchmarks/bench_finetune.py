@@ -10,7 +10,9 @@ clips per class that no run saw. Two starting points of the DCASE23 CP-Mobile:
 * **random init**: the same network from random weights (``pretrained=False``).
 
 CPU seconds are the process time of the ``finetune`` call (all threads; data decoding, Lightning set-up, training,
-validation and export), wall seconds beside them. Goal: >= 95 % held-out accuracy at k = 16 in under 60 CPU-s.
+validation and export), wall seconds beside them. Torch runs on one intra-op thread by default (``--threads``): a
+batch of 16 one-second clips through a 40K-parameter CNN gains nothing from a second thread but its spin-waits,
+which on a shared machine double the CPU seconds. Goal: >= 95 % held-out accuracy at k = 16 in under 60 CPU-s.
 
     .venv/bin/python -m benchmarks.bench_finetune            # both arms, k = 4, 8, 16
     .venv/bin/python -m benchmarks.bench_finetune --quick    # pretrained (else random) arm, k = 4, 20 steps
@@ -121,7 +123,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k", default="4,8,16", help="clips per class, comma-separated")
     parser.add_argument("--arms", default="pretrained,random", help="pretrained and/or random")
     parser.add_argument("--steps", type=int, help="run length in steps instead of the default")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     arms = args.arms.split(",")
     if "pretrained" in arms and not CHECKPOINT.is_file():

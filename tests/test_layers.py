@@ -29,25 +29,27 @@ def _subpackage(path: Path) -> str:
     return parts[0] if len(parts) > 1 else path.stem
 
 
-def _imported(path: Path) -> set[str]:
-    """``tympan.<x>`` subpackages and top-level distributions that ``path`` imports."""
+def _imported_modules(path: Path) -> set[tuple[str, ...]]:
+    """Dotted names (as tuples) of what ``path`` imports, relative imports resolved against its package."""
     package_parts = ("tympan", *path.relative_to(PACKAGE).parent.parts)
-    found: set[str] = set()
+    found: set[tuple[str, ...]] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
-            names = [alias.name.split(".") for alias in node.names]
+            found.update(tuple(alias.name.split(".")) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            base = list(package_parts[: len(package_parts) - node.level + 1]) if node.level else []
-            target = base + (node.module.split(".") if node.module else [])
-            names = [target] if node.module else [target + [alias.name] for alias in node.names]
-        else:
-            continue
-        for parts in names:
-            found.add(parts[1] if parts[0] == "tympan" and len(parts) > 1 else parts[0])
+            base = package_parts[: len(package_parts) - node.level + 1] if node.level else ()
+            target = (*base, *node.module.split(".")) if node.module else base
+            found.update({target} if node.module else {(*target, alias.name) for alias in node.names})
     return found
 
 
+def _imported(path: Path) -> set[str]:
+    """``tympan.<x>`` subpackages and top-level distributions that ``path`` imports."""
+    return {parts[1] if parts[0] == "tympan" and len(parts) > 1 else parts[0] for parts in _imported_modules(path)}
+
+
 MODULES = sorted(PACKAGE.rglob("*.py"))
+MODELS = ("tympan", "models")
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
@@ -65,6 +67,18 @@ def test_resolution_sees_relative_and_lazy_imports() -> None:
     assert "hub" in _imported(PACKAGE / "models" / "registry.py")  # lazy: from .. import hub
     assert "lightning" in _imported(PACKAGE / "train" / "pruning.py")
     assert "train" in _imported(PACKAGE / "analysis" / "scaling.py")
+
+
+def test_registration_has_no_import_circle() -> None:
+    """Network files know no names and the registry imports no network: only the zoo modules join the two."""
+    networks = ("mobilenet", "dymn", "passt", "cp_mobile", "cp_resnet")
+    registry = {parts[2] for parts in _imported_modules(PACKAGE / "models" / "registry.py") if parts[:2] == MODELS}
+    assert not registry & {*networks, "zoo"}
+    for network in networks:
+        imported = {
+            parts[2] for parts in _imported_modules(PACKAGE / "models" / f"{network}.py") if parts[:2] == MODELS
+        }
+        assert "registry" not in imported and "zoo" not in imported, network
 
 
 def test_moved_names_stay_importable() -> None:

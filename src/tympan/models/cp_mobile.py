@@ -25,7 +25,6 @@ from torch import Tensor, nn
 from ..audio.frontend import MelFrontendConfig
 from ..errors import ConfigError
 from .layers import ConvNormAct, PositionClassifierModel, make_divisible, pair, position_classifier
-from .registry import register_architecture
 
 __all__ = ["DCASE23_FRONTEND", "DCASE24_FRONTEND", "CPMobile", "CPMobileBlock", "CPMobileConfig", "GlobalResponseNorm"]
 
@@ -230,6 +229,3 @@ def build_cp_mobile(**kwargs: Any) -> CPMobile:
     ``base_channels``, ``channels_multiplier``, ``expansion_rate``, ``n_blocks``, ``strides``) plus our
     ``use_grn``; ``strides=None`` means the reference default ``{"b2": (2, 2), "b4": (2, 1)}``."""
     return CPMobile(CPMobileConfig.from_reference(**kwargs))
-
-
-register_architecture("cp_mobile", default_frontend=DCASE23_FRONTEND, default_labels="tau22")(build_cp_mobile)

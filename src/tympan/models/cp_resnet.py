@@ -25,7 +25,6 @@ from torch import Tensor, nn
 from ..audio.frontend import MelFrontendConfig
 from ..errors import ConfigError
 from .layers import PositionClassifierModel, pair, position_classifier
-from .registry import register_architecture
 
 __all__ = ["BasicBlock", "CPResNet", "CPResNetConfig"]
 
@@ -306,6 +305,3 @@ def build_cp_resnet(**kwargs: Any) -> CPResNet:
     ``n_blocks``, ``s1_group``..``s3_group``, ``maxpool_pos_stage1``..``3``, ``maxpool_stage1_pos0_kernel``,
     ``maxpool_stage1_pos0_stride``, ``maxpool_kernel``, ``maxpool_stride``); without arguments, the 128K teacher."""
     return CPResNet(CPResNetConfig.from_reference(**kwargs))
-
-
-register_architecture("cp_resnet", default_frontend=TEACHER_FRONTEND, default_labels="tau22")(build_cp_resnet)

@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..audio.frontend import MelFrontendConfig
 from ..errors import ConfigError
 from .layers import ConvNormAct, LayerFactory, make_divisible
 from .mobilenet import (
@@ -36,13 +35,11 @@ from .mobilenet import (
     InvertedResidual,
     InvertedResidualConfig,
     build_classifier,
-    checkpoint_filter_fn,
     describe_features,
     init_weights,
     mobilenet_v3_config,
     reject_pretrained_name,
 )
-from .registry import register_architecture
 
 __all__ = [
     "DYNAMIC_BLOCK_LAYOUTS",
@@ -389,10 +386,7 @@ class DyMN(EfficientATNet):
         return maps
 
 
-@register_architecture(
-    "dymn", default_frontend=MelFrontendConfig(), default_labels="audioset", checkpoint_filter=checkpoint_filter_fn
-)
-def _build_dymn(
+def build_dymn(
     num_classes: int = 527,
     pretrained_name: str | None = None,
     width_mult: float = 1.0,

@@ -22,7 +22,6 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..audio.frontend import MelFrontendConfig
 from ..errors import ConfigError
 from .base import AudioModel
 from .layers import (
@@ -34,7 +33,6 @@ from .layers import (
     batch_norm,
     make_divisible,
 )
-from .registry import register_architecture
 
 __all__ = [
     "ACTIVATIONS",
@@ -457,10 +455,7 @@ def reject_pretrained_name(pretrained_name: str | None) -> None:
         )
 
 
-@register_architecture(
-    "mn", default_frontend=MelFrontendConfig(), default_labels="audioset", checkpoint_filter=checkpoint_filter_fn
-)
-def _build_mn(
+def build_mn(
     num_classes: int = 527,
     pretrained_name: str | None = None,
     width_mult: float = 1.0,

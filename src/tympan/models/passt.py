@@ -30,10 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..audio.frontend import MelFrontendConfig
 from ..errors import ConfigError
 from .base import AudioModel
-from .registry import register_architecture
 
 __all__ = ["PaSST", "checkpoint_filter_fn"]
 
@@ -398,10 +396,7 @@ def checkpoint_filter_fn(state_dict: dict[str, Any], model: nn.Module) -> dict[s
     return state
 
 
-@register_architecture(
-    "passt", default_frontend=MelFrontendConfig(), default_labels="audioset", checkpoint_filter=checkpoint_filter_fn
-)
-def _build_passt(**kwargs: Any) -> PaSST:
+def build_passt(**kwargs: Any) -> PaSST:
     """Build :class:`PaSST` from the reference constructor's keyword arguments."""
     try:
         return PaSST(**kwargs)

@@ -122,20 +122,16 @@ _ALIASES: dict[str, str] = {}
 
 def register_architecture(
     name: str,
+    builder: Builder,
     *,
     default_frontend: MelFrontendConfig,
     default_labels: str | None = None,
     checkpoint_filter: CheckpointFilter | None = None,
-) -> Callable[[Builder], Builder]:
-    """Decorator registering ``builder(**reference_kwargs) -> nn.Module`` under ``name``."""
-
-    def decorator(builder: Builder) -> Builder:
-        if name in _ARCHITECTURES or name in _PRESETS:
-            raise ConfigError(f"model name {name!r} is registered twice")
-        _ARCHITECTURES[name] = Architecture(name, builder, default_frontend, default_labels, checkpoint_filter)
-        return builder
-
-    return decorator
+) -> None:
+    """Register ``builder(**reference_kwargs) -> nn.Module`` under ``name`` (the zoo modules call this)."""
+    if name in _ARCHITECTURES or name in _PRESETS:
+        raise ConfigError(f"model name {name!r} is registered twice")
+    _ARCHITECTURES[name] = Architecture(name, builder, default_frontend, default_labels, checkpoint_filter)
 
 
 def register_preset(entry: ModelEntry) -> ModelEntry:
@@ -161,7 +157,6 @@ def register_alias(alias: str, name: str) -> None:
 
 def list_aliases() -> dict[str, str]:
     """Reference names that resolve to presets: ``{alias: preset name}``."""
-    _ensure_zoo_loaded()
     return dict(sorted(_ALIASES.items()))
 
 
@@ -173,7 +168,6 @@ def _unknown(name: str, kind: str, known: list[str]) -> UnknownModelError:
 
 def get_architecture(name: str) -> Architecture:
     """The registered architecture ``name``."""
-    _ensure_zoo_loaded()
     try:
         return _ARCHITECTURES[name]
     except KeyError:
@@ -182,7 +176,6 @@ def get_architecture(name: str) -> Architecture:
 
 def get_preset(name: str) -> ModelEntry:
     """The zoo entry ``name``."""
-    _ensure_zoo_loaded()
     try:
         return _PRESETS[_ALIASES.get(name, name)]
     except KeyError:
@@ -191,14 +184,12 @@ def get_preset(name: str) -> ModelEntry:
 
 def list_models(pattern: str = "*", *, exclude: str | None = None) -> list[str]:
     """Names of the zoo presets matching a wildcard ``pattern`` (and not ``exclude``), sorted."""
-    _ensure_zoo_loaded()
     names = [n for n in sorted(_PRESETS) if fnmatch.fnmatch(n, pattern)]
     return [n for n in names if exclude is None or not fnmatch.fnmatch(n, exclude)]
 
 
 def list_architectures() -> list[str]:
     """Names of the registered architectures, sorted."""
-    _ensure_zoo_loaded()
     return sorted(_ARCHITECTURES)
 
 
@@ -232,7 +223,6 @@ def create(
             together with ``checkpoint``.
         CheckpointError: the checkpoint does not fit the model, cannot be fetched, or changed in the cache.
     """
-    _ensure_zoo_loaded()
     name = _ALIASES.get(name, name)
     entry: ModelEntry | None = None
     if name in _PRESETS:
@@ -289,8 +279,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return tuple(_plain(v) for v in value)
     return value
-
-
-def _ensure_zoo_loaded() -> None:
-    """Import the zoo once, so that its modules register their architectures and presets."""
-    from . import zoo  # noqa: F401  (import for its side effect of registration)

@@ -1,4 +1,4 @@
-"""Every named configuration of the zoo, one module per family (imported for registration)."""
+"""The one list of the zoo's modules: each registers its family's architectures and presets when imported."""
 
 from __future__ import annotations
 

@@ -7,9 +7,12 @@ available sources do not state are left out rather than guessed.
 
 from __future__ import annotations
 
-from ..cp_mobile import DCASE23_FRONTEND, DCASE24_FRONTEND
-from ..cp_resnet import TEACHER_FRONTEND
-from ..registry import ModelEntry, register_preset
+from ..cp_mobile import DCASE23_FRONTEND, DCASE24_FRONTEND, build_cp_mobile
+from ..cp_resnet import TEACHER_FRONTEND, build_cp_resnet
+from ..registry import ModelEntry, register_architecture, register_preset
+
+register_architecture("cp_mobile", build_cp_mobile, default_frontend=DCASE23_FRONTEND, default_labels="tau22")
+register_architecture("cp_resnet", build_cp_resnet, default_frontend=TEACHER_FRONTEND, default_labels="tau22")
 
 __all__ = ["CP_MOBILE_DCASE23", "CP_MOBILE_DCASE24_BASELINE"]
 

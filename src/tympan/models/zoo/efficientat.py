@@ -24,8 +24,18 @@ from __future__ import annotations
 from typing import Any
 
 from ...audio.frontend import MelFrontendConfig
-from .. import dymn, mobilenet  # noqa: F401  (register the architectures)
-from ..registry import ModelEntry, register_preset
+from .. import dymn, mobilenet
+from ..registry import ModelEntry, register_architecture, register_preset
+
+# DyMN checkpoints share MN's layout quirks, so both read through MN's filter.
+for _arch, _builder in (("mn", mobilenet.build_mn), ("dymn", dymn.build_dymn)):
+    register_architecture(
+        _arch,
+        _builder,
+        default_frontend=MelFrontendConfig(),
+        default_labels="audioset",
+        checkpoint_filter=mobilenet.checkpoint_filter_fn,
+    )
 
 _RELEASE = "https://github.com/fschmid56/EfficientAT/releases/download/v0.0.1"
 _SOURCE = "fschmid56/EfficientAT@a425fdce models/mn/model.py, models/dymn/model.py"

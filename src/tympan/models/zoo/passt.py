@@ -21,8 +21,16 @@ from __future__ import annotations
 from typing import Any
 
 from ...audio.frontend import MelFrontendConfig
-from .. import passt  # noqa: F401  (registers the architecture)
-from ..registry import ModelEntry, register_alias, register_preset
+from .. import passt
+from ..registry import ModelEntry, register_alias, register_architecture, register_preset
+
+register_architecture(
+    "passt",
+    passt.build_passt,
+    default_frontend=MelFrontendConfig(),
+    default_labels="audioset",
+    checkpoint_filter=passt.checkpoint_filter_fn,
+)
 
 _RELEASES = "https://github.com/kkoutini/PaSST/releases/download"
 _SOURCE = "kkoutini/PaSST@2a5c818a models/passt.py; kkoutini/passt_hear21@5f1cce6a"
