@@ -39,7 +39,7 @@ class TinyNet(AudioModel):
 
 
 if "tiny_test" not in list_architectures():
-    register_architecture("tiny_test", default_frontend=TINY_FRONTEND)(TinyNet)
+    register_architecture("tiny_test", TinyNet, default_frontend=TINY_FRONTEND)
 get_architecture("tiny_test")
 
 

@@ -201,3 +201,13 @@ def test_pretrained_starts_a_preset_from_its_official_weights(tmp_path, monkeypa
     assert (tmp_path / "checkpoints" / "mn04_im.pt.sha256.json").is_file()  # recorded at its first strict load
     fresh = TaggingSystem("mn04_im")
     assert not torch.equal(fresh.model.state_dict()["classifier.5.weight"], state["classifier.5.weight"])
+
+
+def test_training_refuses_data_at_another_rate_than_the_model(tmp_path):
+    csv = write_tone_dataset(tmp_path / "data", per_class=4)
+    module = AudioDataModule(str(csv), sample_rate=16000, clip_seconds=0.5, batch_size=2)  # tiny_test runs at 8 kHz
+    system = SceneSystem("tiny_test", num_classes=2)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, enable_model_summary=False)  # fmt: skip
+    with pytest.raises(ConfigError, match=r"16000 Hz but the model's frontend expects 8000 Hz"):
+        trainer.fit(system, datamodule=module)

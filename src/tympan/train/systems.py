@@ -46,6 +46,16 @@ __all__ = ["AudioSystem", "SceneSystem", "TaggingSystem", "describe_model"]
 logger = logging.getLogger(__name__)
 
 
+def _check_sample_rate(datamodule: Any, model_rate: int) -> None:
+    """Refuse waveforms at another rate than the model's frontend: the mel bands would be silently wrong."""
+    data_rate = getattr(datamodule, "sample_rate", None)
+    if data_rate is not None and int(data_rate) != int(model_rate):
+        raise ConfigError(
+            f"the data module reads audio at {data_rate} Hz but the model's frontend expects {model_rate} Hz; "
+            f"set data.sample_rate to {model_rate} (or train a model whose frontend runs at {data_rate} Hz)"
+        )
+
+
 def describe_model(model: nn.Module, labels: Sequence[str], multilabel: bool) -> dict[str, Any]:
     """The ``"tympan"`` entry of a checkpoint: what :func:`tympan.load` needs to rebuild ``model``."""
     entry = getattr(model, "preset", None)
@@ -231,6 +241,7 @@ class AudioSystem(L.LightningModule):
     # ------------------------------------------------------------------------------------------------ training
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        _check_sample_rate(datamodule, self.model.frontend_config.sample_rate)
         self.device_names = list(getattr(datamodule, "device_names", []) or [])
         if self.hparams.teacher_logits and self.teacher_store is None:
             self.teacher_store = TeacherLogitStore(self.hparams.teacher_logits)
