@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from .files import atomic_path
 from .pipeline import AudioInput, AudioPipeline
@@ -106,10 +104,11 @@ def timeline(
     """
     from .engine.jobs import TimelineJob
     from .engine.network import Network
-    from .engine.runner import run_one
+    from .engine.runner import run_one, source_of
 
+    network = Network(pipeline)
     job = TimelineJob(
-        Network(pipeline),
+        network,
         window=window,
         hop=hop,
         method=method,
@@ -117,7 +116,7 @@ def timeline(
         batch_size=batch_size,
         segment_seconds=chunk_seconds,
     )
-    line = run_one(job, *_source(pipeline, audio, sample_rate), workers=workers).timeline
+    line = run_one(job, *source_of(network, audio, sample_rate), workers=workers).timeline
     assert line is not None
     return line
 
@@ -136,16 +135,6 @@ def clip_scores(pipeline: AudioPipeline, path: str | Path) -> tuple[np.ndarray, 
     record = run_one(TagJob(Network(pipeline)), str(path), str(path))
     assert record.scores is not None
     return record.scores, record.notes
-
-
-def _source(pipeline: AudioPipeline, audio: AudioInput, sample_rate: int | None) -> tuple[str, str | Tensor]:
-    """(name, source) of a path, or of a waveform brought to the pipeline's rate and mono."""
-    if isinstance(audio, (str, Path)):
-        return str(audio), str(audio)
-    from .audio.io import prepare_waveform
-
-    rate = pipeline.sample_rate
-    return "<waveform>", torch.as_tensor(prepare_waveform(audio, sample_rate or rate, rate))
 
 
 def _median_filter(scores: np.ndarray, size: int) -> np.ndarray:

@@ -345,4 +345,3 @@ def stream_audio(
         if len(buffer) <= chunk:
             return
         buffer = buffer[hop:]
-

@@ -20,11 +20,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..audio.io import AUDIO_EXTENSIONS, find_audio_files
 from .jobs import LONG_FILE_SECONDS, EmbedJob, TagJob, TimelineJob
 from .network import Network, as_network, load_network
 from .records import Record, error_message, resume, save_periodically
-from .runner import default_workers, run_job
+from .runner import default_workers, run_job, run_one, source_of
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -33,6 +35,7 @@ __all__ = [
     "Record",
     "default_method",
     "default_workers",
+    "embed",
     "embed_files",
     "error_message",
     "find_audio_files",
@@ -71,6 +74,23 @@ def embed_files(
     HEAR timestamp embeddings and :attr:`Record.timestamps` instead. Other arguments as :func:`tag_files`."""
     network = as_network(network)
     return run_job(EmbedJob(network, timestamps=timestamps), _sources(paths), workers=workers)
+
+
+def embed(network: Any, audio: Any, sample_rate: int | None = None, *, workers: int | None = None) -> np.ndarray:
+    """The embedding ``[D]`` of a file or waveform, or ``[batch, D]`` of a list of them or a ``[batch, samples]``
+    array: the definition of :func:`embed_files` (what ``tympan embed`` writes).
+
+    Raises:
+        AudioLoadError: an input cannot be read.
+    """
+    network = as_network(network)
+    single = isinstance(audio, (str, Path)) or getattr(audio, "ndim", None) == 1
+    inputs = [audio] if single else list(audio)
+    embeddings = []
+    for one in inputs:
+        record = run_one(EmbedJob(network), *source_of(network, one, sample_rate), workers=workers)
+        embeddings.append(record.embedding)
+    return embeddings[0] if single else np.stack(embeddings)
 
 
 def default_method(network: Network, window: float, hop: float | None, tail: str = "end") -> str:

@@ -26,7 +26,7 @@ from .network import Network
 from .pieces import ClipPiece, Outputs, Piece, Source, compute_clips
 from .records import Record, error_message
 
-__all__ = ["default_workers", "plan_inputs", "run_job", "run_one"]
+__all__ = ["default_workers", "plan_inputs", "run_job", "run_one", "source_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -164,18 +164,31 @@ def _outcomes(dataset: _Work, workers: int) -> Iterator[list[Outcome]]:
             position = yield from _isolate(dataset, position, 2 * workers)
 
 
+def _alone(dataset: _Work, position: int) -> list[Outcome] | None:
+    """The outcomes of one item in a fresh worker of its own, or None when it kills that worker."""
+    try:
+        return next(iter(_loader(dataset, range(position, position + 1), 1)))
+    except RuntimeError as error:
+        if not _died(error):
+            raise
+        return None
+
+
 def _isolate(dataset: _Work, position: int, suspects: int) -> Iterator[list[Outcome]]:
-    """Run the items from ``position`` one per fresh worker; the first that kills its worker fails. Returns where
-    to go on: after that item, or after ``suspects`` items (those in flight at the crash) if none fails again."""
-    for suspect in range(position, min(position + suspects, len(dataset))):
-        try:
-            yield from _loader(dataset, range(suspect, suspect + 1), 1)
-        except RuntimeError as error:
-            if not _died(error):
-                raise
-            yield [AudioLoadError(WORKER_DIED) for _ in dataset.items[suspect]]
+    """Run the items from ``position`` one per fresh worker; in the first that kills its worker, each piece alone, so
+    that only the piece that kills it fails. Returns where to go on: after that item, or after ``suspects`` items
+    (those that may have been in flight at the crash) if none fails again."""
+    end = min(position + suspects, len(dataset))
+    for suspect in range(position, end):
+        outcomes = _alone(dataset, suspect)
+        if outcomes is None:
+            item = dataset.items[suspect]
+            singles = _Work([[piece] for piece in item], dataset.network, dataset.compute)
+            alone = (_alone(singles, i) for i in range(len(item)))
+            yield [AudioLoadError(WORKER_DIED) if result is None else result[0] for result in alone]
             return suspect + 1
-    return min(position + suspects, len(dataset))
+        yield outcomes
+    return end
 
 
 def run_job(job: Job, sources: Sequence[tuple[str, Source]], *, workers: int | None = None) -> Iterator[Record]:
@@ -215,6 +228,16 @@ def run_job(job: Job, sources: Sequence[tuple[str, Source]], *, workers: int | N
             yield job.finish(entry, entry_pieces, outcomes)  # type: ignore[arg-type]
         except Exception as error:  # e.g. a timeline of a file whose header lied about its length
             yield Record(entry.name, entry.index, error=error_message(error), exception=error)
+
+
+def source_of(network: Network, audio: Any, sample_rate: int | None = None) -> tuple[str, Source]:
+    """(name, source) of a path, or of a waveform (any rate, mono or not) brought to the network's rate and mono."""
+    if isinstance(audio, (str, os.PathLike)):
+        return str(audio), str(audio)
+    from ..audio.io import prepare_waveform
+
+    rate = network.sample_rate
+    return "<waveform>", torch.as_tensor(prepare_waveform(audio, sample_rate or rate, rate))
 
 
 def run_one(job: Job, name: str, source: Source, *, workers: int | None = None) -> Record:
