@@ -14,7 +14,7 @@ import torch
 
 import tympan
 from tympan import engine, export
-from tympan.audio.io import load_audio, read_span
+from tympan.audio.io import _to_mono, load_audio, read_span
 from tympan.cli import main
 from tympan.engine import jobs
 from tympan.engine.pieces import ClipPiece
@@ -75,6 +75,13 @@ def test_read_span_is_load_audio_of_the_span(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_span(tmp_path / "a.wav", RATE), whole)
     for start, stop in ((0, 1000), (32000, 64000), (12345, 70001), (90000, None)):
         np.testing.assert_allclose(read_span(tmp_path / "a.wav", RATE, start, stop), whole[start:stop], atol=1e-6)
+
+
+def test_mono_mix_is_numpy_mean_bit_for_bit() -> None:
+    generator = np.random.default_rng(3)
+    for channels in (2, 3, 6):
+        frames = generator.standard_normal((1000, channels)).astype(np.float32)
+        np.testing.assert_array_equal(_to_mono(frames), np.mean(frames.T, axis=0))
 
 
 def test_workers_give_the_records_of_one_process_in_order(

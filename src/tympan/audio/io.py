@@ -112,10 +112,17 @@ def _check_samples(data: np.ndarray, name: str) -> None:
 
 
 def _to_mono(frames_by_channel: np.ndarray) -> np.ndarray:
-    """Mean over channels of ``[frames, channels]``, summed in librosa's order (bit-identical to its to_mono)."""
-    if frames_by_channel.shape[1] == 1:
+    """Mean over channels of ``[frames, channels]``, bit-identical to librosa's ``to_mono`` (``np.mean`` over the
+    channel axis, which adds the channels one after the other), at a fraction of the cost: ``np.mean`` reduces the
+    transposed array with strided reads (11 % of a folder job's time in the issue's profile)."""
+    channels = frames_by_channel.shape[1]
+    if channels == 1:
         return frames_by_channel[:, 0]
-    return np.mean(frames_by_channel.T, axis=0)
+    total = frames_by_channel[:, 0] + frames_by_channel[:, 1]
+    for channel in range(2, channels):
+        total += frames_by_channel[:, channel]
+    total /= np.asarray(channels, dtype=total.dtype)
+    return total
 
 
 def _resample(data: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:

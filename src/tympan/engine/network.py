@@ -129,12 +129,15 @@ def load_network(
     backend: str = "auto",
     precision: str = "32",
     windowed: bool = False,
+    threads: int | None = 1,
     **kwargs: Any,
 ) -> Network:
     """The network of a zoo name or checkpoint (see :func:`tympan.load`) on the backend asked for.
 
     ``backend="auto"`` picks onnxruntime on the CPU for the architectures it runs faster (``windowed``: the job's
-    inputs share one length), else PyTorch; a model that fails to export falls back to PyTorch.
+    inputs share one length), else PyTorch; a model that fails to export falls back to PyTorch. ``threads`` sets
+    this process's intra-op threads (``torch.set_num_threads``; None leaves them): the engine's parallelism is its
+    worker processes, and on small operations more threads only contend (on a busy machine, 10x slower loading).
 
     Raises:
         ConfigError: neither a model nor a checkpoint, or an unknown backend.
@@ -145,6 +148,8 @@ def load_network(
         raise ConfigError("pass a model name (or the checkpoint of a tympan fine-tuned model)")
     if backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if threads is not None:
+        torch.set_num_threads(threads)
     pipeline = load(model, checkpoint, device=device, backend="torch", precision=precision, **kwargs)
     return Network(with_backend(pipeline, backend, windowed=windowed))
 
