@@ -71,6 +71,17 @@ class Network:
 
         return isinstance(self._pipeline.model, EfficientATNet)
 
+    @property
+    def modules(self) -> torch.nn.ModuleList:
+        """The model and its frontend, for a framework that moves modules between devices (Lightning)."""
+        return torch.nn.ModuleList([self._pipeline.model, self._pipeline.frontend])
+
+    def to(self, device: torch.device) -> Network:
+        """Run on ``device`` from now on (the torch backend)."""
+        self._pipeline.device = torch.device(device)
+        self.modules.to(device)
+        return self
+
     def pad(self, waveform: Tensor) -> tuple[Tensor, list[str]]:
         """Check a mono waveform and zero-pad it to :attr:`min_samples`; the notes say what was done."""
         clip = self._pipeline._pad(waveform)

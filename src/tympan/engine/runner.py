@@ -26,7 +26,7 @@ from .network import Network
 from .pieces import ClipPiece, Outputs, Piece, Source, compute_clips
 from .records import Record, error_message
 
-__all__ = ["default_workers", "plan_inputs", "run_job", "run_one", "source_of"]
+__all__ = ["assemble", "compute_item", "default_workers", "plan_job", "run_job", "run_one", "source_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +191,31 @@ def _isolate(dataset: _Work, position: int, suspects: int) -> Iterator[list[Outc
     return end
 
 
+def plan_job(job: Job, sources: Sequence[tuple[str, Source]]) -> tuple[list[Input | Record], list[list[Piece]]]:
+    """Each source planned (an :class:`Input`, or the error record of an unreadable header) and the work items."""
+    planned = plan_inputs(job.network, sources)
+    pieces = [piece for entry in planned if isinstance(entry, Input) for piece in job.plan(entry)]
+    return planned, _items(pieces)
+
+
+def assemble(job: Job, planned: list[Input | Record], outcomes: Iterator[Outcome]) -> Iterator[Record]:
+    """Records in input order from the outcomes of the planned inputs' pieces, in the same order."""
+    for entry in planned:
+        if isinstance(entry, Record):
+            yield entry
+            continue
+        pieces = job.plan(entry)
+        results = [next(outcomes) for _ in pieces]
+        failure = next((result for result in results if isinstance(result, BaseException)), None)
+        if failure is not None:
+            yield Record(entry.name, entry.index, error=error_message(failure), exception=failure)
+            continue
+        try:
+            yield job.finish(entry, pieces, results)  # type: ignore[arg-type]
+        except Exception as error:  # e.g. a timeline of a file whose header lied about its length
+            yield Record(entry.name, entry.index, error=error_message(error), exception=error)
+
+
 def run_job(job: Job, sources: Sequence[tuple[str, Source]], *, workers: int | None = None) -> Iterator[Record]:
     """One record per source, in order (see the module docstring for where the work runs).
 
@@ -200,34 +225,17 @@ def run_job(job: Job, sources: Sequence[tuple[str, Source]], *, workers: int | N
         workers: DataLoader worker processes (default :func:`default_workers`; 0 runs everything in this process).
     """
     network = job.network
-    planned = plan_inputs(network, sources)
-    pieces = {entry.index: job.plan(entry) for entry in planned if isinstance(entry, Input)}
-    items = _items([piece for entry_pieces in pieces.values() for piece in entry_pieces])
+    planned, items = plan_job(job, sources)
     compute_here = network.device.type != "cpu"
     workers = default_workers() if workers is None else workers
     workers = min(workers, len(items)) if len(items) > 1 else 0  # one item: a worker would only add a copy
     dataset = _Work(items, network, compute=not compute_here)
-    flat = (
-        (piece, outcome)
-        for item, outcomes in zip(items, _outcomes(dataset, workers), strict=False)
-        for piece, outcome in zip(
-            item, compute_item(network, item, outcomes) if compute_here else outcomes, strict=True
-        )
+    outcomes = (
+        outcome
+        for item, loaded in zip(items, _outcomes(dataset, workers), strict=False)
+        for outcome in (compute_item(network, item, loaded) if compute_here else loaded)
     )
-    for entry in planned:
-        if isinstance(entry, Record):
-            yield entry
-            continue
-        entry_pieces = pieces[entry.index]
-        outcomes = [next(flat)[1] for _ in entry_pieces]
-        failure = next((o for o in outcomes if isinstance(o, BaseException)), None)
-        if failure is not None:
-            yield Record(entry.name, entry.index, error=error_message(failure), exception=failure)
-            continue
-        try:
-            yield job.finish(entry, entry_pieces, outcomes)  # type: ignore[arg-type]
-        except Exception as error:  # e.g. a timeline of a file whose header lied about its length
-            yield Record(entry.name, entry.index, error=error_message(error), exception=error)
+    return assemble(job, planned, outcomes)
 
 
 def source_of(network: Network, audio: Any, sample_rate: int | None = None) -> tuple[str, Source]:
