@@ -49,31 +49,47 @@ __all__ = [
 PathLike = str | Path
 
 
-def _sources(paths: Iterable[PathLike]) -> list[tuple[str, str]]:
-    return [(str(path), str(path)) for path in find_audio_files(paths)]
+def _run(job: Any, paths: Iterable[PathLike], workers: int | None, trainer: dict[str, Any] | None) -> Any:
+    """The records of ``job`` over the audio files of ``paths``: here, or under ``Trainer.predict`` with ``trainer``
+    options (``shards``: the folder of the rank shards; the others go to :class:`lightning.Trainer`)."""
+    sources = [(str(path), str(path)) for path in find_audio_files(paths)]
+    if trainer is None:
+        return run_job(job, sources, workers=workers)
+    from .predict import predict_records
+
+    options = dict(trainer)
+    return predict_records(job, sources, options.pop("shards"), workers=workers or 0, **options)
 
 
-def tag_files(network: Any, paths: Iterable[PathLike], *, workers: int | None = None) -> Iterator[Record]:
+def tag_files(
+    network: Any, paths: Iterable[PathLike], *, workers: int | None = None, trainer: dict[str, Any] | None = None
+) -> Iterator[Record]:
     """Class scores (:attr:`Record.scores`) of every file named or under the folders named.
 
     Args:
         network: a :class:`Network` (:func:`load_network`) or an :class:`~tympan.pipeline.AudioPipeline`.
         paths: audio files and folders (searched recursively for :data:`AUDIO_EXTENSIONS`).
         workers: DataLoader worker processes (default: one per core; 0: all in this process).
+        trainer: run under Lightning's ``Trainer.predict`` (:mod:`tympan.engine.predict`) with these options
+            (``accelerator``, ``devices``, ``num_nodes``, ``strategy``, and ``shards``: a folder all ranks see);
+            then only rank 0 gets the records and the other ranks get None.
     """
-    network = as_network(network)
-    return run_job(TagJob(network), _sources(paths), workers=workers)
+    return _run(TagJob(as_network(network)), paths, workers, trainer)
 
 
 def embed_files(
-    network: Any, paths: Iterable[PathLike], *, timestamps: str | None = None, workers: int | None = None
+    network: Any,
+    paths: Iterable[PathLike],
+    *,
+    timestamps: str | None = None,
+    workers: int | None = None,
+    trainer: dict[str, Any] | None = None,
 ) -> Iterator[Record]:
     """The embedding (:attr:`Record.embedding`) of every file: one forward pass of a file up to
     :data:`LONG_FILE_SECONDS`, the mean of its clip-length windows' embeddings beyond (see
     :mod:`tympan.engine.jobs`); with ``timestamps`` (a HEAR variant: ``"base"``, ``"2level"``, ``"2levelmel"``),
     HEAR timestamp embeddings and :attr:`Record.timestamps` instead. Other arguments as :func:`tag_files`."""
-    network = as_network(network)
-    return run_job(EmbedJob(network, timestamps=timestamps), _sources(paths), workers=workers)
+    return _run(EmbedJob(as_network(network), timestamps=timestamps), paths, workers, trainer)
 
 
 def embed(network: Any, audio: Any, sample_rate: int | None = None, *, workers: int | None = None) -> np.ndarray:
@@ -114,6 +130,7 @@ def timeline(
     threshold: float = 0.5,
     median_windows: int = 3,
     workers: int | None = None,
+    trainer: dict[str, Any] | None = None,
 ) -> Iterator[Record]:
     """Scores per window (:attr:`Record.timeline`) and events (:attr:`Record.events`) of every file.
 
@@ -124,6 +141,7 @@ def timeline(
             computed once and pooled per window) or ``"auto"`` (:func:`default_method`).
         tail: where the last window goes (see :func:`tympan.tagging.timeline`).
         threshold, median_windows: event detection (see :func:`tympan.tagging.detect_events`).
+        trainer: as :func:`tag_files`.
     """
     network = as_network(network)
     if method == "auto":
@@ -137,4 +155,4 @@ def timeline(
         threshold=threshold,
         median_windows=median_windows,
     )
-    return run_job(job, _sources(paths), workers=workers)
+    return _run(job, paths, workers, trainer)

@@ -32,23 +32,24 @@ __all__ = ["EngineModule", "ShardWriter", "predict_records"]
 class _RankItems(Dataset):
     """This rank's share of the work items (every ``world_size``-th from its rank), loaded, with their positions.
 
-    The rank is read when the loader first asks, in the rank's process, after the launcher has started it."""
+    The rank is read when the loader first asks, in the rank's process, after the launcher has started it. A rank
+    left without items (fewer items than ranks) gets one empty item at position -1, as Lightning wants a batch."""
 
     def __init__(self, work: _Work) -> None:
         self.work = work
 
     @property
-    def positions(self) -> range:
+    def positions(self) -> Sequence[int]:
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
         rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed else (0, 1)
-        return range(rank, len(self.work), world)
+        return range(rank, len(self.work), world) or [-1]
 
     def __len__(self) -> int:
         return len(self.positions)
 
     def __getitem__(self, index: int) -> tuple[int, list[Outcome]]:
         position = self.positions[index]
-        return position, self.work[position]
+        return position, self.work[position] if position >= 0 else []
 
 
 class EngineModule(L.LightningModule):
@@ -64,7 +65,7 @@ class EngineModule(L.LightningModule):
 
     def predict_step(self, batch: tuple[int, list[Outcome]], batch_idx: int) -> tuple[int, list[Outcome]]:
         position, loaded = batch
-        return position, compute_item(self.network, self.items[position], loaded)
+        return position, compute_item(self.network, self.items[position], loaded) if position >= 0 else []
 
 
 class ShardWriter(BasePredictionWriter):
