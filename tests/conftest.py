@@ -16,6 +16,17 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _graph_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Exported ONNX graphs go to a folder of the test session, not to the user's cache."""
+    from tympan import export
+
+    folder = tmp_path_factory.mktemp("onnx-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(export, "graph_cache_dir", lambda: folder)
+        yield folder
+
+
 def shared_path(*parts: str) -> Path:
     """Path of a file in ../shared, or skip the test with the reason when it is absent."""
     path = SHARED.joinpath(*parts)

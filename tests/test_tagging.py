@@ -10,10 +10,11 @@ import soundfile
 import torch
 
 import tympan
-from tympan import tagging
+from tympan.engine import jobs
+from tympan.engine.pieces import window_starts
 from tympan.errors import AudioLoadError
 from tympan.pipeline import AudioPipeline
-from tympan.tagging import Timeline, _windows, clip_scores, detect_events, plot_timeline, timeline
+from tympan.tagging import Timeline, clip_scores, detect_events, plot_timeline, timeline
 
 from ._models import small_mn_state
 
@@ -25,40 +26,25 @@ def pipeline() -> AudioPipeline:
     return tympan.load("mn", small_mn_state(), width_mult=0.4, device="cpu")
 
 
-def _starts(total: int, window: int, hop: int, chunk: int) -> list[tuple[int, int]]:
-    pieces = (torch.arange(i, min(i + chunk, total), dtype=torch.float32) for i in range(0, total, chunk))
-    out = []
-    for start, samples in _windows(pieces, window, hop):
-        assert torch.equal(samples, torch.arange(start, start + samples.numel(), dtype=torch.float32))
-        out.append((start, samples.numel()))
-    return out
+def _spans(total: int, window: int, hop: int, tail: str = "end") -> list[tuple[int, int]]:
+    return [(start, min(window, total)) for start in window_starts(total, window, hop, tail)]
 
 
-@pytest.mark.parametrize("chunk", [3, 10, 1000])
-def test_windows_are_exact_whatever_the_chunk_size(chunk: int) -> None:
-    assert _starts(25, 10, 5, chunk) == [(0, 10), (5, 10), (10, 10), (15, 10)]
-    assert _starts(27, 10, 5, chunk) == [(0, 10), (5, 10), (10, 10), (15, 10), (17, 10)]
-    assert _starts(7, 10, 5, chunk) == [(0, 7)]
-    assert _starts(10, 10, 10, chunk) == [(0, 10)]
+def test_window_starts_follow_the_grid_and_end_at_the_end() -> None:
+    assert _spans(25, 10, 5) == [(0, 10), (5, 10), (10, 10), (15, 10)]
+    assert _spans(27, 10, 5) == [(0, 10), (5, 10), (10, 10), (15, 10), (17, 10)]
+    assert _spans(7, 10, 5) == [(0, 7)]
+    assert _spans(10, 10, 10) == [(0, 10)]
 
 
-def _reference_windows(total: int, window: int, hop: int) -> list[tuple[int, int, int]]:
+def _reference_starts(total: int, window: int, hop: int) -> list[int]:
     """EfficientAT windowed_inference.py: ceil((N - window) / hop) + 1 windows at i * hop, the audio zero-padded."""
-    count = max(int(np.ceil((total - window) / hop)) + 1, 1)
-    return [(i * hop, min(window, max(total - i * hop, 0)), window) for i in range(count)]
+    return [i * hop for i in range(max(int(np.ceil((total - window) / hop)) + 1, 1))]
 
 
 @pytest.mark.parametrize(("total", "window", "hop"), [(27, 10, 5), (25, 10, 5), (7, 10, 5), (26, 10, 4), (30, 3, 7)])
-@pytest.mark.parametrize("chunk", [3, 1000])
-def test_pad_tail_is_the_efficientat_rule(total: int, window: int, hop: int, chunk: int) -> None:
-    pieces = (torch.arange(i, min(i + chunk, total), dtype=torch.float32) for i in range(0, total, chunk))
-    got = []
-    for start, samples in _windows(pieces, window, hop, tail="pad"):
-        real = min(samples.numel(), max(total - start, 0))
-        expected = torch.arange(start, start + real, dtype=torch.float32)
-        assert torch.equal(samples[:real], expected) and not samples[real:].any()
-        got.append((start, real, samples.numel()))
-    assert got == _reference_windows(total, window, hop)
+def test_pad_tail_is_the_efficientat_rule(total: int, window: int, hop: int) -> None:
+    assert window_starts(total, window, hop, tail="pad") == _reference_starts(total, window, hop)
 
 
 def test_timeline_tail_rules_on_a_length_off_the_hop_grid(pipeline: AudioPipeline) -> None:
@@ -76,9 +62,10 @@ def test_timeline_tail_rules_on_a_length_off_the_hop_grid(pipeline: AudioPipelin
         timeline(pipeline, waveform, window=2.0, tail="wrap")
 
 
-def test_empty_audio_is_an_error() -> None:
+def test_empty_audio_is_an_error(pipeline: AudioPipeline, tmp_path: Path) -> None:
+    soundfile.write(tmp_path / "empty.wav", np.zeros(0, np.float32), RATE)
     with pytest.raises(AudioLoadError, match="empty"):
-        list(_windows(iter([torch.zeros(0)]), 10, 5))
+        timeline(pipeline, tmp_path / "empty.wav", window=1.0)
 
 
 def test_timeline_of_a_file_matches_windows_tagged_one_by_one(pipeline: AudioPipeline, tmp_path: Path) -> None:
@@ -140,7 +127,7 @@ def test_long_files_are_scored_window_by_window(
     soundfile.write(tmp_path / "a.wav", waveform.numpy(), RATE, subtype="FLOAT")
     short_scores, short_notes = clip_scores(pipeline, tmp_path / "a.wav")
     assert short_notes == []
-    monkeypatch.setattr(tagging, "LONG_FILE_SECONDS", 1.0)
+    monkeypatch.setattr(jobs, "LONG_FILE_SECONDS", 1.0)
     pipeline.clip_seconds = 1.0
     try:
         long_scores, long_notes = clip_scores(pipeline, tmp_path / "a.wav")

@@ -47,5 +47,9 @@ def tag(audio: Any, model: str = "mn10_as", *, sample_rate: int | None = None, t
 
 
 def embed(audio: Any, model: str = "mn10_as", *, sample_rate: int | None = None, **kwargs: Any) -> np.ndarray:
-    """Pooled embeddings ``[num_features]`` (or ``[batch, num_features]``) of ``audio`` with ``model``."""
-    return load(model, **kwargs).embed(audio, sample_rate)
+    """Embeddings ``[num_features]`` (or ``[batch, num_features]``) of ``audio`` with ``model``: what
+    ``tympan embed`` writes, one forward pass of a clip up to a minute and the mean over clip-length windows of a
+    longer one (:func:`tympan.engine.embed`)."""
+    from .engine import embed as _embed
+
+    return _embed(load(model, **kwargs), audio, sample_rate)

@@ -5,12 +5,19 @@ are dynamic. The mel frontend stays outside the graph, in PyTorch: it is an FFT 
 onnxruntime does not run faster, and keeping it outside leaves the graph free of STFT operators that not every
 runtime supports (measured in ``benchmarks/bench_inference.py``). Every export is checked against PyTorch on a
 random input; a difference above ``tolerance`` raises.
+
+Exported graphs are cached on disk (:func:`graph_cache_dir`), keyed by a hash of the weights, the graph kind, the
+opset, the torch version and the input shape (only the mel bands for a dynamic graph), so a second run of the same
+model exports nothing. Sessions are made lazily in the process that runs them: a network can be prepared in one
+process and run in DataLoader workers forked from it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,7 +30,7 @@ from .audio.frontend import MelFrontendConfig
 from .errors import ConfigError
 from .files import write_atomically
 
-__all__ = ["LogitsAndEmbedding", "OnnxNetwork", "TimeFeatureMap", "export_onnx", "max_difference"]
+__all__ = ["LogitsAndEmbedding", "OnnxNetwork", "TimeFeatureMap", "export_onnx", "graph_cache_dir", "max_difference"]
 
 logger = logging.getLogger(__name__)
 
@@ -112,17 +119,35 @@ def _run(session: Any, mel: Tensor) -> tuple[Tensor, ...]:
     return tuple(torch.from_numpy(output) for output in outputs)
 
 
+def graph_cache_dir() -> Path:
+    """Where exported graphs are kept: ``$TYMPAN_CACHE/onnx`` (default ``~/.cache/tympan/onnx``)."""
+    from .hub import cache_dir
+
+    return cache_dir() / "onnx"
+
+
+def _weights_hash(graph: nn.Module) -> str:
+    """SHA-256 of the graph's kind, parameters and buffers: a changed weight is a new graph."""
+    digest = hashlib.sha256(type(graph).__name__.encode())
+    for name, tensor in graph.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
 class OnnxNetwork:
     """``network(mel) -> (logits, embedding)`` (or the outputs of another ``graph``) through onnxruntime, for inputs
     of any batch size and length.
 
-    A graph is exported on first use; models whose graph cannot take dynamic shapes get one graph per input shape
-    (windowed tagging uses one or two). Each new graph is checked against PyTorch.
+    A graph is exported on first use, or read from the disk cache; models whose graph cannot take dynamic shapes get
+    one graph per input shape (windowed tagging uses one or two). Each new export is checked against PyTorch.
+    Sessions belong to the process that made them: after a fork, the child makes its own.
 
     Args:
         model: an :class:`~tympan.models.base.AudioModel`.
         graph: the module exported around ``model``: :class:`LogitsAndEmbedding` or :class:`TimeFeatureMap`.
-        threads: intra-op threads (default: torch's current setting, so both backends use the same cores).
+        threads: intra-op threads (default: torch's setting when the session is made, so both backends use the same
+            cores; 1 in DataLoader workers).
     """
 
     def __init__(
@@ -131,29 +156,62 @@ class OnnxNetwork:
         self.graph = graph(model.eval().cpu()).eval()
         self.threads = threads
         self.dynamic = True
+        self._weights = _weights_hash(self.graph)
+        self._graphs: dict[tuple[int, ...] | None, bytes] = {}
         self._sessions: dict[tuple[int, ...] | None, Any] = {}
+        self._pid = os.getpid()
+        self._inherited: list[Any] = []
 
     @classmethod
     def from_model(cls, model: nn.Module, config: MelFrontendConfig, *, seconds: float = 10.0) -> OnnxNetwork:
-        """The network of ``model``, exported at once for clips of ``seconds`` (checked against PyTorch)."""
+        """The network of ``model``, exported (or read from the cache) at once for clips of ``seconds``."""
         network = cls(model)
-        network(_example_mel(config, seconds))
+        network.prepare(_example_mel(config, seconds))
         return network
 
+    def _key(self, mel: Tensor) -> tuple[int, ...] | None:
+        return None if self.dynamic else tuple(mel.shape)
+
+    def _cache_file(self, mel: Tensor, dynamic: bool) -> Path:
+        shape = f"dyn{mel.shape[2]}" if dynamic else "x".join(map(str, mel.shape))
+        version = torch.__version__.split("+")[0]
+        return graph_cache_dir() / f"{self._weights}-{shape}-opset{OPSET}-torch{version}.onnx"
+
+    def prepare(self, mel: Tensor) -> bytes:
+        """The graph for inputs shaped like ``mel``: from memory, the disk cache, or exported, checked and cached."""
+        if self._key(mel) in self._graphs:
+            return self._graphs[self._key(mel)]
+        example = mel.detach().cpu()
+        for dynamic in (True, False) if self.dynamic else (False,):
+            cached = self._cache_file(example, dynamic)
+            if cached.exists():
+                self.dynamic = dynamic
+                self._graphs[self._key(example)] = cached.read_bytes()
+                return self._graphs[self._key(example)]
+        if self.dynamic:
+            data, self.dynamic = _export(self.graph, example)
+        else:
+            data = _onnx_bytes(self.graph, example, dynamic=False)
+        difference = _difference(self.graph, _session(data, 1), example)
+        if difference > TOLERANCE:
+            raise ConfigError(f"the ONNX graph differs from PyTorch by {difference:.2e}; use backend='torch'")
+        try:
+            write_atomically(self._cache_file(example, self.dynamic), data)
+        except OSError as error:  # a read-only cache costs an export per run, nothing else
+            logger.warning("cannot cache the ONNX graph in %s: %s", graph_cache_dir(), error)
+        self._graphs[self._key(example)] = data
+        return data
+
     def _session_for(self, mel: Tensor) -> Any:
-        key = None if self.dynamic else tuple(mel.shape)
+        if self._pid != os.getpid():
+            # Forked: the parent's sessions and their thread pools do not work here. They stay referenced, never
+            # destroyed in this process (their destructor would wait for threads that were not copied).
+            self._inherited.append(self._sessions)
+            self._sessions, self._pid = {}, os.getpid()
+        data = self.prepare(mel)
+        key = self._key(mel)
         if key not in self._sessions:
-            example = mel.detach().cpu()
-            if self.dynamic:
-                data, self.dynamic = _export(self.graph, example)
-            else:
-                data = _onnx_bytes(self.graph, example, dynamic=False)
-            key = None if self.dynamic else tuple(mel.shape)
-            session = _session(data, self.threads)
-            difference = _difference(self.graph, session, example)
-            if difference > TOLERANCE:
-                raise ConfigError(f"the ONNX graph differs from PyTorch by {difference:.2e}; use backend='torch'")
-            self._sessions[key] = session
+            self._sessions[key] = _session(data, self.threads)
         return self._sessions[key]
 
     def __call__(self, mel: Tensor) -> tuple[Tensor, ...]:

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from .audio.frontend import MelFrontend, MelFrontendConfig
 from .errors import AudioLoadError, CheckpointError, ConfigError
-from .labels import is_multilabel
+from .labels import is_multilabel, top_labels
 from .models import create, get_preset, read_state_dict
 from .models.checkpoint import read_checkpoint_file
 from .models.registry import get_architecture
@@ -254,8 +254,7 @@ class AudioPipeline:
 
     def top(self, scores: np.ndarray, top_k: int) -> list[tuple[str, float]]:
         """The ``top_k`` (label, score) pairs of one score vector, best first."""
-        order = np.argsort(-scores, kind="stable")[: max(top_k, 0)]
-        return [(self.labels[i], float(scores[i])) for i in order]
+        return top_labels(scores, self.labels, top_k)
 
     def __repr__(self) -> str:
         return (

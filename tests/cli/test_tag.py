@@ -155,25 +155,25 @@ def test_dcase23_checkpoint_tags_metro_station(capsys: pytest.CaptureFixture[str
 def test_interrupted_job_keeps_finished_records_and_resumes(
     checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tympan import tagging
+    from tympan.engine.jobs import TagJob
 
     for name in ("a", "b", "c"):
         soundfile.write(tmp_path / f"{name}.wav", np.full(RATE // 2, 0.1, np.float32), RATE)
-    real = tagging.clip_scores
+    real = TagJob.finish
     calls = []
 
-    def interrupted_on_second_file(pipeline: object, path: Path) -> object:
-        calls.append(path)
+    def interrupted_on_second_file(job: TagJob, *args: object) -> object:
+        calls.append(args)
         if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(pipeline, path)
+            raise KeyboardInterrupt  # Ctrl-C while the second file is being finished
+        return real(job, *args)
 
-    monkeypatch.setattr(tagging, "clip_scores", interrupted_on_second_file)
+    monkeypatch.setattr(TagJob, "finish", interrupted_on_second_file)
     out = tmp_path / "out.json"
     args = [*(str(tmp_path / f"{n}.wav") for n in "abc"), "--model", "mn04_as", "--checkpoint", str(checkpoint)]
     assert _tag(*args, "--format", "json", "--output", str(out)) == 130
     assert [Path(r["file"]).name for r in json.loads(out.read_text())] == ["a.wav"]
-    monkeypatch.setattr(tagging, "clip_scores", real)
+    monkeypatch.setattr(TagJob, "finish", real)
     assert _tag(*args, "--format", "json", "--output", str(out), "--resume") == 0
     assert [Path(r["file"]).name for r in json.loads(out.read_text())] == ["a.wav", "b.wav", "c.wav"]
 

@@ -1,4 +1,5 @@
-"""Reading audio: decode (soundfile), mix to mono, resample (soxr), stream long files in chunks.
+"""Reading audio: find audio files, decode (soundfile), mix to mono, resample (soxr), read a span of a long file or
+stream it in chunks.
 
 ``load_audio`` gives the same samples as the references' ``librosa.load(path, sr=..., mono=True)``: a float32
 soundfile read, the mean over channels, soxr 'HQ' resampling, and librosa's length fix to
@@ -7,8 +8,9 @@ soundfile read, the mean over channels, soxr 'HQ' resampling, and librosa's leng
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -19,11 +21,25 @@ import soxr
 
 from ..errors import AudioLoadError
 
-__all__ = ["AudioInfo", "audio_info", "load_audio", "prepare_waveform", "stream_audio"]
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "AudioInfo",
+    "audio_info",
+    "find_audio_files",
+    "load_audio",
+    "prepare_waveform",
+    "read_span",
+    "resampled_length",
+    "stream_audio",
+]
 
 PathOrFile = str | os.PathLike | BinaryIO
 
 RESAMPLE_QUALITY = "HQ"  # what librosa's default res_type 'soxr_hq' uses
+# Audio decoded around a span so that soxr's filter sees the same neighbourhood as in a whole-file resampling.
+RESAMPLE_MARGIN_SECONDS = 0.1
+# The extensions picked from folders: what libsndfile decodes.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".caf", ".w64", ".rf64")
 _FORMATS = "WAV, FLAC, OGG/Vorbis, MP3 and the other formats libsndfile reads"
 _INTEGER_SCALE = {np.dtype(np.int8): 2.0**7, np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
 
@@ -47,6 +63,18 @@ class AudioInfo:
     duration: float
     format: str
     subtype: str
+
+
+def find_audio_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """The files named, and the audio files (:data:`AUDIO_EXTENSIONS`) under the folders named: recursive, sorted."""
+    files: list[Path] = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS))
+        else:
+            files.append(path)
+    return files
 
 
 def _describe(source: PathOrFile) -> str:
@@ -84,10 +112,17 @@ def _check_samples(data: np.ndarray, name: str) -> None:
 
 
 def _to_mono(frames_by_channel: np.ndarray) -> np.ndarray:
-    """Mean over channels of ``[frames, channels]``, summed in librosa's order (bit-identical to its to_mono)."""
-    if frames_by_channel.shape[1] == 1:
+    """Mean over channels of ``[frames, channels]``, bit-identical to librosa's ``to_mono`` (``np.mean`` over the
+    channel axis, which adds the channels one after the other), at a fraction of the cost: ``np.mean`` reduces the
+    transposed array with strided reads (11 % of a folder job's time in the issue's profile)."""
+    channels = frames_by_channel.shape[1]
+    if channels == 1:
         return frames_by_channel[:, 0]
-    return np.mean(frames_by_channel.T, axis=0)
+    total = frames_by_channel[:, 0] + frames_by_channel[:, 1]
+    for channel in range(2, channels):
+        total += frames_by_channel[:, channel]
+    total /= np.asarray(channels, dtype=total.dtype)
+    return total
 
 
 def _resample(data: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
@@ -95,10 +130,11 @@ def _resample(data: np.ndarray, source_rate: int, target_rate: int) -> np.ndarra
     if source_rate == target_rate:
         return data
     resampled = soxr.resample(data, source_rate, target_rate, quality=RESAMPLE_QUALITY)
-    return _fix_length(resampled, _resampled_length(len(data), source_rate, target_rate))
+    return _fix_length(resampled, resampled_length(len(data), source_rate, target_rate))
 
 
-def _resampled_length(frames: int, source_rate: int, target_rate: int) -> int:
+def resampled_length(frames: int, source_rate: int, target_rate: int) -> int:
+    """Samples of ``frames`` frames resampled to ``target_rate``, as ``librosa.resample`` counts them."""
     return int(np.ceil(frames * (float(target_rate) / source_rate)))
 
 
@@ -191,6 +227,46 @@ def _to_float32(data: np.ndarray) -> np.ndarray:
     raise AudioLoadError(f"cannot interpret a waveform of dtype {data.dtype}; pass float or integer PCM samples")
 
 
+def read_span(path: str | os.PathLike, sample_rate: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Mono float32 samples ``[start, stop)`` of a file at ``sample_rate``, decoding only that part.
+
+    The span is resampled with :data:`RESAMPLE_MARGIN_SECONDS` of audio on either side, so its samples are those of
+    :func:`load_audio` on the whole file up to the resampler's rounding (~1e-6); the whole file (``start=0``,
+    ``stop=None``) is exactly :func:`load_audio`'s. Lets workers read pieces of one long file in parallel.
+
+    Args:
+        path: an audio file whose format seeks exactly (WAV, FLAC, AIFF, ...).
+        sample_rate: output rate in Hz.
+        start, stop: the span in samples at ``sample_rate``; ``stop`` None or past the end: to the end of the file.
+
+    Raises:
+        AudioLoadError: as :func:`load_audio`.
+    """
+    sample_rate = _check_rate(sample_rate, "sample_rate")
+    name = _describe(path)
+    with _open(path) as handle:
+        source_rate, frames = handle.samplerate, handle.frames
+        total = resampled_length(frames, source_rate, sample_rate)
+        stop = total if stop is None else min(stop, total)
+        # Read whole resampling periods (source_step frames <-> target_step samples) so that the span is aligned.
+        divisor = math.gcd(source_rate, sample_rate)
+        source_step, target_step = source_rate // divisor, sample_rate // divisor
+        margin = math.ceil(RESAMPLE_MARGIN_SECONDS * source_rate / source_step) if source_rate != sample_rate else 0
+        first = max(start // target_step - margin, 0)
+        last = min(math.ceil(stop / target_step) + margin, math.ceil(frames / source_step))
+        handle.seek(first * source_step)
+        try:
+            data = handle.read(min(last * source_step, frames) - first * source_step, dtype="float32", always_2d=True)
+        except (sf.SoundFileError, RuntimeError) as error:
+            raise AudioLoadError(f"cannot decode {name} (corrupt data?): {error}") from error
+    _check_samples(data, f"audio file {name}")
+    mono = _to_mono(data)
+    if source_rate != sample_rate:
+        mono = soxr.resample(mono, source_rate, sample_rate, quality=RESAMPLE_QUALITY)
+    offset = first * target_step
+    return _fix_length(mono[start - offset : stop - offset], max(stop - start, 0))
+
+
 def audio_info(path: PathOrFile) -> AudioInfo:
     """Sample rate, channels, frames and duration of an audio file, without decoding it.
 
@@ -267,7 +343,7 @@ def stream_audio(
         raise AudioLoadError(f"audio file {name} holds no samples")
     if resampler is not None:
         # Flush, then fix the total length as load_audio does (the streamed part never exceeds it in practice).
-        owed = _resampled_length(frames_read, source_rate, sample_rate) - produced
+        owed = resampled_length(frames_read, source_rate, sample_rate) - produced
         tail = resampler.resample_chunk(np.empty(0, dtype=np.float32), last=True)
         buffer = np.concatenate((buffer, _fix_length(tail, max(owed, 0))))
         buffer = buffer[: len(buffer) + min(owed, 0)]
@@ -276,4 +352,3 @@ def stream_audio(
         if len(buffer) <= chunk:
             return
         buffer = buffer[hop:]
-

@@ -8,23 +8,15 @@ import io
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import AudioLoadError, ConfigError
+from ..errors import ConfigError
 from ..files import write_atomically
 
 logger = logging.getLogger(__name__)
 
-LONG_JOB_FILES = 20
 SAVE_EVERY_SECONDS = 30.0
-# Architectures that onnxruntime runs faster than PyTorch eager on CPU (benchmarks/bench_inference.py: mn 2.7x,
-# dymn 1.5x, cp_mobile 2.9x; PaSST 0.9x). DyMN exports with fixed shapes only (a graph per input length), so it
-# gets onnxruntime for windowed jobs, whose windows share one length, and not for folders of files.
-ONNX_FASTER = ("mn", "cp_mobile")
-ONNX_FASTER_WINDOWED = ("mn", "dymn", "cp_mobile")
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".caf", ".w64", ".rf64")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,10 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--plot", help="timeline PNG (one file; with several inputs, FILE_<name>.png each)")
     parser.add_argument(
         "--method",
-        choices=("windows", "pooled"),
-        default="windows",
-        help="with --window: run every window (exact) or, for MN/DyMN, pool feature maps computed once per chunk "
-        "(several times faster at overlapping windows; scores differ slightly)",
+        choices=("auto", "windows", "pooled"),
+        default="auto",
+        help="with --window: run every window (exact) or, for MN/DyMN, pool feature maps computed once per piece "
+        "(several times faster at overlapping windows; scores within 1e-3); auto (default): pooled where it applies",
     )
     parser.add_argument(
         "--tail",
@@ -63,9 +55,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--backend",
         choices=("auto", "torch", "onnx"),
         default="auto",
-        help="inference backend; auto: onnxruntime for long jobs (windows, or over 20 files) with the CNNs on CPU "
-        "(up to 3x faster than PyTorch, after an export of a few seconds), else PyTorch",
+        help="inference backend; auto: onnxruntime for the CNNs on CPU (up to 3x faster than PyTorch; the graph is "
+        "exported once and cached), else PyTorch",
     )
+    parser.add_argument("--workers", type=int, help="worker processes (default: one per core; 0: none)")
+    parser.add_argument("--accelerator", help="run under Lightning's Trainer.predict on this accelerator (gpu, cpu)")
+    parser.add_argument("--devices", type=int, default=1, help="with --accelerator: devices per node (default 1)")
+    parser.add_argument("--num-nodes", type=int, default=1, help="with --accelerator: nodes (default 1)")
+    parser.add_argument("--strategy", default="auto", help="with --accelerator: Lightning strategy (auto: ddp for >1)")
+    parser.add_argument("--shards", help="with --accelerator: folder of the rank shards, seen by every node "
+                        "(default: OUTPUT.shards, or .tympan-shards)")  # fmt: skip
     parser.add_argument("--device", help="torch device, e.g. cuda (default: cuda where present)")
     parser.add_argument(
         "--precision",
@@ -78,121 +77,94 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def find_audio_files(paths: list[str]) -> list[Path]:
-    """The files named, and the audio files under the folders named (recursive, sorted)."""
-    files: list[Path] = []
-    for name in paths:
-        path = Path(name)
-        if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS))
-        else:
-            files.append(path)
-    return files
-
-
 def run(args: argparse.Namespace) -> int:
+    from .. import engine
+
     if args.model is None and args.checkpoint is None:
         raise ConfigError("pass --model NAME (or --checkpoint FILE of a tympan fine-tuned model)")
     if args.resume and not args.output:
         raise ConfigError("--resume needs --output: the file whose records are kept")
     if args.hop is not None and args.window is None:
         raise ConfigError("--hop needs --window")
-    files = find_audio_files(args.paths)
+    files = engine.find_audio_files(args.paths)
     if not files:
         raise ConfigError(
-            f"no audio files found in {', '.join(args.paths)} (extensions: {', '.join(AUDIO_EXTENSIONS)})"
+            f"no audio files found in {', '.join(args.paths)} (extensions: {', '.join(engine.AUDIO_EXTENSIONS)})"
         )
     previous = read_records(Path(args.output), args.format) if args.resume and Path(args.output).exists() else []
-    done = {record["file"] for record in previous if "error" not in record}
-    todo = [f for f in files if str(f) not in done]
-    redone = {str(f) for f in todo}
-    records = [record for record in previous if record["file"] not in redone]
-    pipeline = _load_pipeline(args, many_files=len(todo) > LONG_JOB_FILES)
+    kept, todo = engine.resume(previous, files)
+    network = engine.load_network(
+        args.model,
+        args.checkpoint,
+        device=args.device,
+        backend=args.backend,
+        precision=args.precision,
+        windowed=args.window is not None,
+    )
+    trainer = _trainer_options(args)
+    if args.window is None:
+        records = engine.tag_files(network, todo, workers=args.workers, trainer=trainer)
+    else:
+        records = engine.timeline(
+            network,
+            todo,
+            window=args.window,
+            hop=args.hop,
+            method=args.method,
+            tail=args.tail,
+            threshold=args.threshold,
+            median_windows=args.median,
+            workers=args.workers,
+            trainer=trainer,
+        )
+    if records is None:  # a rank other than 0 of a Trainer.predict job: rank 0 writes
+        return 0
     from tqdm import tqdm
 
-    last_saved = time.monotonic()
-    try:
-        for path in tqdm(todo, desc="tagging", unit="file", disable=None if len(todo) > 1 else True, file=sys.stderr):
-            records.append(_tag_file(pipeline, path, args, single=len(todo) == 1, plots=len(files) > 1))
-            if args.output and time.monotonic() - last_saved > SAVE_EVERY_SECONDS:
-                write_atomically(args.output, format_records(records, args.format))  # what --resume starts from
-                last_saved = time.monotonic()
-    finally:  # also on Ctrl-C: the finished records are kept
-        text = format_records(records, args.format)
-        if args.output:
-            write_atomically(args.output, text)
-        else:
-            sys.stdout.write(text)
-    failed = [r for r in records if "error" in r]
+    progress = tqdm(records, total=len(todo), desc="tagging", unit="file", disable=None if len(todo) > 1 else True)
+    outputs = (_output(record, args, several=len(files) > 1) for record in progress)
+    engine.save_periodically(
+        outputs,
+        kept,
+        lambda records: _write(records, args),
+        every_seconds=SAVE_EVERY_SECONDS if args.output else float("inf"),
+    )
+    failed = [r for r in kept if "error" in r]
     for record in failed:
         logger.warning("%s: %s", record["file"], record["error"])
     return 1 if failed else 0
 
 
-def _tag_file(pipeline: Any, path: Path, args: argparse.Namespace, *, single: bool, plots: bool) -> dict[str, Any]:
-    """The record of one file: its predictions (per window with events, with --window), or its error."""
-    from ..tagging import clip_scores, detect_events, plot_timeline, timeline
-
-    record: dict[str, Any] = {"file": str(path)}
-    try:
-        if args.window is None:
-            scores, notes = clip_scores(pipeline, path)
-            record["predictions"] = _predictions(pipeline.top(scores, args.top_k))
-        else:
-            line = timeline(
-                pipeline, path, window=args.window, hop=args.hop, method=args.method, tail=args.tail, progress=single
-            )
-            events = detect_events(line, threshold=args.threshold, median_windows=args.median)
-            record["windows"] = [
-                {
-                    "start": round(float(s), 3),
-                    "end": round(float(min(s + line.window, line.duration)), 3),
-                    "predictions": _predictions(pipeline.top(row, args.top_k)),
-                }
-                for s, row in zip(line.starts, line.scores, strict=True)
-            ]
-            record["events"] = [vars(e) for e in events]
-            notes = line.notes
-            if args.plot:
-                plot_timeline(line, _plot_path(args.plot, path, plots), events=events)
-        if notes:
-            record["note"] = "; ".join(notes)
-    except Exception as error:  # one bad file must not stop the others; the record says what went wrong
-        logger.debug("tagging %s failed", path, exc_info=True)
-        return {"file": str(path), "error": _message(error)}
-    return record
+def _trainer_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Options of ``Trainer.predict`` with --accelerator, else None (the engine's own worker processes)."""
+    if args.accelerator is None:
+        return None
+    several = args.devices * args.num_nodes > 1
+    return {
+        "accelerator": args.accelerator,
+        "devices": args.devices,
+        "num_nodes": args.num_nodes,
+        "strategy": "ddp" if args.strategy == "auto" and several else args.strategy,
+        "shards": args.shards or (f"{args.output}.shards" if args.output else ".tympan-shards"),
+    }
 
 
-def _load_pipeline(args: argparse.Namespace, *, many_files: bool) -> Any:
-    """The pipeline on the backend asked for; ``auto`` picks onnxruntime on CPU for long jobs, if the model exports."""
-    from .. import load
+def _output(record: Any, args: argparse.Namespace, *, several: bool) -> dict[str, Any]:
+    """The record as written, and its timeline plot with --plot."""
+    if args.plot and record.timeline is not None:
+        from ..tagging import plot_timeline
 
-    pipeline = load(args.model, args.checkpoint, device=args.device, backend="torch", precision=args.precision)
-    backend = args.backend
-    if backend == "auto":
-        arch = pipeline.model.preset.arch if pipeline.model.preset is not None else None
-        faster = ONNX_FASTER_WINDOWED if args.window is not None else ONNX_FASTER if many_files else ()
-        backend = "onnx" if pipeline.device.type == "cpu" and arch in faster else "torch"
-    if backend == "torch":
-        return pipeline
-    try:
-        return pipeline.with_backend("onnx")
-    except (RuntimeError, ValueError) as error:
-        if args.backend == "onnx":
-            raise
-        logger.info("ONNX export failed (%s); tagging with PyTorch", error)
-        return pipeline
+        plot_timeline(record.timeline, _plot_path(args.plot, Path(record.file), several), events=record.events)
+    return record.to_dict(args.top_k)
 
 
-def _message(error: Exception) -> str:
-    text = str(error) or type(error).__name__
-    if isinstance(error, AudioLoadError):
-        return text
-    return f"cannot tag this file ({type(error).__name__}): {text}"
-
-
-def _predictions(pairs: list[tuple[str, float]]) -> list[dict[str, Any]]:
-    return [{"label": label, "score": round(score, 6)} for label, score in pairs]
+def _write(records: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """All records so far, to --output (atomically: what --resume starts from) or to stdout at the end."""
+    text = format_records(records, args.format)
+    if args.output:
+        write_atomically(args.output, text)
+    else:
+        sys.stdout.write(text)
 
 
 def _plot_path(plot: str, audio: Path, several: bool) -> Path:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..audio.io import AUDIO_EXTENSIONS, find_audio_files
 from ..errors import DataError
 
 __all__ = [
@@ -40,7 +41,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 _SPLITS = ("train", "val", "test")
 DCASE24_SPLITS = (5, 10, 25, 50, 100)  # percent of the DCASE23 training split (split{N}.csv)
 _SPLIT_URL = "https://github.com/CPJKU/dcase2024_task1_baseline/releases/tag/files"
@@ -211,7 +211,7 @@ def read_folder(root: str | Path) -> ClipTable:
         raise DataError(f"{root} has no sub-folders; put the clips of each label in a sub-folder named after it")
     records = []
     for index, name in enumerate(classes):
-        files = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+        files = find_audio_files([root / name])
         records += [ClipRecord(id=str(f.relative_to(root)), source=str(f), targets=(index,)) for f in files]
     if not records:
         raise DataError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under the label folders of {root}")

@@ -21,11 +21,14 @@ from __future__ import annotations
 import csv
 import functools
 import io
+from collections.abc import Sequence
 from importlib import resources
+
+import numpy as np
 
 from ..errors import ConfigError, DataError
 
-__all__ = ["get_labels", "is_multilabel", "list_label_sets"]
+__all__ = ["get_labels", "is_multilabel", "list_label_sets", "top_labels"]
 
 _MULTILABEL = {"audioset": True, "fsd50k": True, "openmic": True, "esc50": False, "tau22": False}
 
@@ -59,6 +62,12 @@ def is_multilabel(name: str) -> bool:
     if name not in _MULTILABEL:
         raise DataError(f"label set {name!r} does not declare whether it is multi-label; add it to _MULTILABEL")
     return _MULTILABEL[name]
+
+
+def top_labels(scores: Sequence[float], labels: Sequence[str], top_k: int) -> list[tuple[str, float]]:
+    """The ``top_k`` (label, score) pairs of one score vector, best first (ties in class order)."""
+    order = np.argsort(-np.asarray(scores), kind="stable")[: max(top_k, 0)]
+    return [(labels[i], float(scores[i])) for i in order]
 
 
 @functools.cache

@@ -31,8 +31,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..audio.io import find_audio_files
 from ..data.decode import ClipLoader
-from ..data.metadata import AUDIO_EXTENSIONS, ClipRecord
+from ..data.metadata import ClipRecord
 from ..errors import ConfigError, DataError
 
 __all__ = [
@@ -107,7 +108,7 @@ def read_clotho(
 def _audio_files_by_stem(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise DataError(f"audio folder {folder} not found")
-    return {p.stem: p for p in sorted(folder.rglob("*")) if p.suffix.lower() in AUDIO_EXTENSIONS}
+    return {p.stem: p for p in find_audio_files([folder])}
 
 
 def read_audiocaps(

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..audio.io import AUDIO_EXTENSIONS, find_audio_files
 from ..data.decode import ClipLoader
-from ..data.metadata import AUDIO_EXTENSIONS, ClipRecord
+from ..data.metadata import ClipRecord
 from ..errors import AudioLoadError, DataError
 from ..files import write_atomically
 from .model import DualEncoder, load_dual_encoder
@@ -93,7 +94,7 @@ class SearchHit:
 def _audio_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise DataError(f"{folder} is not a folder")
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+    return find_audio_files([folder])
 
 
 @torch.no_grad()

@@ -1,0 +1,226 @@
+"""Jobs: how an input is cut into pieces (:meth:`Job.plan`) and how its pieces' outputs become its record
+(:meth:`Job.finish`).
+
+* :class:`TagJob`: class scores of a whole file; files longer than :data:`LONG_FILE_SECONDS` are windows of the
+  model's clip length, aggregated by the maximum (multi-label) or the mean (single-label).
+* :class:`EmbedJob`: the embedding of a file, defined as the mean of the embeddings of its clip-length windows
+  (one pass for a file no longer than :data:`LONG_FILE_SECONDS`, where the two agree for the models' clip length);
+  ``tympan embed`` and :func:`tympan.embed` both compute it here.
+* :class:`TimelineJob`: scores per window (exact windows, or feature maps pooled per window) and events.
+
+Long inputs are cut into segments of :data:`SEGMENT_SECONDS`, each an independent piece, so that DataLoader workers
+run one file in parallel and read only their own span of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from ..tagging import Timeline, detect_events
+from .network import Network
+from .pieces import ClipPiece, Outputs, Piece, PooledPiece, Source, TimestampPiece, WindowPiece, window_starts
+from .records import Record
+
+__all__ = ["EmbedJob", "Job", "TagJob", "TimelineJob"]
+
+# Longer files are scored window by window (streamed) rather than in one forward pass.
+LONG_FILE_SECONDS = 60.0
+# Length of the pieces a long input is cut into.
+SEGMENT_SECONDS = 60.0
+METHODS = ("windows", "pooled")
+TAILS = ("end", "pad")
+
+
+@dataclass(frozen=True)
+class Input:
+    """One input of a job: its name in the records, where its audio is, its length at the network's rate, and
+    whether its format reads any span exactly (else it is one piece)."""
+
+    index: int
+    name: str
+    source: Source
+    total: int
+    seekable: bool = True
+
+
+class Job:
+    """Cuts inputs into pieces and turns the pieces' outputs into records."""
+
+    def __init__(self, network: Network, *, batch_size: int = 16, segment_seconds: float = SEGMENT_SECONDS) -> None:
+        self.network = network
+        self.batch_size = batch_size
+        self.segment_seconds = segment_seconds
+
+    def plan(self, item: Input) -> list[Piece]:
+        raise NotImplementedError
+
+    def finish(self, item: Input, pieces: list[Piece], outputs: list[Outputs]) -> Record:
+        raise NotImplementedError
+
+    def _segment(self, item: Input, step: int) -> int:
+        """Samples per piece of a long input: a multiple of ``step``; all of it for a format that does not seek."""
+        if not item.seekable:
+            return max(item.total, step)
+        return max(round(self.segment_seconds * self.network.sample_rate) // step, 1) * step
+
+    def _window_pieces(self, item: Input, window: int, hop: int, tail: str) -> list[Piece]:
+        starts = window_starts(item.total, window, hop, tail)
+        segment = self._segment(item, hop)
+        groups: dict[int, list[int]] = {}
+        for start in starts:
+            groups.setdefault(start // segment, []).append(start)
+        return [
+            WindowPiece(
+                item.index, item.name, item.source, part, len(groups), tuple(group), window, item.total, self.batch_size
+            )
+            for part, group in enumerate(groups.values())
+        ]
+
+
+def _cat(outputs: list[Outputs], key: str) -> torch.Tensor:
+    return torch.cat([output.values[key].reshape(-1, output.values[key].shape[-1]) for output in outputs])
+
+
+def _notes(outputs: list[Outputs]) -> list[str]:
+    return list(dict.fromkeys(note for output in outputs for note in output.notes))
+
+
+class _ClipJob(Job):
+    """One forward pass for a file up to :data:`LONG_FILE_SECONDS`, else clip-length windows (``tail="end"``)."""
+
+    def plan(self, item: Input) -> list[Piece]:
+        if item.total <= LONG_FILE_SECONDS * self.network.sample_rate:
+            return [ClipPiece(item.index, item.name, item.source)]
+        clip = self.network.clip_samples
+        return self._window_pieces(item, clip, clip, "end")
+
+    def _long_note(self, how: str, what: str, outputs: list[Outputs]) -> str:
+        count = len(_cat(outputs, "logits"))
+        seconds = self.network.clip_samples / self.network.sample_rate
+        return f"a long file: the {how} of the {what} of {count} windows of {seconds:g} s"
+
+
+class TagJob(_ClipJob):
+    """Class scores of each file."""
+
+    def finish(self, item: Input, pieces: list[Piece], outputs: list[Outputs]) -> Record:
+        network = self.network
+        scores = network.activate(_cat(outputs, "logits")).numpy()
+        notes = _notes(outputs)
+        if isinstance(pieces[0], WindowPiece):
+            how = "maximum" if network.multilabel else "mean"
+            scores = scores.max(axis=0, keepdims=True) if network.multilabel else scores.mean(axis=0, keepdims=True)
+            notes.append(self._long_note(how, "scores", outputs))
+        return Record(item.name, item.index, network.labels, scores=scores[0], notes=notes)
+
+
+class EmbedJob(_ClipJob):
+    """The embedding of each file: one pass, or the mean over clip-length windows of a long file; with
+    ``timestamps`` (a HEAR variant), the HEAR timestamp embeddings of the whole file instead."""
+
+    def __init__(self, network: Network, *, timestamps: str | None = None, **options: Any) -> None:
+        super().__init__(network, **options)
+        self.timestamps = timestamps
+
+    def plan(self, item: Input) -> list[Piece]:
+        if self.timestamps is not None:
+            return [TimestampPiece(item.index, item.name, item.source, variant=self.timestamps)]
+        return super().plan(item)
+
+    def finish(self, item: Input, pieces: list[Piece], outputs: list[Outputs]) -> Record:
+        if self.timestamps is not None:
+            (output,) = outputs
+            embedding, times = output.values["embedding"].numpy(), output.values["timestamps"].numpy()
+            return Record(item.name, item.index, embedding=embedding, timestamps=times)
+        embeddings = _cat(outputs, "embedding")
+        notes = _notes(outputs)
+        if isinstance(pieces[0], WindowPiece):
+            notes.append(self._long_note("mean", "embeddings", outputs))
+        return Record(item.name, item.index, embedding=embeddings.mean(dim=0).numpy(), notes=notes)
+
+
+class TimelineJob(Job):
+    """Scores of windows of ``window`` seconds every ``hop`` seconds, and events (see :func:`tympan.tagging.timeline`
+    for ``method`` and ``tail``; ``options``: ``batch_size``, windows per forward pass, and ``segment_seconds``)."""
+
+    def __init__(
+        self,
+        network: Network,
+        *,
+        window: float | None = None,
+        hop: float | None = None,
+        method: str = "windows",
+        tail: str = "end",
+        threshold: float = 0.5,
+        median_windows: int = 3,
+        **options: Any,
+    ) -> None:
+        super().__init__(network, **options)
+        rate = network.sample_rate
+        window = window or network.clip_samples / rate
+        hop = hop or window
+        if window <= 0 or hop <= 0:
+            raise ConfigError(f"window and hop must be positive seconds, got window={window}, hop={hop}")
+        if method not in METHODS:
+            raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
+        if tail not in TAILS:
+            raise ConfigError(f"tail must be one of {TAILS}, got {tail!r}")
+        self.window, self.hop = round(window * rate), round(hop * rate)
+        if method == "pooled":
+            if tail != "end":
+                raise ConfigError(
+                    "method='pooled' pools real audio only; use tail='end', or method='windows' with tail='pad'"
+                )
+            if not network.poolable or self.window % self.hop:
+                raise ConfigError(
+                    "method='pooled' needs an EfficientAT CNN (mn, dymn) and a window that is a multiple of the hop"
+                )
+        self.method, self.tail = method, tail
+        self.threshold, self.median_windows = threshold, median_windows
+
+    def plan(self, item: Input) -> list[Piece]:
+        if self.method == "windows":
+            return self._window_pieces(item, self.window, self.hop, self.tail)
+        segment = self._segment(item, self.hop)
+        keeps = [(start, min(start + segment, item.total)) for start in range(0, item.total, segment)]
+        return [
+            PooledPiece(item.index, item.name, item.source, part, len(keeps), keep, self.hop, 2 * self.hop, item.total)
+            for part, keep in enumerate(keeps)
+        ]
+
+    def finish(self, item: Input, pieces: list[Piece], outputs: list[Outputs]) -> Record:
+        network, rate = self.network, self.network.sample_rate
+        if self.method == "pooled":
+            starts, logits = self._pool(item.total, outputs)
+        else:
+            starts = [start for piece in pieces for start in piece.starts]  # type: ignore[attr-defined]
+            logits = _cat(outputs, "logits")
+        duration = item.total / rate
+        line = Timeline(
+            labels=network.labels,
+            starts=np.asarray(starts, dtype=np.float64) / rate,
+            window=self.window / rate if self.tail == "pad" else min(self.window, item.total) / rate,
+            hop=self.hop / rate,
+            scores=network.activate(logits).numpy(),
+            duration=duration,
+            notes=_notes(outputs),
+        )
+        events = detect_events(line, threshold=self.threshold, median_windows=self.median_windows)
+        return Record(item.name, item.index, network.labels, timeline=line, events=events, notes=line.notes)
+
+    def _pool(self, total: int, outputs: list[Outputs]) -> tuple[list[int], torch.Tensor]:
+        """Window starts and logits from per-hop sums of feature-map frames: the mean over each window's hops."""
+        sums = torch.cat([output.values["sums"] for output in outputs])
+        counts = torch.cat([output.values["counts"] for output in outputs])
+        cumulative = torch.cat([torch.zeros(1, sums.shape[1]), sums.double().cumsum(0)])
+        cumulative_counts = torch.cat([torch.zeros(1), counts.double().cumsum(0)])
+        starts = window_starts(total, self.window, self.hop)
+        first = torch.tensor([start // self.hop for start in starts])
+        last = torch.clamp(first + self.window // self.hop, max=len(sums))
+        frames = (cumulative_counts[last] - cumulative_counts[first]).clamp(min=1)[:, None]
+        return starts, self.network.head((cumulative[last] - cumulative[first]) / frames)

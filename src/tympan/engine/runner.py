@@ -1,0 +1,256 @@
+"""Running a job: inputs planned into pieces, pieces grouped into work items, items through DataLoader workers,
+records assembled in input order.
+
+On the CPU a worker runs a whole item (decode, mono, resample, then the network with one thread): parallelism comes
+from items running side by side, not from intra-op threads on small operations. On an accelerator the workers
+decode and the main process runs the network. An exception on a piece becomes the error of its input's record; a
+worker process that dies (a decoder crash) costs only the input it was working on: the items after the last result
+are retried one at a time, each in a fresh worker, until the one that kills its worker is found.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from ..errors import AudioLoadError
+from .jobs import Input, Job
+from .network import Network
+from .pieces import ClipPiece, Outputs, Piece, Source, compute_clips
+from .records import Record, error_message
+
+__all__ = ["assemble", "compute_item", "default_workers", "plan_job", "run_job", "run_one", "source_of"]
+
+logger = logging.getLogger(__name__)
+
+# Whole short files per work item: one batched forward pass of equal-length clips.
+FILES_PER_ITEM = 8
+# Formats whose every span decodes exactly (soundfile seeks sample-accurately); others are read as one piece.
+SEEKABLE_FORMATS = ("WAV", "WAVEX", "FLAC", "AIFF", "AU", "CAF", "W64", "RF64", "RAW", "NIST", "IRCAM", "VOC")
+Outcome = Outputs | Tensor | BaseException
+WORKER_DIED = "the worker process reading or running this file died (a crash of the decoder or the runtime)"
+
+
+def default_workers() -> int:
+    """Worker processes: one per core this process may run on; none on a single core (no gain, only copies)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return cores if cores > 1 else 0
+
+
+def plan_inputs(network: Network, sources: Sequence[tuple[str, Source]]) -> list[Input | Record]:
+    """Each source as an :class:`Input` (its length from the file header), or an error record when the header
+    cannot be read."""
+    from ..audio.io import audio_info, resampled_length
+
+    planned: list[Input | Record] = []
+    for index, (name, source) in enumerate(sources):
+        if isinstance(source, Tensor):
+            planned.append(Input(index, name, source, source.numel()))
+            continue
+        try:
+            info = audio_info(source)
+            if info.frames == 0:
+                raise AudioLoadError(f"audio file {name} holds no samples (the audio is empty)")
+        except AudioLoadError as error:
+            planned.append(Record(name, index, error=error_message(error), exception=error))
+            continue
+        total = resampled_length(info.frames, info.sample_rate, network.sample_rate)
+        planned.append(Input(index, name, str(source), total, info.format in SEEKABLE_FORMATS))
+    return planned
+
+
+def _items(pieces: list[Piece]) -> list[list[Piece]]:
+    """Consecutive whole-file pieces grouped :data:`FILES_PER_ITEM` to an item; every other piece alone."""
+    items: list[list[Piece]] = []
+    for piece in pieces:
+        previous = items[-1] if items else []
+        joins = previous and isinstance(previous[0], ClipPiece) and len(previous) < FILES_PER_ITEM
+        if isinstance(piece, ClipPiece) and joins:
+            previous.append(piece)
+        else:
+            items.append([piece])
+    return items
+
+
+def _portable(error: BaseException) -> BaseException:
+    """The error itself if it crosses a process boundary (pickles), else an :class:`AudioLoadError` saying it."""
+    try:
+        pickle.dumps(error)
+    except Exception:  # any unpicklable exception: keep its message
+        return AudioLoadError(error_message(error))
+    return error
+
+
+def compute_item(network: Network, item: list[Piece], loaded: list[Outcome]) -> list[Outcome]:
+    """The network on the loaded pieces of an item: whole files batched, others one by one; errors stay per piece."""
+    outcomes = list(loaded)
+    clips = [i for i, piece in enumerate(item) if isinstance(piece, ClipPiece) and isinstance(loaded[i], Tensor)]
+    if len(clips) > 1:
+        try:
+            for i, outputs in zip(clips, compute_clips(network, [loaded[i] for i in clips]), strict=True):
+                outcomes[i] = outputs
+        except Exception:  # one bad clip: run them one by one below, so that only its file fails
+            logger.debug("a batch of %d clips failed; running them one by one", len(clips), exc_info=True)
+    for i, piece in enumerate(item):
+        if isinstance(outcomes[i], Tensor):
+            try:
+                outcomes[i] = piece.compute(network, outcomes[i])
+            except Exception as error:  # this piece's file gets an error record, the others go on
+                outcomes[i] = _portable(error)
+    return outcomes
+
+
+class _Work(Dataset):
+    """Work items; getting one loads its pieces, and runs the network on them when ``compute`` is set."""
+
+    def __init__(self, items: list[list[Piece]], network: Network, compute: bool) -> None:
+        self.items, self.network, self.compute = items, network, compute
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @torch.inference_mode()
+    def __getitem__(self, position: int) -> list[Outcome]:
+        item = self.items[position]
+        loaded: list[Outcome] = []
+        for piece in item:
+            try:
+                loaded.append(piece.load(self.network))
+            except Exception as error:  # this piece's file gets an error record, the others go on
+                loaded.append(_portable(error))
+        return compute_item(self.network, item, loaded) if self.compute else loaded
+
+
+def _as_is(item: Any) -> Any:
+    return item
+
+
+def _loader(dataset: Dataset, positions: range, workers: int) -> DataLoader:
+    return DataLoader(
+        Subset(dataset, positions),
+        batch_size=None,
+        num_workers=min(workers, len(positions)),
+        collate_fn=_as_is,
+        prefetch_factor=2 if workers else None,
+    )
+
+
+def _died(error: RuntimeError) -> bool:
+    return "exited unexpectedly" in str(error)
+
+
+def _outcomes(dataset: _Work, workers: int) -> Iterator[list[Outcome]]:
+    """The items' outcomes in order, in ``workers`` processes (0: in this one), surviving workers that die."""
+    if workers == 0:
+        yield from (dataset[position] for position in range(len(dataset)))
+        return
+    position = 0
+    while position < len(dataset):
+        try:
+            for outcomes in _loader(dataset, range(position, len(dataset)), workers):
+                yield outcomes
+                position += 1
+        except RuntimeError as error:
+            if not _died(error):
+                raise
+            logger.warning("a worker process died; finding the file that killed it")
+            position = yield from _isolate(dataset, position, 2 * workers)
+
+
+def _alone(dataset: _Work, position: int) -> list[Outcome] | None:
+    """The outcomes of one item in a fresh worker of its own, or None when it kills that worker."""
+    try:
+        return next(iter(_loader(dataset, range(position, position + 1), 1)))
+    except RuntimeError as error:
+        if not _died(error):
+            raise
+        return None
+
+
+def _isolate(dataset: _Work, position: int, suspects: int) -> Iterator[list[Outcome]]:
+    """Run the items from ``position`` one per fresh worker; in the first that kills its worker, each piece alone, so
+    that only the piece that kills it fails. Returns where to go on: after that item, or after ``suspects`` items
+    (those that may have been in flight at the crash) if none fails again."""
+    end = min(position + suspects, len(dataset))
+    for suspect in range(position, end):
+        outcomes = _alone(dataset, suspect)
+        if outcomes is None:
+            item = dataset.items[suspect]
+            singles = _Work([[piece] for piece in item], dataset.network, dataset.compute)
+            alone = (_alone(singles, i) for i in range(len(item)))
+            yield [AudioLoadError(WORKER_DIED) if result is None else result[0] for result in alone]
+            return suspect + 1
+        yield outcomes
+    return end
+
+
+def plan_job(job: Job, sources: Sequence[tuple[str, Source]]) -> tuple[list[Input | Record], list[list[Piece]]]:
+    """Each source planned (an :class:`Input`, or the error record of an unreadable header) and the work items."""
+    planned = plan_inputs(job.network, sources)
+    pieces = [piece for entry in planned if isinstance(entry, Input) for piece in job.plan(entry)]
+    return planned, _items(pieces)
+
+
+def assemble(job: Job, planned: list[Input | Record], outcomes: Iterator[Outcome]) -> Iterator[Record]:
+    """Records in input order from the outcomes of the planned inputs' pieces, in the same order."""
+    for entry in planned:
+        if isinstance(entry, Record):
+            yield entry
+            continue
+        pieces = job.plan(entry)
+        results = [next(outcomes) for _ in pieces]
+        failure = next((result for result in results if isinstance(result, BaseException)), None)
+        if failure is not None:
+            yield Record(entry.name, entry.index, error=error_message(failure), exception=failure)
+            continue
+        try:
+            yield job.finish(entry, pieces, results)  # type: ignore[arg-type]
+        except Exception as error:  # e.g. a timeline of a file whose header lied about its length
+            yield Record(entry.name, entry.index, error=error_message(error), exception=error)
+
+
+def run_job(job: Job, sources: Sequence[tuple[str, Source]], *, workers: int | None = None) -> Iterator[Record]:
+    """One record per source, in order (see the module docstring for where the work runs).
+
+    Args:
+        job: what to compute (:class:`~tympan.engine.jobs.TagJob`, ...).
+        sources: (name, file path or mono waveform at the network's rate) pairs.
+        workers: DataLoader worker processes (default :func:`default_workers`; 0 runs everything in this process).
+    """
+    network = job.network
+    planned, items = plan_job(job, sources)
+    compute_here = network.device.type != "cpu"
+    workers = default_workers() if workers is None else workers
+    workers = min(workers, len(items)) if len(items) > 1 else 0  # one item: a worker would only add a copy
+    dataset = _Work(items, network, compute=not compute_here)
+    outcomes = (
+        outcome
+        for item, loaded in zip(items, _outcomes(dataset, workers), strict=False)
+        for outcome in (compute_item(network, item, loaded) if compute_here else loaded)
+    )
+    return assemble(job, planned, outcomes)
+
+
+def source_of(network: Network, audio: Any, sample_rate: int | None = None) -> tuple[str, Source]:
+    """(name, source) of a path, or of a waveform (any rate, mono or not) brought to the network's rate and mono."""
+    if isinstance(audio, (str, os.PathLike)):
+        return str(audio), str(audio)
+    from ..audio.io import prepare_waveform
+
+    rate = network.sample_rate
+    return "<waveform>", torch.as_tensor(prepare_waveform(audio, sample_rate or rate, rate))
+
+
+def run_one(job: Job, name: str, source: Source, *, workers: int | None = None) -> Record:
+    """The record of a single input; its error, if any, is raised (the single-input Python API)."""
+    record = next(run_job(job, [(name, source)], workers=workers))
+    if record.exception is not None:
+        raise record.exception
+    return record

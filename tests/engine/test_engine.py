@@ -1,0 +1,163 @@
+"""The batch engine: worker processes give the records of one process, in order, errors as records; a crashing
+worker loses one file; read_span; cached ONNX graphs; one definition of a file's embedding."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+import tympan
+from tympan import engine, export
+from tympan.audio.io import _to_mono, load_audio, read_span
+from tympan.cli import main
+from tympan.engine import jobs
+from tympan.engine.pieces import ClipPiece
+from tympan.engine.runner import WORKER_DIED
+from tympan.pipeline import AudioPipeline
+from tympan.tagging import timeline
+
+from .._models import small_mn_state
+
+RATE = 32000
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """The in-process runs on one thread, as the workers: on a shared machine, more only spin."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("weights") / "mn04.pt"
+    torch.save(small_mn_state(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pipeline(checkpoint: Path) -> AudioPipeline:
+    return tympan.load("mn04_as", str(checkpoint), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def network(pipeline: AudioPipeline) -> engine.Network:
+    return engine.Network(pipeline)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("clips")
+    generator = np.random.default_rng(0)
+    for i in range(11):  # more than one work item of whole files
+        soundfile.write(root / f"clip{i:02d}.wav", 0.1 * generator.standard_normal((44100, 2)), 44100)
+    soundfile.write(root / "long.wav", 0.1 * generator.standard_normal(3 * RATE + 123), RATE)
+    (root / "clip05_broken.wav").write_bytes(b"RIFF....WAVEjunk")
+    return root
+
+
+def _rows(records: list[engine.Record]) -> list[tuple[str, str | None]]:
+    return [(Path(r.file).name, r.error and r.error[:20]) for r in records]
+
+
+def test_read_span_is_load_audio_of_the_span(tmp_path: Path) -> None:
+    stereo = 0.1 * np.random.default_rng(1).standard_normal((44100 * 3 + 17, 2)).astype(np.float32)
+    soundfile.write(tmp_path / "a.wav", stereo, 44100, subtype="FLOAT")
+    whole = load_audio(tmp_path / "a.wav", RATE)
+    np.testing.assert_array_equal(read_span(tmp_path / "a.wav", RATE), whole)
+    for start, stop in ((0, 1000), (32000, 64000), (12345, 70001), (90000, None)):
+        np.testing.assert_allclose(read_span(tmp_path / "a.wav", RATE, start, stop), whole[start:stop], atol=1e-6)
+
+
+def test_mono_mix_is_numpy_mean_bit_for_bit() -> None:
+    generator = np.random.default_rng(3)
+    for channels in (2, 3, 6):
+        frames = generator.standard_normal((1000, channels)).astype(np.float32)
+        np.testing.assert_array_equal(_to_mono(frames), np.mean(frames.T, axis=0))
+
+
+def test_workers_give_the_records_of_one_process_in_order(
+    pipeline: AudioPipeline, network: engine.Network, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs, "LONG_FILE_SECONDS", 2.0)  # long.wav: clip-length windows, in pieces
+    monkeypatch.setattr(pipeline, "clip_seconds", 1.0)
+    alone = list(engine.tag_files(network, [folder], workers=0))
+    parallel = list(engine.tag_files(network, [folder], workers=2))
+    names = sorted(p.name for p in folder.iterdir())
+    assert [Path(r.file).name for r in parallel] == names and [r.index for r in parallel] == list(range(len(names)))
+    assert _rows(parallel) == _rows(alone)
+    broken = next(r for r in parallel if r.error)
+    assert Path(broken.file).name == "clip05_broken.wav" and "cannot decode" in broken.error
+    for a, b in zip(alone, parallel, strict=True):
+        if a.error is None:
+            np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)
+    long = next(r for r in parallel if r.file.endswith("long.wav"))
+    assert "maximum of the scores of 4 windows of 1 s" in long.notes[-1]
+
+
+def test_timeline_pieces_in_workers_equal_one_pass(pipeline: AudioPipeline, folder: Path) -> None:
+    path = folder / "long.wav"
+    for method in ("windows", "pooled"):
+        one = timeline(pipeline, path, window=1.0, hop=0.5, method=method, workers=0)
+        pieces = timeline(pipeline, path, window=1.0, hop=0.5, method=method, chunk_seconds=1.0, workers=2)
+        np.testing.assert_allclose(pieces.starts, one.starts)
+        # Pooled pieces see their own context: equal to the one-pass timeline up to squeeze-excitation's view.
+        np.testing.assert_allclose(pieces.scores, one.scores, atol=1e-5 if method == "windows" else 0.02)
+
+
+def test_a_worker_that_dies_loses_only_its_file(
+    network: engine.Network, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = ClipPiece.load
+
+    def crashing(piece: ClipPiece, network: engine.Network) -> torch.Tensor:
+        if piece.file.endswith("clip03.wav") and os.getpid() != parent:
+            os._exit(3)  # a decoder crash: the process is gone, no exception
+        return real(piece, network)
+
+    parent = os.getpid()
+    monkeypatch.setattr(ClipPiece, "load", crashing)
+    records = list(engine.tag_files(network, [folder], workers=2))
+    failed = {Path(r.file).name: r.error for r in records if r.error}
+    assert failed == {"clip03.wav": WORKER_DIED, "clip05_broken.wav": failed["clip05_broken.wav"]}
+    assert len(records) == len(list(folder.iterdir()))
+
+
+def test_a_second_network_exports_nothing(checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = engine.load_network("mn04_as", str(checkpoint), device="cpu", backend="onnx")
+
+    def no_export(*args: object) -> None:
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(export, "_export", no_export)
+    second = engine.load_network("mn04_as", str(checkpoint), device="cpu", backend="onnx")
+    waveform = 0.1 * torch.randn(2, RATE, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(first.forward(waveform)[0], second.forward(waveform)[0], atol=1e-6)
+
+
+def test_pooled_is_the_default_where_it_applies(network: engine.Network) -> None:
+    assert engine.default_method(network, 10.0, 1.0) == "pooled"
+    assert engine.default_method(network, 10.0, 3.0) == "windows"  # not a multiple of the hop
+    assert engine.default_method(network, 10.0, 1.0, tail="pad") == "windows"
+
+
+def test_tympan_embed_and_the_cli_compute_the_same_embedding(
+    checkpoint: Path, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs, "LONG_FILE_SECONDS", 2.0)  # long.wav: the mean over windows
+    files = [str(folder / "clip00.wav"), str(folder / "long.wav")]
+    out = tmp_path / "e.npz"
+    assert main(["embed", *files, "--model", "mn04_as", "--checkpoint", str(checkpoint), "--output", str(out)]) == 0
+    written = np.load(out)["embeddings"]
+    python = tympan.embed(files, "mn04_as", checkpoint=str(checkpoint), device="cpu")
+    np.testing.assert_allclose(written, python, atol=1e-4)
+    one_pass = tympan.load("mn04_as", str(checkpoint), device="cpu").embed(files[0])
+    np.testing.assert_allclose(python[0], one_pass, atol=1e-5)  # a short file: one forward pass
