@@ -26,10 +26,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", help="frame-level zoo preset; optional with a tympan checkpoint")
     parser.add_argument("--checkpoint", help="weights, e.g. DIR/model.ckpt of `tympan finetune --task sed`")
     parser.add_argument("--threshold", type=float, default=0.5, help="event threshold on frame scores (default 0.5)")
-    parser.add_argument("--low-threshold", type=float,
-                        help="hysteresis: an event lasts while its score stays above this (default: --threshold)")
-    parser.add_argument("--median", type=float, default=0.2,
-                        help="median filter window in seconds (default 0.2; 0 disables)")
+    parser.add_argument(
+        "--low-threshold",
+        type=float,
+        help="hysteresis: an event lasts while its score stays above this (default: --threshold)",
+    )
+    parser.add_argument(
+        "--median", type=float, default=0.2, help="median filter window in seconds (default 0.2; 0 disables)"
+    )
     parser.add_argument("--merge-gap", type=float, default=0.0, help="merge events of a class this close (s)")
     parser.add_argument("--min-duration", type=float, default=0.0, help="drop shorter events (s)")
     parser.add_argument("--format", choices=("json", "csv"), default="json", help="output format (default json)")

@@ -75,6 +75,6 @@ def _run_sed(args: argparse.Namespace) -> int:
     Path(args.output).mkdir(parents=True, exist_ok=True)
     write_atomically(Path(args.output) / "metrics.json", json.dumps(result, indent=1))
     flat = {k: v for k, v in result.items() if not isinstance(v, dict)}
-    text = json.dumps(result, indent=1) if args.format == "json" else "\n".join(f"{k:<20}  {v}" for k, v in flat.items())
-    print(text, file=sys.stdout)
+    table = "\n".join(f"{key:<20}  {value}" for key, value in flat.items())
+    print(json.dumps(result, indent=1) if args.format == "json" else table, file=sys.stdout)
     return 0

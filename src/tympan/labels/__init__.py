@@ -29,7 +29,9 @@ from ..errors import ConfigError, DataError
 
 __all__ = ["get_labels", "is_multilabel", "list_label_sets"]
 
-_MULTILABEL = {"audioset": True, "audioset_strong": True, "fsd50k": True, "openmic": True, "esc50": False, "tau22": False}
+_MULTILABEL = {
+    "audioset": True, "audioset_strong": True, "fsd50k": True, "openmic": True, "esc50": False, "tau22": False,
+}  # fmt: skip
 
 
 def list_label_sets() -> list[str]:

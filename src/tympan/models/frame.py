@@ -51,6 +51,7 @@ FRAME_MN_STRIDES: tuple[tuple[int, int], ...] = (
     (2, 1),
 )
 # fmt: on
+CHANNEL_SE = SEConfig()  # the reference's se_dims="c"
 # Mel frames per output frame: 4 × 10 ms = 40 ms, PretrainedSED's 250 frames per 10 s.
 MEL_FRAMES_PER_OUTPUT = 4
 # The wrappers around the backbone in the published checkpoints (PredictionsWrapper.model.frame_mn).
@@ -168,7 +169,7 @@ class FrameMobileNet(FrameModel):
         self,
         blocks: Sequence[InvertedResidualConfig],
         num_classes: int = 447,
-        se: SEConfig | None = SEConfig(),
+        se: SEConfig | None = CHANNEL_SE,
         input_size: tuple[int, int] = (128, 1000),
         mel_frames_per_output: int = MEL_FRAMES_PER_OUTPUT,
     ) -> None:

@@ -19,8 +19,8 @@ import torch
 from ..errors import ConfigError, TympanError
 from ..models.frame import FrameModel
 from ..pipeline import AudioInput, AudioPipeline
-from ..tagging import CHUNK_SECONDS, Timeline, _Counter, _chunks, _windows
-from .postprocess import Event, PostProcessing, decode_events
+from ..tagging import CHUNK_SECONDS, Timeline, _chunks, _Counter, _windows
+from .postprocess import DEFAULT_POSTPROCESSING, Event, PostProcessing, decode_events
 
 __all__ = ["FrameScores", "detect", "detect_events", "frame_model", "frame_scores", "frame_seconds"]
 
@@ -133,7 +133,7 @@ def frame_scores(
     return FrameScores(pipeline.labels, hop, np.concatenate(pieces)[:frames], duration)
 
 
-def detect_events(scores: FrameScores, config: PostProcessing = PostProcessing()) -> list[Event]:
+def detect_events(scores: FrameScores, config: PostProcessing = DEFAULT_POSTPROCESSING) -> list[Event]:
     """The events of one file's frame scores."""
     return decode_events(scores.scores, scores.labels, scores.starts, scores.ends, config)
 
@@ -141,7 +141,7 @@ def detect_events(scores: FrameScores, config: PostProcessing = PostProcessing()
 def detect(
     pipeline: AudioPipeline,
     files: Iterable[str | Path],
-    config: PostProcessing = PostProcessing(),
+    config: PostProcessing = DEFAULT_POSTPROCESSING,
     *,
     keep_scores: bool = False,
     **scoring: Any,

@@ -122,7 +122,7 @@ def frame_targets(
     for onset, offset, label in events:
         if label not in index:
             continue
-        first = min(max(int(math.floor(onset / frame_seconds + 1e-9)), 0), num_frames)
-        last = min(max(int(math.ceil(offset / frame_seconds - 1e-9)), first + 1), num_frames)
+        first = min(max(math.floor(onset / frame_seconds + 1e-9), 0), num_frames)
+        last = min(max(math.ceil(offset / frame_seconds - 1e-9), first + 1), num_frames)
         target[index[label], first:last] = 1.0
     return target

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["Event", "PostProcessing", "decode_events", "median_filter"]
+__all__ = ["DEFAULT_POSTPROCESSING", "Event", "PostProcessing", "decode_events", "median_filter"]
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,10 @@ class PostProcessing:
         """The median window of each class in frames (odd, at least 1)."""
         seconds = self.median_seconds
         per_class = [seconds.get(label, 0.0) if isinstance(seconds, Mapping) else seconds for label in labels]
-        return [int(round(s / frame_seconds)) // 2 * 2 + 1 for s in per_class]
+        return [round(s / frame_seconds) // 2 * 2 + 1 for s in per_class]
+
+
+DEFAULT_POSTPROCESSING = PostProcessing()
 
 
 def median_filter(scores: np.ndarray, sizes: int | Sequence[int]) -> np.ndarray:
@@ -93,7 +96,7 @@ def decode_events(
     labels: Sequence[str],
     starts: np.ndarray,
     ends: np.ndarray,
-    config: PostProcessing = PostProcessing(),
+    config: PostProcessing = DEFAULT_POSTPROCESSING,
     median_frames: Sequence[int] | None = None,
 ) -> list[Event]:
     """Events of frame scores ``[frames, classes]`` whose frame ``i`` spans ``[starts[i], ends[i])`` seconds.
