@@ -16,6 +16,7 @@ import numpy as np
 
 from .files import atomic_path
 from .pipeline import AudioInput, AudioPipeline
+from .sed.postprocess import Event, PostProcessing, decode_events
 
 __all__ = ["Event", "Timeline", "clip_scores", "detect_events", "plot_timeline", "timeline"]
 
@@ -47,16 +48,6 @@ class Timeline:
     def centres(self) -> np.ndarray:
         """Window centres in seconds (clipped to the audio)."""
         return np.minimum(self.starts + self.window / 2, self.duration)
-
-
-@dataclass(frozen=True)
-class Event:
-    """A sound event: ``label`` active from ``onset`` to ``offset`` (seconds), with its peak (filtered) ``score``."""
-
-    onset: float
-    offset: float
-    label: str
-    score: float
 
 
 def timeline(
@@ -137,46 +128,21 @@ def clip_scores(pipeline: AudioPipeline, path: str | Path) -> tuple[np.ndarray, 
     return record.scores, record.notes
 
 
-def _median_filter(scores: np.ndarray, size: int) -> np.ndarray:
-    """Running median over time (axis 0); ``size`` is made odd."""
-    half = max(size, 1) // 2
-    if half == 0 or len(scores) < 2:
-        return scores
-    # Zero padding (as scipy.signal.medfilt): beyond the audio nothing sounds, so a one-window spike at either end
-    # is removed like one in the middle.
-    padded = np.pad(scores, ((half, half), (0, 0)))
-    return np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1, axis=0), axis=-1)
-
-
 def detect_events(timeline: Timeline, *, threshold: float = 0.5, median_windows: int = 3) -> list[Event]:
     """Events from the timeline: per class, median-filter the scores over ``median_windows`` windows, threshold.
 
     Each window stands for ±half a hop around its centre; a run of windows above ``threshold`` gives one event
-    from the first window's span to the last one's, clipped to the audio. Sorted by onset, then label.
+    from the first window's span to the last one's, clipped to the audio. Sorted by onset, then label. The decoder
+    is that of the frame-level detectors (:func:`tympan.sed.postprocess.decode_events`).
     """
-    if len(timeline.scores) == 0:
-        return []
-    filtered = _median_filter(timeline.scores, median_windows)
-    active = filtered >= threshold
     if len(timeline.starts) == 1:
         lower, upper = np.array([0.0]), np.array([timeline.duration])
     else:
         half = timeline.hop / 2
         lower = np.clip(timeline.centres - half, 0.0, timeline.duration)
         upper = np.clip(timeline.centres + half, 0.0, timeline.duration)
-    events = []
-    for column in np.flatnonzero(active.any(axis=0)):
-        edges = np.diff(np.concatenate([[0], active[:, column].astype(np.int8), [0]]))
-        for first, stop in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
-            events.append(
-                Event(
-                    onset=round(float(lower[first]), 3),
-                    offset=round(float(upper[stop - 1]), 3),
-                    label=timeline.labels[column],
-                    score=float(filtered[first:stop, column].max()),
-                )
-            )
-    return sorted(events, key=lambda event: (event.onset, event.label))
+    sizes = [median_windows] * len(timeline.labels)
+    return decode_events(timeline.scores, timeline.labels, lower, upper, PostProcessing(threshold), sizes)
 
 
 def plot_timeline(timeline: Timeline, path: str | Path, *, top_k: int = 10, events: list[Event] | None = None) -> Path:

@@ -21,6 +21,7 @@ __all__ = ["main"]
 # Subcommand modules, in the order `tympan --help` lists them.
 COMMANDS: tuple[str, ...] = (
     "tag",
+    "detect",
     "embed",
     "export",
     "train",

@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", help="torch device (default: cuda where present)")
     parser.add_argument("--output", default="evaluation", help="folder for metrics.json and plots")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="stdout format")
+    parser.add_argument("--task", choices=("classify", "sed"), default="classify",
+                        help="sed: --data is an event table; PSDS1/PSDS2, event and segment F1 (sed_scores_eval)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="decision threshold of the SED F1 scores")
     parser.set_defaults(handler=run)
 
 
@@ -41,6 +44,8 @@ def _table(result: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.task == "sed":
+        return _run_sed(args)
     from ..eval.evaluate import evaluate
 
     result = evaluate(
@@ -54,4 +59,22 @@ def run(args: argparse.Namespace) -> int:
         output_dir=args.output,
     )
     print(json.dumps(result, indent=1) if args.format == "json" else _table(result), file=sys.stdout)
+    return 0
+
+
+def _run_sed(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .. import load
+    from ..files import write_atomically
+    from ..sed.metrics import evaluate_detection
+
+    is_file = args.model.endswith((".ckpt", ".pt", ".pth"))
+    pipeline = load(None if is_file else args.model, args.model if is_file else args.checkpoint, device=args.device)
+    result = evaluate_detection(pipeline, args.data, threshold=args.threshold)
+    Path(args.output).mkdir(parents=True, exist_ok=True)
+    write_atomically(Path(args.output) / "metrics.json", json.dumps(result, indent=1))
+    flat = {k: v for k, v in result.items() if not isinstance(v, dict)}
+    table = "\n".join(f"{key:<20}  {value}" for key, value in flat.items())
+    print(json.dumps(result, indent=1) if args.format == "json" else table, file=sys.stdout)
     return 0

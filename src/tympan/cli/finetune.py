@@ -14,7 +14,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Fine-tune a zoo model on your own labels and write DIR/model.ckpt, which "
         "`tympan tag --checkpoint DIR/model.ckpt` uses with no other flags.",
     )
-    parser.add_argument("--data", required=True, help="CSV with columns file,label (or labels) or a label-folder tree")
+    parser.add_argument("--data", required=True,
+                        help="CSV with columns file,label (or labels) or a label-folder tree; with --task sed an "
+                        "event table (filename,onset,offset,event_label TSV or file,onset,offset,label CSV)")
+    parser.add_argument("--task", choices=("classify", "sed"), default="classify",
+                        help="classify: clip labels (default); sed: sound event detection with a frame-level model "
+                        "(e.g. --model frame_mn06), for `tympan detect`")
     parser.add_argument("--model", default="mn10_as", help="zoo preset or architecture (default mn10_as)")
     parser.add_argument("--checkpoint", help="initial weights (default: the preset's official weights)")
     length = parser.add_mutually_exclusive_group()
@@ -48,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     result = finetune(
         args.data,
         args.model,
+        task=args.task,
         checkpoint=args.checkpoint,
         epochs=args.epochs,
         steps=args.steps,

@@ -49,6 +49,7 @@ __all__ = [
     "generate_recording",
     "record",
     "render_scenes",
+    "render_source",
 ]
 
 logger = logging.getLogger(__name__)
@@ -451,6 +452,17 @@ _RENDER = {
     "brakes": _brakes, "wind": _wind, "hum": _hum, "engine": _engine, "footsteps": _footsteps, "chime": _chime,
 }
 # fmt: on
+
+
+def render_source(name: str, rng: np.random.Generator, rows: int, samples: int, sample_rate: int) -> np.ndarray:
+    """``rows`` dry renderings ``[rows, samples]`` (unit RMS) of one of :data:`SOURCES` (50-Hz mains, neutral pitch).
+
+    Raises:
+        ConfigError: an unknown source.
+    """
+    if name not in _RENDER:
+        raise ConfigError(f"unknown source {name!r}; choose from {', '.join(SOURCES)}")
+    return _RENDER[name](rng, rows, samples, sample_rate, np.full(rows, 50.0), np.ones(rows))
 
 
 def _caption(rng: np.random.Generator, present: list[tuple[float, str]]) -> str:

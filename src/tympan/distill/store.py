@@ -7,7 +7,9 @@ the array comes with a JSON sidecar holding the clip ids and the provenance (tea
 and every lookup goes through the ids, so a store made for another dataset fails loudly instead of silently
 distilling the wrong clips.
 
-Layout: ``<name>.npy`` (float32 ``[clips, classes]``, raw logits averaged over the ensemble) and ``<name>.json``.
+Layout: ``<name>.npy`` (float32 ``[clips, classes]``, raw logits averaged over the ensemble; or ``[clips, classes,
+frames]`` for frame-level teachers of sound event detection, as PretrainedSED's ensemble logits of 447 × 250 per
+clip) and ``<name>.json``. Either is memory-mapped, so a lookup reads only the rows of its batch.
 """
 
 from __future__ import annotations
@@ -35,13 +37,14 @@ def _paths(path: str | Path) -> tuple[Path, Path]:
 
 
 def write_store(path: str | Path, ids: Sequence[str], logits: np.ndarray, provenance: Mapping[str, Any]) -> Path:
-    """Save ``logits [clips, classes]`` with their clip ids and provenance; returns the ``.npy`` path.
+    """Save ``logits [clips, classes]`` (or ``[clips, classes, frames]``) with their clip ids and provenance;
+    returns the ``.npy`` path.
 
     Raises:
         DataError: ids are repeated or their number differs from the rows of ``logits``.
     """
     logits = np.asarray(logits, dtype=np.float32)
-    if logits.ndim != 2 or logits.shape[0] != len(ids):
+    if logits.ndim not in (2, 3) or logits.shape[0] != len(ids):
         raise DataError(f"need one row of logits per id: {len(ids)} ids, logits of shape {logits.shape}")
     if len(set(ids)) != len(ids):
         raise DataError("clip ids of a teacher-logit store must be unique")
@@ -114,11 +117,11 @@ class TeacherLogitStore:
         return len(missing)
 
     def lookup(self, ids: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``[len(ids), classes]`` (zeros for clips not in the store) and a bool mask ``[len(ids)]`` of the
-        clips that have them."""
+        """Logits ``[len(ids), classes(, frames)]`` (zeros for clips not in the store) and a bool mask
+        ``[len(ids)]`` of the clips that have them."""
         rows = [self._rows.get(clip_id, -1) for clip_id in ids]
         available = torch.tensor([row >= 0 for row in rows], dtype=torch.bool)
-        logits = torch.zeros(len(rows), self.num_classes)
+        logits = torch.zeros(len(rows), *self.logits.shape[1:])
         if available.any():
             found = [row for row in rows if row >= 0]
             logits[available] = torch.from_numpy(np.ascontiguousarray(self.logits[found]))

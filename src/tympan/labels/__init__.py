@@ -6,6 +6,8 @@ Each file has a header with at least the columns ``index`` (the logit column, 0.
 * ``tau22``: the 10 scenes of TAU Urban Acoustic Scenes 2022 Mobile in the order of the CP-JKU DCASE23 models
   (sklearn ``LabelEncoder`` on ``scene_label``, i.e. alphabetical).
 * ``audioset``: the 527 AudioSet classes of ``class_labels_indices.csv``.
+* ``audioset_strong``: the 447 classes of the AudioSet-Strong training labels, in the order of the PretrainedSED
+  models' heads (``data_util/audioset_classes.py``, ``as_strong_train_classes``: sorted by name).
 * ``fsd50k``: the 200 FSD50K classes, sorted by name as PaSST's FSD50K training indexes ``vocabulary.csv``.
 * ``esc50``: the 50 ESC-50 categories in the order of the dataset's ``target`` column.
 * ``openmic``: the 20 OpenMIC-2018 instruments in the order of its ``class-map.json``.
@@ -30,7 +32,9 @@ from ..errors import ConfigError, DataError
 
 __all__ = ["get_labels", "is_multilabel", "list_label_sets", "top_labels"]
 
-_MULTILABEL = {"audioset": True, "fsd50k": True, "openmic": True, "esc50": False, "tau22": False}
+_MULTILABEL = {
+    "audioset": True, "audioset_strong": True, "fsd50k": True, "openmic": True, "esc50": False, "tau22": False,
+}  # fmt: skip
 
 
 def list_label_sets() -> list[str]:

@@ -44,6 +44,7 @@ __all__ = [
     "MobileNet",
     "SEConfig",
     "build_classifier",
+    "build_features",
     "checkpoint_filter_fn",
     "describe_features",
     "init_weights",
@@ -90,8 +91,10 @@ class InvertedResidualConfig:
         out_channels: block output channels.
         use_se: apply squeeze-excitation after the depthwise conv.
         activation: ``"RE"`` (ReLU) or ``"HS"`` (Hardswish).
-        stride: depthwise stride, 1 or 2 (both axes).
+        stride: depthwise stride, 1 or 2 (both axes, or frequency only when ``time_stride`` is given).
         dilation: depthwise dilation; a dilated block runs with stride 1.
+        time_stride: depthwise stride along time when it differs from ``stride`` (the frame-level models of
+            :mod:`tympan.models.frame` keep the time axis while they pool frequency).
     """
 
     in_channels: int
@@ -102,31 +105,40 @@ class InvertedResidualConfig:
     activation: str
     stride: int
     dilation: int = 1
+    time_stride: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("in_channels", "kernel_size", "expanded_channels", "out_channels", "dilation"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"InvertedResidualConfig.{name} must be positive, got {getattr(self, name)}")
-        if self.stride not in (1, 2):
-            raise ConfigError(f"block strides must be 1 or 2, got {self.stride}")
+        if self.stride not in (1, 2) or self.time_stride not in (None, 1, 2):
+            raise ConfigError(f"block strides must be 1 or 2, got {self.stride} / time {self.time_stride}")
         if self.kernel_size % 2 == 0:
             raise ConfigError(f"the depthwise kernel must be odd to keep 'same' padding, got {self.kernel_size}")
         if self.activation not in ACTIVATIONS:
             raise ConfigError(f"activation must be one of {tuple(ACTIVATIONS)}, got {self.activation!r}")
 
     @property
+    def depthwise_strides(self) -> tuple[int, int]:
+        """The ``(freq, time)`` strides the depthwise conv really uses (1 in dilated blocks)."""
+        if self.dilation > 1:
+            return 1, 1
+        return self.stride, self.stride if self.time_stride is None else self.time_stride
+
+    @property
     def depthwise_stride(self) -> int:
-        """The stride the depthwise conv really uses (1 in dilated blocks)."""
-        return 1 if self.dilation > 1 else self.stride
+        """The frequency stride the depthwise conv really uses (that of both axes unless ``time_stride`` is set)."""
+        return self.depthwise_strides[0]
 
     @property
     def use_residual(self) -> bool:
-        return self.stride == 1 and self.in_channels == self.out_channels
+        return self.stride == 1 and self.time_stride in (None, 1) and self.in_channels == self.out_channels
 
-    def out_size(self, size: int) -> int:
-        """Length of one spatial axis after the block."""
+    def out_size(self, size: int, axis: int = 0) -> int:
+        """Length of one spatial axis (0: frequency, 1: time) after the block."""
         padding = (self.kernel_size - 1) // 2 * self.dilation
-        return (size + 2 * padding - self.dilation * (self.kernel_size - 1) - 1) // self.depthwise_stride + 1
+        stride = self.depthwise_strides[axis]
+        return (size + 2 * padding - self.dilation * (self.kernel_size - 1) - 1) // stride + 1
 
 
 def mobilenet_v3_config(
@@ -233,7 +245,7 @@ class InvertedResidual(nn.Module):
             layers.append(ConvNormAct(cfg.in_channels, cfg.expanded_channels, 1, norm_layer=norm_layer,
                                       activation_layer=act))
         layers.append(
-            ConvNormAct(cfg.expanded_channels, cfg.expanded_channels, cfg.kernel_size, stride=cfg.depthwise_stride,
+            ConvNormAct(cfg.expanded_channels, cfg.expanded_channels, cfg.kernel_size, stride=cfg.depthwise_strides,
                         dilation=cfg.dilation, groups=cfg.expanded_channels, norm_layer=norm_layer,
                         activation_layer=act)
         )
@@ -380,26 +392,14 @@ class MobileNet(EfficientATNet):
         norm_layer: LayerFactory = NORM_LAYER,
     ) -> None:
         super().__init__()
-        if not blocks:
-            raise ConfigError("MobileNet needs at least one block config")
-        freq, time = (_conv_out(size, 3, 2) for size in input_size)
-        layers: list[nn.Module] = [
-            ConvNormAct(1, blocks[0].in_channels, 3, stride=2, norm_layer=norm_layer, activation_layer=nn.Hardswish)
-        ]
-        for cfg in blocks:
-            freq, time = cfg.out_size(freq), cfg.out_size(time)
-            se_layer = se.build(cfg.expanded_channels, freq, time) if cfg.use_se and se is not None else None
-            layers.append(InvertedResidual(cfg, se_layer, norm_layer))
+        self.features = build_features(blocks, se, input_size, norm_layer)
         self.num_features = 6 * blocks[-1].out_channels
-        layers.append(ConvNormAct(blocks[-1].out_channels, self.num_features, 1, norm_layer=norm_layer,
-                                  activation_layer=nn.Hardswish))
-        self.features = nn.Sequential(*layers)
         self.head_type = head_type
         self.num_classes = num_classes
         self._hidden_features = last_channel
         self._dropout = dropout
         self.classifier = build_classifier(head_type, self.num_features, last_channel, num_classes, dropout)
-        self.feature_info = describe_features(blocks, [f"features.{i}" for i in range(len(layers))])
+        self.feature_info = describe_features(blocks, [f"features.{i}" for i in range(len(self.features))])
         init_weights(self)
 
     def _feature_map(self, mel: Tensor) -> Tensor:
@@ -412,6 +412,29 @@ class MobileNet(EfficientATNet):
             x = layer(x)
             maps.append(x)
         return maps
+
+
+def build_features(
+    blocks: Sequence[InvertedResidualConfig],
+    se: SEConfig | None,
+    input_size: tuple[int, int],
+    norm_layer: LayerFactory = NORM_LAYER,
+) -> nn.Sequential:
+    """The MN feature extractor ``features.{0..16}``: stem (3x3, stride 2), the blocks, and the 1x1 conv to
+    ``6 × blocks[-1].out_channels`` channels; frequency / time SE layers are sized for ``input_size``."""
+    if not blocks:
+        raise ConfigError("MobileNet needs at least one block config")
+    freq, time = (_conv_out(size, 3, 2) for size in input_size)
+    layers: list[nn.Module] = [
+        ConvNormAct(1, blocks[0].in_channels, 3, stride=2, norm_layer=norm_layer, activation_layer=nn.Hardswish)
+    ]
+    for cfg in blocks:
+        freq, time = cfg.out_size(freq, 0), cfg.out_size(time, 1)
+        se_layer = se.build(cfg.expanded_channels, freq, time) if cfg.use_se and se is not None else None
+        layers.append(InvertedResidual(cfg, se_layer, norm_layer))
+    layers.append(ConvNormAct(blocks[-1].out_channels, 6 * blocks[-1].out_channels, 1, norm_layer=norm_layer,
+                              activation_layer=nn.Hardswish))
+    return nn.Sequential(*layers)
 
 
 def _conv_out(size: int, kernel: int, stride: int) -> int:

@@ -21,18 +21,20 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from ..data.datamodule import AudioDataModule
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..files import atomic_path
 from .schedules import StepPlan, plan_steps
 from .systems import AudioSystem, SceneSystem, TaggingSystem
 
-__all__ = ["FinetuneResult", "export_checkpoint", "finetune", "system_class"]
+__all__ = ["TASKS", "FinetuneResult", "export_checkpoint", "finetune", "system_class"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_EPOCHS = 10
 DEFAULT_MIN_STEPS = 120  # enough for a new head on a few clips per class (docs/finetuning.md has the measurements)
 VALIDATIONS = 4  # validation passes of a short run (a long one validates after every epoch)
+# "classify": clip labels (tagging or single-label classes, from the data); "sed": event tables, frame-level models.
+TASKS = ("classify", "sed")
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ def finetune(
     data: str | Path,
     model: str = "mn10_as",
     *,
+    task: str = "classify",
     checkpoint: str | Path | None = None,
     epochs: int | None = None,
     steps: int | None = None,
@@ -104,6 +107,8 @@ def finetune(
         data: a CSV (``file,label`` or ``file,labels`` with ``;``-separated tags; paths relative to the CSV; an
             optional ``split`` column) or a folder with one sub-folder per label.
         model: a zoo preset (official weights unless ``pretrained=False`` or ``checkpoint``) or an architecture.
+        task: ``"classify"`` (clip labels) or ``"sed"``: ``data`` is an event table (:mod:`tympan.sed.events`) and
+            ``model`` a frame-level model (``frame_mn06``), trained by :class:`~tympan.train.sed.SedSystem`.
         checkpoint: initial weights instead of the official ones. A head for other labels is re-initialised (the
             log names its keys); everything else loads strictly.
         epochs: passes over the training clips (default 10), stretched to ``min_steps`` optimizer steps if shorter.
@@ -136,17 +141,25 @@ def finetune(
         ConfigError: both ``epochs`` and ``steps``, or a non-positive length.
         DataError: no training clips.
     """
+    if task not in TASKS:
+        raise ConfigError(f"task must be one of {TASKS}, got {task!r}")
     L.seed_everything(seed, workers=True, verbose=False)
     output = Path(output)
-    module = AudioDataModule(
-        str(data),
-        clip_seconds=clip_seconds,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        val_fraction=val_fraction,
-        cache_dir=str(cache_dir or output / "cache"),
-        seed=seed,
-    )
+    if task == "sed":
+        from ..sed.data import EventDataModule
+
+        module: Any = EventDataModule(data, clip_seconds=clip_seconds, batch_size=batch_size, num_workers=num_workers,
+                                      val_fraction=val_fraction, seed=seed)  # fmt: skip
+    else:
+        module = AudioDataModule(
+            str(data),
+            clip_seconds=clip_seconds,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            val_fraction=val_fraction,
+            cache_dir=str(cache_dir or output / "cache"),
+            seed=seed,
+        )
     tables = module.split_tables()
     if "train" not in tables:
         raise DataError(f"no training clips in {data}; check the split column")
@@ -174,12 +187,15 @@ def finetune(
         "mixup_alpha": mixup_alpha,
         **(system_kwargs or {}),
     }
-    system = system_class(module.multi_label)(model, **kwargs)
+    system = _system_class(task, module.multi_label)(model, **kwargs)
     module.sample_rate = system.model.frontend_config.sample_rate
+    if task == "sed":
+        clip_samples = round(module.clip_seconds * module.sample_rate)
+        module.set_frame_grid(system.output_frames(clip_samples), system.frame_seconds)
     _log_plan(plan, batch_size, system)
     validating = "val" in tables
     interval = max(plan.steps_per_epoch, plan.steps // VALIDATIONS)
-    monitor = ("val/mAP", "max") if module.multi_label else ("val/loss", "min")
+    monitor = ("val/mAP", "max") if module.multi_label and task != "sed" else ("val/loss", "min")
     checkpointing = ModelCheckpoint(
         output / "checkpoints", save_last=True,
         **({"monitor": monitor[0], "mode": monitor[1]} if validating else {"every_n_train_steps": interval}),
@@ -209,6 +225,14 @@ def finetune(
     path = export_checkpoint(system, output / "model.ckpt", metrics)
     logger.info("fine-tuned model written to %s", path)
     return FinetuneResult(path, metrics, module.labels, output)
+
+
+def _system_class(task: str, multi_label: bool) -> type[AudioSystem]:
+    if task == "sed":
+        from .sed import SedSystem
+
+        return SedSystem
+    return system_class(multi_label)
 
 
 def _log_plan(plan: StepPlan, requested_batch: int, system: AudioSystem) -> None:

@@ -102,18 +102,19 @@ def kd_bce_loss(
     """EfficientAT distillation term: BCE with logits against ``sigmoid(teacher/T)``, mean over classes and batch.
 
     Args:
-        student_logits: ``[batch, classes]`` (no temperature on the student side, as the reference).
-        teacher_logits: raw teacher logits ``[batch, classes]``.
+        student_logits: ``[batch, classes]``, or frame logits ``[batch, classes, frames]`` (no temperature on the
+            student side, as the reference); the mean runs over every axis but the batch.
+        teacher_logits: raw teacher logits of the same shape.
         temperature: T applied to the teacher only.
         lam, perm: mixup draws: the term becomes ``λ·BCE(ŷ, t) + (1 − λ)·BCE(ŷ, t[perm])`` per example.
         teacher_available: bool ``[batch]``; examples without teacher logits contribute 0 to the batch mean, and
             under mixup the share of a partner without them is dropped.
     """
     teacher = torch.sigmoid(teacher_logits.to(student_logits.dtype) / temperature)
-    per_example = F.binary_cross_entropy_with_logits(student_logits, teacher, reduction="none").mean(dim=1)
+    per_example = F.binary_cross_entropy_with_logits(student_logits, teacher, reduction="none").flatten(1).mean(1)
     if lam is not None:
         lam = lam.to(per_example)
-        mixed = F.binary_cross_entropy_with_logits(student_logits, teacher[perm], reduction="none").mean(dim=1)
+        mixed = F.binary_cross_entropy_with_logits(student_logits, teacher[perm], reduction="none").flatten(1).mean(1)
         if teacher_available is not None:
             mixed = mixed * teacher_available[perm].to(mixed)
         per_example = per_example * lam + mixed * (1 - lam)

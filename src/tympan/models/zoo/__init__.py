@@ -6,4 +6,5 @@ from . import (
     dcase23,  # noqa: F401
     efficientat,  # noqa: F401
     passt,  # noqa: F401
+    sed,  # noqa: F401
 )

@@ -1,0 +1,219 @@
+"""Frame-level models for sound event detection: scores every 40 ms instead of one per clip.
+
+Paper: Schmid, Morocutti, Foscarin, Schlüter, Koutini, Widmer, "Effective Pre-Training of Audio Transformers for
+Sound Event Detection", ICASSP 2025 (https://arxiv.org/abs/2409.09546). Reference: ``fschmid56/PretrainedSED`` at
+``1aa47e4``, ``models/frame_mn/model.py`` (the frame-level MobileNet) and ``models/prediction_wrapper.py`` (the
+heads).
+
+A frame model keeps the time axis of its backbone and pools only frequency, giving a sequence of embeddings
+``[batch, frames', D]``; the sequence is resampled to the label frame rate (linear interpolation up, average
+pooling down, as the reference ``PredictionsWrapper``) and two linear heads read it: ``strong_head`` per frame
+(event activity) and ``weak_head`` on the time-averaged sequence (clip tags). ``forward`` gives the clip logits, so
+a frame model also tags like any other network; :meth:`FrameModel.forward_frames` gives the frame logits.
+
+``frame_mn`` is the reference's frame-level MobileNetV3: the EfficientAT blocks with separate frequency and time
+strides, frequency pooled to one band by six stride-2 blocks, time by 4 in all (stem and block 1), so that a
+10-ms-hop mel gives 250 frames per 10 s. Its state-dict keys are ours (``features.*``, ``strong_head.*``,
+``weak_head.*``); the published checkpoints nest the backbone in two wrappers (``model.frame_mn.features.*``), which
+:func:`checkpoint_filter_fn` removes before the strict load.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..audio.frontend import MelFrontendConfig
+from ..errors import ConfigError
+from .base import AudioModel
+from .mobilenet import InvertedResidualConfig, SEConfig, build_features, init_weights, mobilenet_v3_config
+
+__all__ = [
+    "FRAME_MN_STRIDES",
+    "FrameMobileNet",
+    "FrameModel",
+    "checkpoint_filter_fn",
+    "frame_mobilenet_config",
+    "resample_sequence",
+]
+
+logger = logging.getLogger(__name__)
+
+# (freq, time) strides of the 15 blocks of the reference frame MobileNet (``_mobilenet_v3_conf``, strides=None).
+# fmt: off
+FRAME_MN_STRIDES: tuple[tuple[int, int], ...] = (
+    (1, 1), (2, 2), (2, 1), (1, 1), (1, 1), (2, 1), (1, 1), (2, 1), (1, 1), (1, 1), (2, 1), (1, 1), (1, 1), (1, 1),
+    (2, 1),
+)
+# fmt: on
+CHANNEL_SE = SEConfig()  # the reference's se_dims="c"
+# Mel frames per output frame: 4 × 10 ms = 40 ms, PretrainedSED's 250 frames per 10 s.
+MEL_FRAMES_PER_OUTPUT = 4
+# The wrappers around the backbone in the published checkpoints (PredictionsWrapper.model.frame_mn).
+_REFERENCE_BACKBONE_PREFIX = "frame_mn."
+
+
+def resample_sequence(sequence: Tensor, frames: int) -> Tensor:
+    """``[batch, T', D]`` to ``[batch, frames, D]``: average pooling to fewer frames, linear interpolation to more."""
+    if sequence.shape[1] == frames:
+        return sequence
+    channels_first = sequence.transpose(1, 2)
+    if sequence.shape[1] > frames:
+        resampled = F.adaptive_avg_pool1d(channels_first, frames)
+    else:
+        resampled = F.interpolate(channels_first, size=frames, mode="linear")
+    return resampled.transpose(1, 2)
+
+
+class FrameModel(AudioModel):
+    """Base of the frame-level networks: a backbone sequence, resampled to the label rate, and two linear heads.
+
+    Subclasses implement :meth:`forward_sequence`. Shapes: mel ``[batch, 1, n_mels, frames]`` in; frame logits
+    ``[batch, num_classes, frames / mel_frames_per_output]``, clip logits ``[batch, num_classes]`` out.
+
+    Args:
+        num_features: width ``D`` of the backbone sequence.
+        num_classes: event classes.
+        mel_frames_per_output: mel frames per output frame (4 at a 10-ms hop: 40-ms frames).
+    """
+
+    def __init__(self, num_features: int, num_classes: int, mel_frames_per_output: int = MEL_FRAMES_PER_OUTPUT):
+        super().__init__()
+        if num_classes <= 0 or mel_frames_per_output <= 0:
+            raise ConfigError(f"need num_classes > 0 and mel_frames_per_output > 0, got {num_classes}, "
+                              f"{mel_frames_per_output}")  # fmt: skip
+        self.num_features = num_features
+        self.num_classes = num_classes
+        self.mel_frames_per_output = mel_frames_per_output
+        self.strong_head = nn.Linear(num_features, num_classes)
+        self.weak_head = nn.Linear(num_features, num_classes)
+
+    def forward_sequence(self, mel: Tensor) -> Tensor:
+        """Backbone embeddings over time ``[batch, T', num_features]`` at the backbone's own rate."""
+        raise NotImplementedError
+
+    def output_frames(self, mel_frames: int) -> int:
+        """Output frames for an input of ``mel_frames`` mel frames."""
+        return max(1, round(mel_frames / self.mel_frames_per_output))
+
+    def aligned_sequence(self, mel: Tensor) -> Tensor:
+        """The backbone sequence at the output rate ``[batch, frames, num_features]``."""
+        return resample_sequence(self.forward_sequence(mel), self.output_frames(mel.shape[-1]))
+
+    def forward_detection(self, mel: Tensor) -> tuple[Tensor, Tensor]:
+        """Frame logits ``[batch, classes, frames]`` and clip logits ``[batch, classes]`` from one backbone pass
+        (what training with strong and weak labels in one batch needs)."""
+        sequence = self.aligned_sequence(mel)
+        return self.strong_head(sequence).transpose(1, 2), self.weak_head(sequence.mean(1))
+
+    def forward_frames(self, mel: Tensor) -> Tensor:
+        """Frame logits ``[batch, num_classes, frames]``."""
+        return self.strong_head(self.aligned_sequence(mel)).transpose(1, 2)
+
+    def forward_features(self, mel: Tensor) -> Tensor:
+        """Clip embedding ``[batch, num_features]``: the time average of the aligned sequence."""
+        return self.aligned_sequence(mel).mean(1)
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        """Clip logits ``[batch, num_classes]`` from the clip embedding."""
+        return self.weak_head(features)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Fresh strong and weak heads for ``num_classes`` events (the reference's init: N(0, 0.01²), zero bias)."""
+        like = self.strong_head.weight
+        for name in ("strong_head", "weak_head"):
+            head = nn.Linear(self.num_features, num_classes)
+            init_weights(head)
+            setattr(self, name, head.to(like))
+        self.num_classes = num_classes
+
+
+def frame_mobilenet_config(
+    width_mult: float = 1.0, strides: Sequence[Sequence[int]] = FRAME_MN_STRIDES
+) -> tuple[InvertedResidualConfig, ...]:
+    """The 15 MobileNetV3-Large rows at ``width_mult`` with per-block ``(freq, time)`` strides.
+
+    Raises:
+        ConfigError: not 15 stride pairs, or a stride other than 1 or 2.
+    """
+    strides = tuple(tuple(int(s) for s in pair) for pair in strides)
+    if len(strides) != 15 or any(len(pair) != 2 for pair in strides):
+        raise ConfigError(f"strides needs 15 (freq, time) pairs, one per block, got {strides}")
+    rows, _ = mobilenet_v3_config(width_mult)
+    return tuple(
+        InvertedResidualConfig(
+            row.in_channels, row.kernel_size, row.expanded_channels, row.out_channels, row.use_se, row.activation,
+            stride=freq, time_stride=time,
+        )
+        for row, (freq, time) in zip(rows, strides, strict=True)
+    )  # fmt: skip
+
+
+class FrameMobileNet(FrameModel):
+    """PretrainedSED's frame-level MobileNet: mel ``[batch, 1, n_mels, frames]`` -> 40-ms frame logits.
+
+    Args:
+        blocks: the 15 block rows (:func:`frame_mobilenet_config`).
+        num_classes: event classes (AudioSet-Strong: 447).
+        se: squeeze-excitation settings (channel SE, as the reference).
+        input_size: ``(n_mels, frames)`` the frequency / time SE layers would be sized for.
+        mel_frames_per_output: mel frames per output frame.
+    """
+
+    def __init__(
+        self,
+        blocks: Sequence[InvertedResidualConfig],
+        num_classes: int = 447,
+        se: SEConfig | None = CHANNEL_SE,
+        input_size: tuple[int, int] = (128, 1000),
+        mel_frames_per_output: int = MEL_FRAMES_PER_OUTPUT,
+    ) -> None:
+        super().__init__(6 * blocks[-1].out_channels, num_classes, mel_frames_per_output)
+        self.features = build_features(blocks, se, input_size)
+        init_weights(self)
+
+    def forward_sequence(self, mel: Tensor) -> Tensor:
+        """The last feature map averaged over its frequency bands (one band for 128 mels), ``[batch, T', D]``."""
+        return self.features(mel).mean(2).transpose(1, 2)
+
+
+def checkpoint_filter_fn(state_dict: dict[str, Any], model: nn.Module) -> dict[str, Any]:
+    """Remove the reference wrappers' ``frame_mn.`` level (``model.`` is stripped by the generic loader)."""
+    if not any(key.startswith(_REFERENCE_BACKBONE_PREFIX) for key in state_dict):
+        return state_dict
+    logger.debug("renaming the PretrainedSED wrapper keys 'model.frame_mn.*' to 'features.*'")
+    return {key.removeprefix(_REFERENCE_BACKBONE_PREFIX): value for key, value in state_dict.items()}
+
+
+# 16 kHz, 128 mels, window 25 ms, hop 10 ms, FFT 512: PretrainedSED's FrameMNWrapper.
+PRETRAINED_SED_FRONTEND = MelFrontendConfig(
+    sample_rate=16000, win_length=400, hop_length=160, n_fft=512, freqm=0, timem=0, fmin_aug_range=10,
+    fmax_aug_range=2000,
+)  # fmt: skip
+
+
+def build_frame_mn(
+    num_classes: int = 447,
+    width_mult: float = 1.0,
+    strides: Sequence[Sequence[int]] = FRAME_MN_STRIDES,
+    input_dim_f: int = 128,
+    input_dim_t: int = 1000,
+    se_dims: str = "c",
+    se_agg: str = "max",
+    se_r: int = 4,
+    mel_frames_per_output: int = MEL_FRAMES_PER_OUTPUT,
+) -> FrameMobileNet:
+    """Frame MN from the reference ``models.frame_mn.model.get_model`` arguments (width, SE) and the head's."""
+    if min(input_dim_f, input_dim_t) <= 0:
+        raise ConfigError(f"input_dim_f / input_dim_t must be positive, got {input_dim_f} / {input_dim_t}")
+    return FrameMobileNet(
+        frame_mobilenet_config(width_mult, strides),
+        num_classes=num_classes,
+        se=SEConfig.from_reference(se_dims, se_agg, se_r),
+        input_size=(input_dim_f, input_dim_t),
+        mel_frames_per_output=mel_frames_per_output,
+    )
