@@ -12,7 +12,6 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..files import write_atomically
-from .tag import find_audio_files
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import load
+    from ..audio.io import find_audio_files
     from ..sed.detect import detect
     from ..sed.postprocess import PostProcessing
 

@@ -41,6 +41,7 @@ __all__ = [
     "find_audio_files",
     "load_network",
     "resume",
+    "run_files",
     "save_periodically",
     "tag_files",
     "timeline",
@@ -49,7 +50,7 @@ __all__ = [
 PathLike = str | Path
 
 
-def _run(job: Any, paths: Iterable[PathLike], workers: int | None, trainer: dict[str, Any] | None) -> Any:
+def run_files(job: Any, paths: Iterable[PathLike], workers: int | None, trainer: dict[str, Any] | None) -> Any:
     """The records of ``job`` over the audio files of ``paths``: here, or under ``Trainer.predict`` with ``trainer``
     options (``shards``: the folder of the rank shards; the others go to :class:`lightning.Trainer`)."""
     sources = [(str(path), str(path)) for path in find_audio_files(paths)]
@@ -74,7 +75,7 @@ def tag_files(
             (``accelerator``, ``devices``, ``num_nodes``, ``strategy``, and ``shards``: a folder all ranks see);
             then only rank 0 gets the records and the other ranks get None.
     """
-    return _run(TagJob(as_network(network)), paths, workers, trainer)
+    return run_files(TagJob(as_network(network)), paths, workers, trainer)
 
 
 def embed_files(
@@ -89,7 +90,7 @@ def embed_files(
     :data:`LONG_FILE_SECONDS`, the mean of its clip-length windows' embeddings beyond (see
     :mod:`tympan.engine.jobs`); with ``timestamps`` (a HEAR variant: ``"base"``, ``"2level"``, ``"2levelmel"``),
     HEAR timestamp embeddings and :attr:`Record.timestamps` instead. Other arguments as :func:`tag_files`."""
-    return _run(EmbedJob(as_network(network), timestamps=timestamps), paths, workers, trainer)
+    return run_files(EmbedJob(as_network(network), timestamps=timestamps), paths, workers, trainer)
 
 
 def embed(network: Any, audio: Any, sample_rate: int | None = None, *, workers: int | None = None) -> np.ndarray:
@@ -155,4 +156,4 @@ def timeline(
         threshold=threshold,
         median_windows=median_windows,
     )
-    return _run(job, paths, workers, trainer)
+    return run_files(job, paths, workers, trainer)

@@ -68,14 +68,16 @@ class Job:
             return max(item.total, step)
         return max(round(self.segment_seconds * self.network.sample_rate) // step, 1) * step
 
-    def _window_pieces(self, item: Input, window: int, hop: int, tail: str) -> list[Piece]:
+    def _window_pieces(
+        self, item: Input, window: int, hop: int, tail: str, piece: type[WindowPiece] = WindowPiece
+    ) -> list[Piece]:
         starts = window_starts(item.total, window, hop, tail)
         segment = self._segment(item, hop)
         groups: dict[int, list[int]] = {}
         for start in starts:
             groups.setdefault(start // segment, []).append(start)
         return [
-            WindowPiece(
+            piece(
                 item.index, item.name, item.source, part, len(groups), tuple(group), window, item.total, self.batch_size
             )
             for part, group in enumerate(groups.values())
@@ -86,7 +88,7 @@ def _cat(outputs: list[Outputs], key: str) -> torch.Tensor:
     return torch.cat([output.values[key].reshape(-1, output.values[key].shape[-1]) for output in outputs])
 
 
-def _notes(outputs: list[Outputs]) -> list[str]:
+def joined_notes(outputs: list[Outputs]) -> list[str]:
     return list(dict.fromkeys(note for output in outputs for note in output.notes))
 
 
@@ -111,7 +113,7 @@ class TagJob(_ClipJob):
     def finish(self, item: Input, pieces: list[Piece], outputs: list[Outputs]) -> Record:
         network = self.network
         scores = network.activate(_cat(outputs, "logits")).numpy()
-        notes = _notes(outputs)
+        notes = joined_notes(outputs)
         if isinstance(pieces[0], WindowPiece):
             how = "maximum" if network.multilabel else "mean"
             scores = scores.max(axis=0, keepdims=True) if network.multilabel else scores.mean(axis=0, keepdims=True)
@@ -138,7 +140,7 @@ class EmbedJob(_ClipJob):
             embedding, times = output.values["embedding"].numpy(), output.values["timestamps"].numpy()
             return Record(item.name, item.index, embedding=embedding, timestamps=times)
         embeddings = _cat(outputs, "embedding")
-        notes = _notes(outputs)
+        notes = joined_notes(outputs)
         if isinstance(pieces[0], WindowPiece):
             notes.append(self._long_note("mean", "embeddings", outputs))
         return Record(item.name, item.index, embedding=embeddings.mean(dim=0).numpy(), notes=notes)
@@ -208,7 +210,7 @@ class TimelineJob(Job):
             hop=self.hop / rate,
             scores=network.activate(logits).numpy(),
             duration=duration,
-            notes=_notes(outputs),
+            notes=joined_notes(outputs),
         )
         events = detect_events(line, threshold=self.threshold, median_windows=self.median_windows)
         return Record(item.name, item.index, network.labels, timeline=line, events=events, notes=line.notes)

@@ -92,6 +92,24 @@ class Network:
         logits, embeddings = self._pipeline.forward_waveforms(waveforms)
         return logits.cpu(), embeddings.cpu()
 
+    @property
+    def frame_seconds(self) -> float | None:
+        """Hop of a frame-level model's outputs in seconds (0.04 for PretrainedSED's); None for a clip-level one."""
+        from ..models.frame import FrameModel
+
+        model, config = self._pipeline.model, self._pipeline.frontend_config
+        if not isinstance(model, FrameModel):
+            return None
+        return model.mel_frames_per_output * config.hop_length / config.stft_sample_rate
+
+    @torch.inference_mode()
+    def forward_frames(self, waveforms: Tensor) -> Tensor:
+        """Frame logits ``[batch, classes, frames]`` of equal-length waveforms (frame-level models), on the CPU."""
+        pipeline = self._pipeline
+        with pipeline.autocast():
+            mel = pipeline.frontend(waveforms.to(pipeline.device)).unsqueeze(1)
+            return pipeline.model.forward_frames(mel).float().cpu()
+
     def feature_map(self, waveform: Tensor) -> Tensor:
         """The last feature map averaged over frequency, ``[frames', D]``, of one waveform (EfficientAT only)."""
         return self._pipeline.feature_map(waveform).T.cpu()

@@ -16,6 +16,7 @@ from .network import Network
 
 __all__ = [
     "ClipPiece",
+    "FrameWindowPiece",
     "Outputs",
     "Piece",
     "PooledPiece",
@@ -130,6 +131,11 @@ class WindowPiece(Piece):
         return read(self.source, network.sample_rate, self.starts[0], self.starts[-1] + self.window)
 
     def compute(self, network: Network, samples: Tensor) -> Outputs:
+        windows, notes = self._cut(network, samples)
+        return Outputs(self._forward(network, windows), notes)
+
+    def _cut(self, network: Network, samples: Tensor) -> tuple[Tensor, list[str]]:
+        """The windows ``[windows, window]`` of this piece's span, padded where the input ends early."""
         notes: list[str] = []
         windows = []
         for start in self.starts:
@@ -141,9 +147,19 @@ class WindowPiece(Piece):
                 notes = [f"the last window was zero-padded by {padding / network.sample_rate:.3f} s (tail='pad')"]
                 piece = torch.nn.functional.pad(piece, (0, padding))
             windows.append(piece)
-        stacked = torch.stack(windows)
-        logits, embeddings = zip(*(network.forward(b) for b in stacked.split(self.batch_size)), strict=True)
-        return Outputs({"logits": torch.cat(logits), "embedding": torch.cat(embeddings)}, notes)
+        return torch.stack(windows), notes
+
+    def _forward(self, network: Network, windows: Tensor) -> dict[str, Tensor]:
+        logits, embeddings = zip(*(network.forward(b) for b in windows.split(self.batch_size)), strict=True)
+        return {"logits": torch.cat(logits), "embedding": torch.cat(embeddings)}
+
+
+@dataclass(frozen=True)
+class FrameWindowPiece(WindowPiece):
+    """Windows scored frame by frame by a frame-level model: ``frames``, logits ``[windows, classes, frames]``."""
+
+    def _forward(self, network: Network, windows: Tensor) -> dict[str, Tensor]:
+        return {"frames": torch.cat([network.forward_frames(b) for b in windows.split(self.batch_size)])}
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,15 @@
-"""Frame scores of files of any length, and events per file.
+"""Frame scores of files of any length, and events per file, on the batch engine (:mod:`tympan.engine`).
 
 A file is cut into consecutive windows of the model's training clip length (the last one zero-padded, as
-PretrainedSED's ``inference.py`` does), the windows run through the frame model in batches, and their frame scores
-are joined and trimmed to the audio. Files are streamed in chunks, so memory stays flat for long recordings.
+PretrainedSED's ``inference.py`` does); the engine reads them in DataLoader workers (a long file in independent
+segments, so memory stays flat), the frame model scores them in batches, and their frame scores are joined and
+trimmed to the audio. Folders, error records for unreadable files and ``Trainer.predict`` over many GPUs come with
+the engine.
 """
 
 from __future__ import annotations
 
-import logging
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,15 +18,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import ConfigError, TympanError
+from ..engine import as_network, run_files
+from ..engine.jobs import Input, Job, joined_notes
+from ..engine.network import Network
+from ..engine.pieces import FrameWindowPiece, Outputs, Piece
+from ..engine.records import Record
+from ..engine.runner import run_one, source_of
+from ..errors import ConfigError
 from ..models.frame import FrameModel
 from ..pipeline import AudioInput, AudioPipeline
-from ..tagging import CHUNK_SECONDS, Timeline, _chunks, _Counter, _windows
+from ..tagging import Timeline
 from .postprocess import DEFAULT_POSTPROCESSING, Event, PostProcessing, decode_events
 
-__all__ = ["FrameScores", "detect", "detect_events", "frame_model", "frame_scores", "frame_seconds"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["FrameJob", "FrameScores", "detect", "detect_events", "frame_model", "frame_scores", "frame_seconds"]
 
 
 @dataclass
@@ -74,11 +80,51 @@ def frame_model(pipeline: AudioPipeline) -> FrameModel:
 
 def frame_seconds(pipeline: AudioPipeline) -> float:
     """The frame hop of a frame-level pipeline in seconds."""
-    config = pipeline.frontend_config
-    return frame_model(pipeline).mel_frames_per_output * config.hop_length / config.stft_sample_rate
+    frame_model(pipeline)
+    return as_network(pipeline).frame_seconds
 
 
-@torch.inference_mode()
+class FrameJob(Job):
+    """Frame scores of an input in windows of ``window`` seconds (default: the training clip length; the last one
+    zero-padded), and its events; ``options``: ``batch_size`` (windows per forward pass), ``segment_seconds``."""
+
+    def __init__(
+        self,
+        network: Network,
+        *,
+        window: float | None = None,
+        config: PostProcessing = DEFAULT_POSTPROCESSING,
+        **options: Any,
+    ) -> None:
+        options.setdefault("batch_size", 8)
+        super().__init__(network, **options)
+        hop = network.frame_seconds
+        if hop is None:
+            raise ConfigError("sound event detection needs a frame-level model (e.g. frame_mn06)")
+        window = window or network.clip_samples / network.sample_rate
+        self.frames_per_window = round(window / hop)
+        if self.frames_per_window < 1 or abs(self.frames_per_window * hop - window) > 1e-6:
+            raise ConfigError(f"the window ({window} s) must be a whole number of {hop * 1000:g}-ms frames")
+        self.window, self.hop, self.config = round(window * network.sample_rate), hop, config
+
+    def plan(self, item: Input) -> list[Piece]:
+        return self._window_pieces(item, self.window, self.window, "pad", FrameWindowPiece)
+
+    def finish(self, item: Input, pieces: list[Piece], outputs: list[Outputs]) -> Record:
+        logits = torch.cat([output.values["frames"][..., : self.frames_per_window] for output in outputs])
+        probabilities = torch.sigmoid(logits).transpose(1, 2).reshape(-1, logits.shape[1]).numpy()
+        duration = item.total / self.network.sample_rate
+        scores = FrameScores(self.network.labels, self.hop, probabilities[: _frames(duration, self.hop)], duration)
+        line = Timeline(scores.labels, scores.starts, self.hop, self.hop, scores.scores, duration)
+        events = detect_events(scores, self.config)
+        return Record(item.name, item.index, scores.labels, timeline=line, events=events, notes=joined_notes(outputs))
+
+
+def _frames(duration: float, hop: float) -> int:
+    """Frames that cover ``duration`` seconds (at least one)."""
+    return max(1, math.ceil(duration / hop - 1e-9))
+
+
 def frame_scores(
     pipeline: AudioPipeline,
     audio: AudioInput,
@@ -86,51 +132,31 @@ def frame_scores(
     sample_rate: int | None = None,
     window: float | None = None,
     batch_size: int = 8,
-    chunk_seconds: float = CHUNK_SECONDS,
+    workers: int | None = 0,
 ) -> FrameScores:
     """Frame probabilities of a file or mono waveform of any length.
 
     Args:
         pipeline: a frame-level pipeline (:func:`tympan.load`).
-        audio: a file path (streamed) or a mono waveform.
+        audio: a file path or a mono waveform.
         sample_rate: rate of an array input in Hz (default: the pipeline's).
         window: seconds per forward pass (default: the training clip length); a multiple of the frame hop.
         batch_size: windows per forward pass.
-        chunk_seconds: length of the pieces a file is read in.
+        workers: DataLoader worker processes of the engine (0: all in this process; None: one per core).
 
     Raises:
         ConfigError: a clip-level pipeline, or a window that is not a whole number of frames.
         AudioLoadError: the input cannot be decoded, is empty or has non-finite samples.
     """
-    model, hop = frame_model(pipeline), frame_seconds(pipeline)
-    window = window or pipeline.clip_seconds
-    frames_per_window = round(window / hop)
-    if frames_per_window < 1 or abs(frames_per_window * hop - window) > 1e-6:
-        raise ConfigError(f"the window ({window} s) must be a whole number of {hop * 1000:g}-ms frames")
-    rate = pipeline.sample_rate
-    window_samples = round(window * rate)
-    chunk = max(round(chunk_seconds * rate), window_samples)
-    pieces: list[np.ndarray] = []
-    pending: list[torch.Tensor] = []
+    frame_model(pipeline)
+    network = as_network(pipeline)
+    job = FrameJob(network, window=window, batch_size=batch_size)
+    return _scores(run_one(job, *source_of(network, audio, sample_rate), workers=workers))
 
-    def flush() -> None:
-        if pending:
-            with pipeline.autocast():
-                mel = pipeline.frontend(torch.stack(pending).to(pipeline.device)).unsqueeze(1)
-                logits = model.forward_frames(mel).float()
-            probabilities = torch.sigmoid(logits).transpose(1, 2).cpu().numpy()  # [windows, frames, classes]
-            pieces.extend(probabilities[:, :frames_per_window])
-            pending.clear()
 
-    counter = _Counter(_chunks(pipeline, audio, sample_rate, chunk), rate, None)
-    for _, samples in _windows(counter, window_samples, window_samples, tail="pad"):
-        pending.append(samples)
-        if len(pending) == batch_size:
-            flush()
-    flush()
-    duration = counter.samples / rate
-    frames = max(1, int(np.ceil(duration / hop - 1e-9)))
-    return FrameScores(pipeline.labels, hop, np.concatenate(pieces)[:frames], duration)
+def _scores(record: Record) -> FrameScores:
+    line = record.timeline
+    return FrameScores(line.labels, line.hop, line.scores, line.duration)
 
 
 def detect_events(scores: FrameScores, config: PostProcessing = DEFAULT_POSTPROCESSING) -> list[Event]:
@@ -144,7 +170,10 @@ def detect(
     config: PostProcessing = DEFAULT_POSTPROCESSING,
     *,
     keep_scores: bool = False,
-    **scoring: Any,
+    window: float | None = None,
+    batch_size: int = 8,
+    workers: int | None = None,
+    trainer: dict[str, Any] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """One record per file: ``{"file", "duration", "events": [{label, onset, offset, score}]}``.
 
@@ -153,24 +182,22 @@ def detect(
 
     Args:
         pipeline: a frame-level pipeline.
-        files: audio paths.
+        files: audio files and folders.
         config: post-processing.
         keep_scores: add the frame scores to each record.
-        **scoring: arguments of :func:`frame_scores` (window, batch_size, chunk_seconds).
+        window, batch_size: as :func:`frame_scores`.
+        workers, trainer: where the engine runs (see :func:`tympan.engine.tag_files`).
     """
     frame_model(pipeline)
-    for file in files:
-        try:
-            scores = frame_scores(pipeline, file, **scoring)
-        except TympanError as error:
-            logger.warning("%s: %s", file, error)
-            yield {"file": str(file), "error": str(error)}
+    job = FrameJob(as_network(pipeline), window=window, config=config, batch_size=batch_size)
+    for record in run_files(job, files, workers, trainer) or ():
+        if record.error is not None:
+            yield {"file": record.file, "error": record.error}
             continue
         events = [
-            {"label": e.label, "onset": e.onset, "offset": e.offset, "score": round(e.score, 4)}
-            for e in detect_events(scores, config)
+            {"label": e.label, "onset": e.onset, "offset": e.offset, "score": round(e.score, 4)} for e in record.events
         ]
-        record: dict[str, Any] = {"file": str(file), "duration": round(scores.duration, 3), "events": events}
+        result: dict[str, Any] = {"file": record.file, "duration": round(record.timeline.duration, 3), "events": events}
         if keep_scores:
-            record["frame_scores"] = scores
-        yield record
+            result["frame_scores"] = _scores(record)
+        yield result
