@@ -21,6 +21,8 @@ __all__ = ["main"]
 # Subcommand modules, in the order `tympan --help` lists them.
 COMMANDS: tuple[str, ...] = (
     "tag",
+    "listen",
+    "serve",
     "embed",
     "export",
     "train",

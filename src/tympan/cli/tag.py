@@ -131,27 +131,19 @@ def run(args: argparse.Namespace) -> int:
 
 def _tag_file(pipeline: Any, path: Path, args: argparse.Namespace, *, single: bool, plots: bool) -> dict[str, Any]:
     """The record of one file: its predictions (per window with events, with --window), or its error."""
-    from ..tagging import clip_scores, detect_events, plot_timeline, timeline
+    from ..tagging import clip_scores, detect_events, plot_timeline, predictions, timeline, timeline_record
 
     record: dict[str, Any] = {"file": str(path)}
     try:
         if args.window is None:
             scores, notes = clip_scores(pipeline, path)
-            record["predictions"] = _predictions(pipeline.top(scores, args.top_k))
+            record["predictions"] = predictions(pipeline, scores, args.top_k)
         else:
             line = timeline(
                 pipeline, path, window=args.window, hop=args.hop, method=args.method, tail=args.tail, progress=single
             )
             events = detect_events(line, threshold=args.threshold, median_windows=args.median)
-            record["windows"] = [
-                {
-                    "start": round(float(s), 3),
-                    "end": round(float(min(s + line.window, line.duration)), 3),
-                    "predictions": _predictions(pipeline.top(row, args.top_k)),
-                }
-                for s, row in zip(line.starts, line.scores, strict=True)
-            ]
-            record["events"] = [vars(e) for e in events]
+            record.update(timeline_record(pipeline, line, events, args.top_k))
             notes = line.notes
             if args.plot:
                 plot_timeline(line, _plot_path(args.plot, path, plots), events=events)
@@ -189,10 +181,6 @@ def _message(error: Exception) -> str:
     if isinstance(error, AudioLoadError):
         return text
     return f"cannot tag this file ({type(error).__name__}): {text}"
-
-
-def _predictions(pairs: list[tuple[str, float]]) -> list[dict[str, Any]]:
-    return [{"label": label, "score": round(score, 6)} for label, score in pairs]
 
 
 def _plot_path(plot: str, audio: Path, several: bool) -> Path:
