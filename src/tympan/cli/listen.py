@@ -44,8 +44,10 @@ def run(args: argparse.Namespace) -> int:
     from .. import load
     from ..live import FileSource, Microphone, StreamingTagger
 
-    source = FileSource(args.input, realtime=args.realtime) if args.input else Microphone(
-        args.device, sample_rate=args.sample_rate
+    source = (
+        FileSource(args.input, realtime=args.realtime)
+        if args.input
+        else Microphone(args.device, sample_rate=args.sample_rate)
     )
     pipeline = load(args.model, args.checkpoint)
     tagger = StreamingTagger(
@@ -60,21 +62,23 @@ def run(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         log = stack.enter_context(open(args.output, "a", encoding="utf-8")) if args.output else None
         view = stack.enter_context(_View(pipeline, args.top_k))
+
+        def report(update: Any) -> None:
+            _log(log, update.began, "on")
+            _log(log, update.ended, "off")
+            view.show(update, tagger)
+
         try:
             for piece, arrival in source:
                 for update in tagger.feed(piece, arrival=arrival):
-                    _log(log, update.began, "on")
-                    _log(log, update.ended, "off")
-                    view.show(update, tagger)
+                    report(update)
             updates, ended = tagger.finish()
             for update in updates:
-                _log(log, update.began, "on")
-                _log(log, update.ended, "off")
-                view.show(update, tagger)
-        except KeyboardInterrupt:
+                report(update)
+        except KeyboardInterrupt:  # the end of a microphone session: close what is still sounding
             ended = tagger.events.close()
         _log(log, ended, "off")
-        view.close(ended)
+        view.events([], ended)
     summary = tagger.latency.summary()
     print(
         f"{tagger.seconds:.1f} s tagged; latency p50 {summary['p50_ms']} ms, p95 {summary['p95_ms']} ms "
@@ -105,9 +109,9 @@ class _View:
             try:
                 from rich.console import Console
                 from rich.live import Live
-            except ImportError:  # the plain lines then
+            except ImportError:  # without the live extra's rich: the plain lines
                 return
-            self.live = Live(console=Console(), refresh_per_second=VIEW_REFRESH_PER_SECOND, transient=False)
+            self.live = Live(console=Console(), refresh_per_second=VIEW_REFRESH_PER_SECOND)
 
     def __enter__(self) -> _View:
         if self.live is not None:
@@ -119,20 +123,17 @@ class _View:
             self.live.stop()
 
     def show(self, update: Any, tagger: Any) -> None:
-        lines = [f"{e.onset:8.2f} s  on   {e.label} ({e.score:.2f})" for e in update.began]
-        lines += [f"{e.onset:8.2f}-{e.offset:.2f} s  off  {e.label} ({e.score:.2f})" for e in update.ended]
+        self.events(update.began, update.ended)
+        if self.live is not None:
+            self.live.update(self._table(update, tagger))
+
+    def events(self, began: list[Any], ended: list[Any]) -> None:
+        lines = [f"{e.onset:8.2f} s        on   {e.label} ({e.score:.2f})" for e in began]
+        lines += [f"{e.onset:8.2f}-{e.offset:<8.2f} s  off  {e.label} ({e.score:.2f})" for e in ended]
         if self.live is None:
             for line in lines:
                 print(line, flush=True)
-            return
         self.recent = (self.recent + lines)[-6:]
-        self.live.update(self._table(update, tagger))
-
-    def close(self, ended: list[Any]) -> None:
-        for event in ended:
-            line = f"{event.onset:8.2f}-{event.offset:.2f} s  off  {event.label} ({event.score:.2f})"
-            if self.live is None:
-                print(line, flush=True)
 
     def _table(self, update: Any, tagger: Any) -> Any:
         from rich.console import Group
@@ -140,7 +141,7 @@ class _View:
         from rich.table import Table
         from rich.text import Text
 
-        table = Table(title=f"{self.pipeline.name} · {update.end:.1f} s", expand=False)
+        table = Table(title=f"{self.pipeline.name} · {update.end:.1f} s")
         table.add_column("label")
         table.add_column("score", justify="right")
         table.add_column("", width=30)

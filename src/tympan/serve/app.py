@@ -141,7 +141,7 @@ class TaggingService:
             if hop is not None and window is None:
                 raise ClientError(422, "hop needs window")
             async with self._upload(request) as upload:
-                waveform = await run_in_threadpool(load_audio, upload.file, self.pipeline.sample_rate)
+                waveform = await run_in_threadpool(_decode, upload, self.pipeline.sample_rate)
                 record: dict[str, Any] = {"file": upload.filename, "model": self.pipeline.name}
                 record["duration"] = round(len(waveform) / self.pipeline.sample_rate, 3)
                 record.update(await self._tag_waveform(waveform, window, hop, threshold, top_k))
@@ -151,7 +151,7 @@ class TaggingService:
         except ServiceBusyError as error:
             return _error(503, str(error), {"Retry-After": str(RETRY_AFTER_SECONDS)})
         except AudioLoadError as error:
-            return _error(415, f"not audio that can be decoded: {error}")
+            return _error(415, str(error))
         except TympanError as error:  # ConfigError: a window or hop the timeline refuses
             return _error(422, str(error))
 
@@ -201,7 +201,8 @@ class TaggingService:
             scores, notes = aggregate_timeline(pipeline, line)
             record.update(timeline_record(pipeline, line, events, top_k))
         elif seconds > LONG_FILE_SECONDS:
-            scores, notes = aggregate_timeline(pipeline, await _wait(self.jobs.call(lambda: timeline(pipeline, waveform))))
+            line = await _wait(self.jobs.call(lambda: timeline(pipeline, waveform)))
+            scores, notes = aggregate_timeline(pipeline, line)
         else:
             (clip,) = pipeline.clips(waveform)
             scores, notes = await _wait(self.jobs.scores(clip.waveform)), clip.notes
@@ -318,6 +319,21 @@ def create_app(pipeline: AudioPipeline, **settings: Any) -> Starlette:
     )
     app.state.service = service
     return app
+
+
+def _decode(upload: UploadFile, sample_rate: int) -> np.ndarray:
+    """The upload's samples at ``sample_rate``; an error names the upload, not its temporary file."""
+    name = upload.filename or "the upload"
+    try:
+        return load_audio(upload.file, sample_rate)
+    except AudioLoadError as error:
+        logger.debug("cannot decode %r: %s", name, error)
+        if str(error).startswith("cannot decode"):
+            raise AudioLoadError(
+                f"{name} is not audio that can be decoded; send WAV, FLAC, OGG/Vorbis, MP3 or another format "
+                "libsndfile reads"
+            ) from error
+        raise AudioLoadError(str(error).replace(f"<{type(upload.file).__name__}>", name)) from error
 
 
 def _number(query: Any, name: str, kind: Callable[[str], Any], default: Any = None) -> Any:
