@@ -77,8 +77,7 @@ def test_hysteresis_reports_a_wavering_sound_once() -> None:
         tracker = EventTracker(["dog"], threshold=0.5, off_threshold=off)
         events = []
         for row, score in enumerate(scores):
-            began, ended = tracker.step(row, row + 1, score)
-            events += ended
+            events += tracker.step(row, row + 1, score)[1]
         runs.append([(e.onset, e.offset, e.score) for e in events + tracker.close()])
     assert runs[0] == [(1, 5, 0.6), (6, 7, 0.7)]  # 0.45 and 0.48 stay above the off threshold
     assert runs[1] == [(1, 2, 0.55), (3, 4, 0.6), (6, 7, 0.7)]  # no hysteresis: one event per crossing

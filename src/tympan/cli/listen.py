@@ -128,8 +128,8 @@ class _View:
             self.live.update(self._table(update, tagger))
 
     def events(self, began: list[Any], ended: list[Any]) -> None:
-        lines = [f"{e.onset:8.2f} s        on   {e.label} ({e.score:.2f})" for e in began]
-        lines += [f"{e.onset:8.2f}-{e.offset:<8.2f} s  off  {e.label} ({e.score:.2f})" for e in ended]
+        lines = [f"{e.onset:8.2f} s  on   {e.label} ({e.score:.2f})" for e in began]
+        lines += [f"{e.onset:8.2f} s  off  {e.label} ({e.score:.2f}, until {e.offset:.2f} s)" for e in ended]
         if self.live is None:
             for line in lines:
                 print(line, flush=True)

@@ -94,9 +94,9 @@ class Microphone:
         except (ValueError, self._sd.PortAudioError) as error:
             inputs = [d["name"] for d in self._devices() if d["max_input_channels"] > 0]
             found = f"input devices: {', '.join(inputs)}" if inputs else "this machine has no audio input device"
+            wanted = "no default input device" if device is None else f"no input device {device!r}"
             raise AudioDeviceError(
-                f"no input device {device!r} ({error}); {found}. Pass --device, or play a file with --input FILE "
-                "--realtime"
+                f"{wanted} ({error}); {found}. Pass --device, or play a file with --input FILE --realtime"
             ) from error
         self.device = device
         self.name = info["name"]

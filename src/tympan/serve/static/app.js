@@ -73,7 +73,8 @@ function onUpdate(update) {
   for (const event of update.began) addEvent(`${event.onset.toFixed(1)} s  ${event.label} on`);
   for (const event of update.ended)
     addEvent(`${event.onset.toFixed(1)}–${event.offset.toFixed(1)} s  ${event.label} (${event.score.toFixed(2)})`);
-  $("status").textContent = `listening · ${update.end.toFixed(1)} s · latency ${update.latency_ms.toFixed(0)} ms`;
+  $("status").textContent =
+    `listening · ${update.end.toFixed(1)} s · ${update.level_db.toFixed(1)} dBFS · latency ${update.latency_ms.toFixed(0)} ms`;
 }
 
 async function start() {
