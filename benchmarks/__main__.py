@@ -20,6 +20,7 @@ BENCHMARKS = (
     ("bench_passt_patchout", ()),
     ("bench_quantize", ()),
     ("bench_finetune", ()),
+    ("bench_live", ()),
 )
 
 

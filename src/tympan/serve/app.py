@@ -7,7 +7,8 @@ streams share forward passes. Every error a client can cause is a JSON ``{"error
 unexpected one is a JSON 500 with no traceback (that goes to the server's log).
 
 =====================================  ============================================================================
-``GET /health``                        ``{"status": "ok", "model", "sample_rate", "pending"}``
+``GET /health``                        ``{"status": "ok", "model", "sample_rate", "pending", "clips_scored",
+                                       "forward_passes"}``
 ``GET /models``                        the model served and the zoo's names
 ``POST /tag``                          multipart field ``file`` → ``{"file", "labels": [{"label", "score"}], ...}``;
                                        ``?window=&hop=`` adds ``windows`` and ``events``; ``?top_k=``
@@ -112,6 +113,8 @@ class TaggingService:
                 "model": self.pipeline.name,
                 "sample_rate": self.pipeline.sample_rate,
                 "pending": self.jobs.pending,
+                "clips_scored": self.jobs.clips_scored,
+                "forward_passes": self.jobs.forward_passes,
             }
         )
 
