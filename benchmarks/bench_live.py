@@ -18,6 +18,7 @@ batching gain is separated from the overlap of decoding and HTTP with the model.
 
     .venv/bin/python -m benchmarks.bench_live            # 30 s of audio per latency run, 48 requests per row
     .venv/bin/python -m benchmarks.bench_live --quick    # 12 s, 16 requests
+    .venv/bin/python -m benchmarks.bench_live --only t1 --threads 2
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ import torch
 MODELS = ("mn10_as", "cp_mobile_dcase23")
 HOP = 0.5
 BLOCK_SECONDS = 0.05
-# Intra-op threads of the model, here and in the servers: on the shared 2-core machine two threads spin against the
-# other jobs (mn10_as: 1.0 CPU-s per 10-s clip with 2 threads, 0.1 with 1).
+# Default intra-op threads of the model, here and in the servers: on the shared 2-core machine two threads spin
+# against the other jobs (mn10_as: 1.0 CPU-s per 10-s clip with 2 threads, 0.1 with 1).
 THREADS = 1
 
 
@@ -64,12 +65,14 @@ def _blocks(seconds: float, rate: int = 44100) -> list[np.ndarray]:
 
 
 def _paced(blocks: list[np.ndarray], rate: int = 44100) -> Any:
-    """The blocks no faster than they would be recorded, each with its arrival time."""
+    """The blocks no faster than they would be recorded, each with the time it was recorded (its arrival): a
+    consumer that falls behind real time sees its backlog in the latency."""
     start, played = time.perf_counter(), 0
     for block in blocks:
         played += len(block)
-        time.sleep(max(start + played / rate - time.perf_counter(), 0.0))
-        yield block, time.perf_counter()
+        recorded = start + played / rate
+        time.sleep(max(recorded - time.perf_counter(), 0.0))
+        yield block, recorded
 
 
 def _ms(values: list[float], q: float) -> float:
@@ -112,7 +115,7 @@ class Server:
         self.process = subprocess.Popen(
             [*command, "--port", str(self.port), *extra],
             stderr=subprocess.DEVNULL,
-            env={**os.environ, "OMP_NUM_THREADS": str(THREADS)},
+            env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())},
         )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -215,35 +218,47 @@ def throughput(checkpoint: Path, requests: int, clients: int, *extra: str) -> di
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="12 s of audio per latency run, 16 requests per row")
+    parser.add_argument("--only", choices=("l1", "t1"), help="run one part")
+    parser.add_argument("--threads", type=int, default=THREADS, help=f"intra-op threads (default {THREADS})")
     args = parser.parse_args(argv)
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(args.threads)
     seconds, requests = (12.0, 16) if args.quick else (30.0, 48)
-    print(f"L1: latency at hop {HOP} s, {seconds:g} s of 44.1-kHz stereo at real-time pace in 50-ms blocks")
     with tempfile.TemporaryDirectory() as folder:
-        for name in MODELS:
-            direct = latency_direct(name, seconds)
-            stream = latency_stream(name, seconds, Path(folder))
-            print(
-                f"  {name:18s} window {direct['window_s']:g} s | StreamingTagger p50 {direct['p50_ms']:.1f} ms, "
-                f"p95 {direct['p95_ms']:.1f} ms (model CPU {direct['cpu_ms']:.1f} ms/window) | /stream server "
-                f"p50 {stream['server_p50_ms']:.1f}, p95 {stream['server_p95_ms']:.1f} ms; client p50 "
-                f"{stream['client_p50_ms']:.1f}, p95 {stream['client_p95_ms']:.1f} ms",
-                flush=True,
-            )
-        print(f"T1: /tag throughput, mn10_as, {requests} uploads of 10-s WAVs")
-        checkpoint = _checkpoint("mn10_as", Path(folder))
-        baseline = throughput(checkpoint, requests, 1)
-        print(f"  1 client (one at a time): {baseline['rps']:.2f} req/s, batch {baseline['batch']:.1f}", flush=True)
-        for clients in (4, 16):
-            row = throughput(checkpoint, requests, clients)
-            print(
-                f"  {clients:2d} clients: {row['rps']:.2f} req/s ({row['rps'] / baseline['rps']:.2f}x), mean batch "
-                f"{row['batch']:.1f}",
-                flush=True,
-            )
-        unbatched = throughput(checkpoint, requests, 16, "--max-batch", "1")
-        print(f"  16 clients, --max-batch 1: {unbatched['rps']:.2f} req/s ({unbatched['rps'] / baseline['rps']:.2f}x)")
+        if args.only != "t1":
+            latencies(seconds, Path(folder))
+        if args.only != "l1":
+            throughputs(requests, Path(folder))
     return 0
+
+
+def latencies(seconds: float, folder: Path) -> None:
+    print(f"L1: latency at hop {HOP} s, {seconds:g} s of 44.1-kHz stereo at real-time pace in 50-ms blocks")
+    for name in MODELS:
+        direct = latency_direct(name, seconds)
+        stream = latency_stream(name, seconds, folder)
+        print(
+            f"  {name:18s} window {direct['window_s']:g} s | StreamingTagger p50 {direct['p50_ms']:.1f} ms, "
+            f"p95 {direct['p95_ms']:.1f} ms (CPU {direct['cpu_ms']:.1f} ms/window) | /stream server "
+            f"p50 {stream['server_p50_ms']:.1f}, p95 {stream['server_p95_ms']:.1f} ms; client p50 "
+            f"{stream['client_p50_ms']:.1f}, p95 {stream['client_p95_ms']:.1f} ms",
+            flush=True,
+        )
+
+
+def throughputs(requests: int, folder: Path) -> None:
+    print(f"T1: /tag throughput, mn10_as, {requests} uploads of 10-s WAVs, {torch.get_num_threads()} thread(s)")
+    checkpoint = _checkpoint("mn10_as", folder)
+    baseline = throughput(checkpoint, requests, 1)
+    print(f"  1 client (one at a time): {baseline['rps']:.2f} req/s, batch {baseline['batch']:.1f}", flush=True)
+    for clients in (4, 16):
+        row = throughput(checkpoint, requests, clients)
+        print(
+            f"  {clients:2d} clients: {row['rps']:.2f} req/s ({row['rps'] / baseline['rps']:.2f}x), mean batch "
+            f"{row['batch']:.1f}",
+            flush=True,
+        )
+    unbatched = throughput(checkpoint, requests, 16, "--max-batch", "1")
+    print(f"  16 clients, --max-batch 1: {unbatched['rps']:.2f} req/s ({unbatched['rps'] / baseline['rps']:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ..errors import AudioLoadError, ConfigError
-from .io import RESAMPLE_QUALITY, prepare_waveform
+from .io import RESAMPLE_QUALITY, _check_rate, prepare_waveform
 
 __all__ = ["ChunkResampler", "RingBuffer", "WindowCutter"]
 
@@ -151,8 +151,9 @@ class ChunkResampler:
     def __init__(self, source_rate: int, target_rate: int, channels: int = 1) -> None:
         if channels <= 0:
             raise ConfigError(f"channels must be positive, got {channels}")
-        self.source_rate, self.target_rate, self.channels = source_rate, target_rate, channels
-        prepare_waveform(np.zeros(1, np.float32), source_rate, target_rate)  # validates both rates
+        self.source_rate = _check_rate(source_rate, "source_rate")
+        self.target_rate = _check_rate(target_rate, "target_rate")
+        self.channels = channels
         self._stream = None
         if source_rate != target_rate:
             self._stream = soxr.ResampleStream(source_rate, target_rate, 1, dtype="float32", quality=RESAMPLE_QUALITY)

@@ -44,9 +44,12 @@ class FileSource:
         try:
             for block in sf.blocks(self.path, blocksize=self.block_frames, dtype="float32", always_2d=True):
                 played += len(block)
-                if self.realtime:  # a block is there once its last sample has been "recorded"
-                    time.sleep(max(start + played / self.sample_rate - time.perf_counter(), 0.0))
-                yield block, time.perf_counter()
+                if not self.realtime:
+                    yield block, time.perf_counter()
+                    continue
+                recorded = start + played / self.sample_rate  # a block is there once its last sample is "recorded"
+                time.sleep(max(recorded - time.perf_counter(), 0.0))
+                yield block, recorded  # a consumer that falls behind sees the wait in its latency
         except (sf.SoundFileError, RuntimeError) as error:
             raise AudioLoadError(f"cannot decode {self.path} (corrupt data?): {error}") from error
 

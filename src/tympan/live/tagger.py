@@ -36,7 +36,8 @@ class LiveUpdate:
     """The scores of one window of the stream, with the events it began and ended.
 
     Attributes:
-        start, end: the window in seconds of stream time.
+        start: where the window starts, in seconds of stream time.
+        end: where it ends (the newest sample it holds).
         scores: class scores ``[classes]``.
         began: events that begin in this window (their ``offset`` is the window's, so far).
         ended: events that ended before it.
@@ -108,8 +109,8 @@ class StreamingTagger:
         channels: interleaved channels of the pieces (mixed to mono).
         window: window length in seconds (default: the model's training clip).
         hop: seconds between scores.
-        threshold, off_threshold: event hysteresis (see :class:`tympan.tagging.EventTracker`); by default an event
-            ends when its score falls below ``0.8 · threshold``.
+        threshold: score at which an event begins (see :class:`tympan.tagging.EventTracker`).
+        off_threshold: score below which it ends (default ``0.8 · threshold``: hysteresis).
         score: computes scores of clips (default: the pipeline, clips of equal length in one batch).
         clock: the time source of the latencies (seconds).
 
@@ -143,7 +144,6 @@ class StreamingTagger:
         self.window, self.hop = window, hop
         self._resampler = ChunkResampler(sample_rate or self.rate, self.rate, channels)
         self._cutter = WindowCutter(round(window * self.rate), round(hop * self.rate), grow=True)
-        self._hop_samples = round(hop * self.rate)
         off = 0.8 * threshold if off_threshold is None else off_threshold
         self.events = EventTracker(pipeline.labels, threshold=threshold, off_threshold=off)
         self.latency = LatencyStats()
@@ -188,7 +188,7 @@ class StreamingTagger:
             begin, end = start / self.rate, (start + samples.numel()) / self.rate
             lower, upper = window_spans(np.array([(begin + end) / 2]), self.hop, self.seconds)
             began, ended = self.events.step(float(lower[0]), float(upper[0]), row)
-            last_hop = samples[-self._hop_samples :].double()
+            last_hop = samples[-self._cutter.hop :].double()
             level = 10 * math.log10(max(float(last_hop.square().mean()), 1e-12))
             self.latency.add(now - arrival)
             updates.append(LiveUpdate(begin, end, row, began, ended, level, now - arrival))

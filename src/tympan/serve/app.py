@@ -80,7 +80,8 @@ class TaggingService:
         max_pending: jobs the batch queue holds before answering 503.
         max_batch: most clips per forward pass.
         top_k: labels per answer unless ``?top_k=`` says otherwise.
-        window, hop: the stream's defaults in seconds (window: the model's training clip).
+        window: the stream's default window in seconds (default: the model's training clip).
+        hop: the stream's default hop in seconds.
     """
 
     def __init__(
@@ -261,9 +262,7 @@ class TaggingService:
             return
         except ServiceBusyError as error:
             await _close_with_error(websocket, str(error), code=1013)
-        except ClientError as error:
-            await _close_with_error(websocket, str(error), code=1003)
-        except TympanError as error:  # e.g. non-finite samples
+        except (ClientError, TympanError) as error:  # frames that do not fit, non-finite samples, ...
             await _close_with_error(websocket, str(error), code=1003)
 
     def _stream_settings(self, websocket: WebSocket) -> tuple[np.dtype, int, StreamingTagger, int]:
