@@ -110,3 +110,11 @@ def test_other_zoo_models_stream_with_windows_shorter_than_their_clip(name: str)
     line = timeline(pipeline, audio, window=tagger.window, hop=0.5)
     full = [u.scores for u in updates if u.end - u.start == pytest.approx(tagger.window)]
     np.testing.assert_allclose(np.stack(full), line.scores, atol=1e-4)
+
+
+def test_keep_up_scores_only_the_newest_of_a_backlog(pipeline: AudioPipeline) -> None:
+    audio = (0.1 * np.random.default_rng(6).standard_normal(2 * RATE)).astype(np.float32)
+    tagger = StreamingTagger(pipeline, window=1.0, hop=0.5, keep_up=True)
+    (update,) = tagger.feed(audio)  # four windows complete at once
+    assert (update.start, update.end, tagger.skipped) == (1.0, 2.0, 3)
+    np.testing.assert_allclose(update.scores, pipeline.scores(audio[RATE:]), atol=1e-5)

@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         hop=args.hop,
         threshold=args.threshold,
         off_threshold=args.off_threshold,
+        keep_up=True,
     )
     with ExitStack() as stack:
         log = stack.enter_context(open(args.output, "a", encoding="utf-8")) if args.output else None
@@ -82,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     summary = tagger.latency.summary()
     print(
         f"{tagger.seconds:.1f} s tagged; latency p50 {summary['p50_ms']} ms, p95 {summary['p95_ms']} ms "
-        f"(arrival of a window's newest sample to its scores, {summary['windows']} windows)",
+        f"(arrival of a window's newest sample to its scores, {summary['windows']} windows"
+        + (f"; {tagger.skipped} skipped to keep up)" if tagger.skipped else ")"),
         file=sys.stderr,
     )
     return 0

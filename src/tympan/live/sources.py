@@ -71,7 +71,8 @@ def _sounddevice() -> Any:
 
 
 class Microphone:
-    """Blocks from an input device through PortAudio, handed over from its callback thread as they are recorded.
+    """Blocks from an input device through PortAudio, handed over from its callback thread as they are recorded;
+    the blocks that wait while the consumer is busy come as one piece (its arrival: the newest block's).
 
     Args:
         device: a device index or a substring of its name (default: the system's default input).
@@ -133,7 +134,9 @@ class Microphone:
         with stream:
             while True:
                 try:
-                    block = blocks.get(timeout=0.5)  # a timeout, so that Ctrl-C is seen even when no block comes
+                    waiting = [blocks.get(timeout=0.5)]  # a timeout, so that Ctrl-C is seen even when no block comes
                 except queue.Empty:
                     continue
-                yield block
+                while not blocks.empty():  # a consumer that fell behind gets its backlog as one piece
+                    waiting.append(blocks.get_nowait())
+                yield np.concatenate([data for data, _ in waiting]), waiting[-1][1]

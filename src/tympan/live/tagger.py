@@ -112,6 +112,8 @@ class StreamingTagger:
         threshold: score at which an event begins (see :class:`tympan.tagging.EventTracker`).
         off_threshold: score below which it ends (default ``0.8 · threshold``: hysteresis).
         score: computes scores of clips (default: the pipeline, clips of equal length in one batch).
+        keep_up: when one piece completes several windows (a consumer that fell behind real time hands over its
+            backlog at once), score only the newest: latency stays bounded instead of growing with the backlog.
         clock: the time source of the latencies (seconds).
 
     Raises:
@@ -134,6 +136,7 @@ class StreamingTagger:
         threshold: float = 0.5,
         off_threshold: float | None = None,
         score: ScoreFunction | None = None,
+        keep_up: bool = False,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         window = window or pipeline.clip_seconds
@@ -148,6 +151,8 @@ class StreamingTagger:
         self.events = EventTracker(pipeline.labels, threshold=threshold, off_threshold=off)
         self.latency = LatencyStats()
         self._score = score or self._run_pipeline
+        self.keep_up = keep_up
+        self.skipped = 0  # windows left unscored to keep up
         self._clock = clock
 
     @property
@@ -162,7 +167,11 @@ class StreamingTagger:
             One update per window the samples complete (none until a hop's worth has arrived).
         """
         arrival = self._clock() if arrival is None else arrival
-        return self._updates(self._cutter.push(self._resampler(piece)), arrival)
+        windows = self._cutter.push(self._resampler(piece))
+        if self.keep_up and len(windows) > 1:
+            self.skipped += len(windows) - 1
+            windows = windows[-1:]
+        return self._updates(windows, arrival)
 
     def finish(self) -> tuple[list[LiveUpdate], list[Event]]:
         """End the stream: the updates of the samples still held (the last window ends at the end of the audio, as

@@ -232,38 +232,52 @@ class TaggingService:
                 "sample_rate": self.pipeline.sample_rate,
             }
         )
+        inbox: asyncio.Queue[tuple[dict[str, Any], float]] = asyncio.Queue()
+        reader = asyncio.create_task(_receive_into(websocket, inbox))
         try:
             while True:
-                message = await websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    return
-                arrival = time.perf_counter()
-                if message.get("bytes") is not None:
-                    data = message["bytes"]
-                    if len(data) % (pcm.itemsize * channels):
-                        raise ClientError(422, f"a message of {len(data)} bytes is not whole {channels}-channel frames")
-                    piece = np.frombuffer(data, dtype=pcm).reshape(-1, channels)
-                    for update in await run_in_threadpool(tagger.feed, piece, arrival=arrival):
-                        await websocket.send_json({"type": "update", **update.record(self.pipeline, top_k)})
-                elif _is_end(message.get("text")):
-                    updates, ended = await run_in_threadpool(tagger.finish)
-                    for update in updates:
-                        await websocket.send_json({"type": "update", **update.record(self.pipeline, top_k)})
-                    await websocket.send_json(
-                        {
-                            "type": "end",
-                            "ended": [event_record(event, "off") for event in ended],
-                            "latency": tagger.latency.summary(),
-                        }
-                    )
-                    await websocket.close()
-                    return
+                messages = [await inbox.get()]
+                while not inbox.empty():  # what arrived while the last window was scored
+                    messages.append(inbox.get_nowait())
+                pieces = []
+                for message, arrival in messages:
+                    if message.get("bytes") is not None:
+                        pieces.append((_frames(message["bytes"], pcm, channels), arrival))
+                        continue
+                    await self._feed(websocket, tagger, pieces, top_k)
+                    pieces = []
+                    if message["type"] == "websocket.disconnect":
+                        return
+                    if _is_end(message.get("text")):
+                        await self._finish(websocket, tagger, top_k)
+                        return
+                await self._feed(websocket, tagger, pieces, top_k)
         except WebSocketDisconnect:
             return
         except ServiceBusyError as error:
             await _close_with_error(websocket, str(error), code=1013)
         except (ClientError, TympanError) as error:  # frames that do not fit, non-finite samples, ...
             await _close_with_error(websocket, str(error), code=1003)
+        finally:
+            reader.cancel()
+
+    async def _feed(
+        self, websocket: WebSocket, tagger: StreamingTagger, pieces: list[tuple[np.ndarray, float]], top_k: int
+    ) -> None:
+        """Feed the pieces that arrived together as one: a backlog gives one window, the newest (``keep_up``)."""
+        if not pieces:
+            return
+        piece = np.concatenate([frames for frames, _ in pieces])
+        for update in await run_in_threadpool(tagger.feed, piece, arrival=pieces[-1][1]):
+            await websocket.send_json({"type": "update", **update.record(self.pipeline, top_k)})
+
+    async def _finish(self, websocket: WebSocket, tagger: StreamingTagger, top_k: int) -> None:
+        updates, ended = await run_in_threadpool(tagger.finish)
+        for update in updates:
+            await websocket.send_json({"type": "update", **update.record(self.pipeline, top_k)})
+        summary = {"type": "end", "ended": [event_record(e, "off") for e in ended], "latency": tagger.latency.summary()}
+        await websocket.send_json(summary)
+        await websocket.close()
 
     def _stream_settings(self, websocket: WebSocket) -> tuple[np.dtype, int, StreamingTagger, int]:
         query = websocket.query_params
@@ -284,6 +298,7 @@ class TaggingService:
             hop=_number(query, "hop", float, default=self.hop),
             threshold=_number(query, "threshold", float, default=0.5),
             score=self._queued_scores,
+            keep_up=True,
         )
         return PCM_FORMATS[name], channels, tagger, _number(query, "top_k", int, default=self.top_k)
 
@@ -373,6 +388,25 @@ async def _close_with_error(websocket: WebSocket, message: str, *, code: int) ->
     with contextlib.suppress(RuntimeError, WebSocketDisconnect):
         await websocket.send_json({"type": "error", "error": message})
         await websocket.close(code=code)
+
+
+async def _receive_into(websocket: WebSocket, inbox: asyncio.Queue[tuple[dict[str, Any], float]]) -> None:
+    """Every message of the client with its arrival time, while the tagger works on earlier ones."""
+    while True:
+        try:
+            message = await websocket.receive()
+        except (RuntimeError, WebSocketDisconnect):  # receiving after the close
+            message = {"type": "websocket.disconnect"}
+        await inbox.put((message, time.perf_counter()))
+        if message["type"] == "websocket.disconnect":
+            return
+
+
+def _frames(data: bytes, pcm: np.dtype, channels: int) -> np.ndarray:
+    """``[frames, channels]`` samples of a binary message."""
+    if len(data) % (pcm.itemsize * channels):
+        raise ClientError(422, f"a message of {len(data)} bytes is not whole {channels}-channel frames")
+    return np.frombuffer(data, dtype=pcm).reshape(-1, channels)
 
 
 def _is_end(text: str | None) -> bool:
