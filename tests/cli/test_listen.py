@@ -9,22 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-import torch
 
 import tympan
 from tympan.cli import main
 from tympan.tagging import detect_events, timeline
 
-from .._models import small_mn_state
-
 RATE = 32000
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("weights") / "mn04.pt"
-    torch.save(small_mn_state(), path)
-    return path
 
 
 def test_a_file_played_in_real_time_logs_the_offline_events(

@@ -12,18 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-import torch
 
-from .._models import small_mn_state
 from ..serve._server import free_port
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
 
-def test_the_command_serves_tag_and_survives_garbage(tmp_path: Path) -> None:
-    checkpoint = tmp_path / "mn04.pt"
-    torch.save(small_mn_state(), checkpoint)
+def test_the_command_serves_tag_and_survives_garbage(checkpoint: Path) -> None:
     port = free_port()
     command = [sys.executable, "-m", "tympan.cli", "serve", "--model", "mn04_as", "--checkpoint", str(checkpoint)]
     server = subprocess.Popen([*command, "--port", str(port)], stderr=subprocess.PIPE, text=True)
