@@ -11,6 +11,9 @@ Latency runs from the arrival of a window's newest sample to its scores, p50 / p
 waited up to one hop more. The CPU time per window is given beside it. The model runs on one intra-op thread
 (``THREADS``), in the benchmark process and in the servers alike.
 
+T0, the model call alone: 16 clips one at a time against one batch of 16 (10-s and 1-s clips): what batching can
+gain before HTTP and decoding are counted.
+
 T1, ``/tag`` throughput: 48 uploads of 10-s 32-kHz WAVs to a ``tympan serve --model mn10_as`` subprocess, from 1
 client (one request at a time: the baseline), 4 and 16 concurrent clients; requests/s and the mean batch size the
 server reports. The 16-client run is repeated with ``--max-batch 1`` (concurrency without batching), so the
@@ -227,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.only != "t1":
             latencies(seconds, Path(folder))
         if args.only != "l1":
+            model_batching(runs=2 if args.quick else 5)
             throughputs(requests, Path(folder))
     return 0
 
@@ -241,6 +245,31 @@ def latencies(seconds: float, folder: Path) -> None:
             f"p95 {direct['p95_ms']:.1f} ms (CPU {direct['cpu_ms']:.1f} ms/window) | /stream server "
             f"p50 {stream['server_p50_ms']:.1f}, p95 {stream['server_p95_ms']:.1f} ms; client p50 "
             f"{stream['client_p50_ms']:.1f}, p95 {stream['client_p95_ms']:.1f} ms",
+            flush=True,
+        )
+
+
+def model_batching(runs: int) -> None:
+    """The model call alone: 16 clips one at a time against one batch of 16 (process CPU time, best of ``runs``)."""
+    print("T0: the forward pass of 16 clips, one at a time vs one batch (CPU time)")
+    for name, seconds in (("mn10_as", 10.0), ("mn10_as", 1.0), ("cp_mobile_dcase23", 1.0)):
+        pipeline = _pipeline(name)
+        clips = 0.1 * torch.randn(16, round(seconds * pipeline.sample_rate), generator=torch.Generator().manual_seed(0))
+        pipeline.forward_waveforms(clips[:2])  # warm-up
+
+        def best(work: Any) -> float:
+            times = []
+            for _ in range(runs):
+                before = time.process_time()
+                work()
+                times.append(time.process_time() - before)
+            return min(times)
+
+        alone = best(lambda: [pipeline.forward_waveforms(clips[i : i + 1]) for i in range(16)])  # noqa: B023
+        batched = best(lambda: pipeline.forward_waveforms(clips))  # noqa: B023
+        print(
+            f"  {name:18s} {seconds:4g}-s clips: {1000 * alone:.0f} ms one at a time, {1000 * batched:.0f} ms batched "
+            f"({alone / batched:.2f}x)",
             flush=True,
         )
 
