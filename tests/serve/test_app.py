@@ -7,6 +7,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -135,17 +136,19 @@ def test_oversized_uploads_get_413_declared_or_streamed(server: tuple[str, objec
     assert response.status_code == 413 and "limit" in response.json()["error"]
 
 
-def test_uploads_leave_no_temporary_file_behind(server: tuple[str, object]) -> None:
+def test_uploads_leave_no_temporary_file_behind(
+    server: tuple[str, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Above 1 MB Starlette spools an upload to an unlinked temporary file: it is closed after every answer."""
     url, _ = server
-    before_names, before_open = set(os.listdir(tempfile.gettempdir())), set(_open_files())
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the server's temporary files go here
     big = _wav(20.0, seed=5)  # 1.28 MB: on disk while it is read
     assert _post(url, big).status_code == 200
     assert _post(url, big + big).status_code == 413
     assert _post(url, big[:44] + bytes(1_200_000), name="zeros.wav").status_code == 200
     assert _post(url, bytes(1_200_000), name="zeros.bin").status_code == 415
-    assert set(os.listdir(tempfile.gettempdir())) - before_names == set()
-    assert set(_open_files()) - before_open == set()
+    assert list(tmp_path.iterdir()) == []
+    assert [link for link in _open_files() if link.startswith(str(tmp_path))] == []
 
 
 def _open_files() -> list[str]:
@@ -164,17 +167,25 @@ def _open_files() -> list[str]:
 def test_concurrent_clients_get_their_own_answers_in_shared_batches(
     server: tuple[str, object], pipeline: AudioPipeline
 ) -> None:
-    url, _ = server
+    """12 uploads of two lengths wait behind a busy worker: two forward passes answer all, each its own."""
+    url, service = server
     files = [_wav(1.0 if i % 2 else 0.75, seed=10 + i) for i in range(12)]
     before = httpx.get(f"{url}/health").json()
+    release = threading.Event()
+    busy = service.jobs.call(release.wait)  # type: ignore[attr-defined]
     with ThreadPoolExecutor(12) as clients:
-        answers = list(clients.map(lambda i: _post(url, files[i], name=f"{i}.wav"), range(12)))
+        answers = [clients.submit(_post, url, files[i], f"{i}.wav") for i in range(12)]
+        while service.jobs.pending < 13:  # type: ignore[attr-defined]
+            time.sleep(0.01)
+        release.set()
+        busy.result(timeout=10)
+        answers = [answer.result() for answer in answers]
     for i, answer in enumerate(answers):
         assert answer.status_code == 200 and answer.json()["file"] == f"{i}.wav"
         _assert_same(_labels(answer.json()), _expected(pipeline, files[i]))
     after = httpx.get(f"{url}/health").json()
     assert after["clips_scored"] - before["clips_scored"] == 12
-    assert after["forward_passes"] - before["forward_passes"] < 12  # some answers shared a forward pass
+    assert after["forward_passes"] - before["forward_passes"] == 2  # one batch per length
 
 
 def test_a_full_queue_answers_503_with_retry_after(pipeline: AudioPipeline) -> None:
