@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the wheel and check it in a fresh venv: the command, the registry, label CSVs and bundled recipes.
+# Build the wheel and check it in a fresh venv: the command, the registry, label CSVs, bundled recipes and the
+# service's page.
 # The venv reuses the build venv's installed packages (torch and the other heavy dependencies): nothing downloads;
 # tympan itself is installed from the wheel only (--no-deps, --force-reinstall), and the checks run outside the
 # source tree so they cannot import it.
@@ -38,5 +39,7 @@ from tympan.train.recipes import recipe_dir
 recipes = sorted(p.name for p in recipe_dir().glob("*.yaml"))
 assert "dcase23_cpmobile_kd.yaml" in recipes, recipes
 assert (Path(tympan.__file__).parent / "models" / "zoo" / "complexity.json").is_file()
+static = Path(tympan.__file__).parent / "serve" / "static"
+assert {"index.html", "app.js", "capture-worklet.js", "style.css"} <= {p.name for p in static.iterdir()}, static
 print(f"wheel ok: {len(tympan.list_models())} presets, {len(recipes)} recipes")
 PY

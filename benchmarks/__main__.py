@@ -21,6 +21,7 @@ BENCHMARKS = (
     ("bench_quantize", ()),
     ("bench_finetune", ()),
     ("bench_sed", ()),
+    ("bench_live", ()),
 )
 
 

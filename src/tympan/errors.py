@@ -7,10 +7,12 @@ clauses keep working. Messages say what to do next.
 from __future__ import annotations
 
 __all__ = [
+    "AudioDeviceError",
     "AudioLoadError",
     "CheckpointError",
     "ConfigError",
     "DataError",
+    "ServiceBusyError",
     "TympanError",
     "UnknownModelError",
 ]
@@ -38,3 +40,11 @@ class AudioLoadError(TympanError, OSError):
 
 class DataError(TympanError, ValueError):
     """A dataset, its metadata or a stored teacher-logit file is inconsistent."""
+
+
+class AudioDeviceError(TympanError, OSError):
+    """No usable audio input: PortAudio or sounddevice is missing, or the device does not exist or fails."""
+
+
+class ServiceBusyError(TympanError, RuntimeError):
+    """The tagging service's queue is full: try again shortly (HTTP 503 with ``Retry-After``)."""

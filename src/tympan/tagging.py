@@ -9,16 +9,32 @@ the threshold, placed at the window centres (± half a hop).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from .errors import ConfigError
 from .files import atomic_path
+from .labels import top_labels
 from .pipeline import AudioInput, AudioPipeline
 from .sed.postprocess import Event, PostProcessing, decode_events
 
-__all__ = ["Event", "Timeline", "clip_scores", "detect_events", "plot_timeline", "timeline"]
+__all__ = [
+    "Event",
+    "EventTracker",
+    "Timeline",
+    "aggregate_timeline",
+    "clip_scores",
+    "detect_events",
+    "plot_timeline",
+    "predictions",
+    "timeline",
+    "timeline_record",
+    "window_spans",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -128,21 +144,119 @@ def clip_scores(pipeline: AudioPipeline, path: str | Path) -> tuple[np.ndarray, 
     return record.scores, record.notes
 
 
-def detect_events(timeline: Timeline, *, threshold: float = 0.5, median_windows: int = 3) -> list[Event]:
+def aggregate_timeline(pipeline: AudioPipeline, line: Timeline) -> tuple[np.ndarray, list[str]]:
+    """Scores ``[classes]`` of a whole recording from its windows, and notes saying how they were aggregated.
+
+    The maximum for multi-label tagging (a sound anywhere in the recording), the mean for scene classification.
+    """
+    how = "maximum" if pipeline.multilabel else "mean"
+    scores = line.scores.max(axis=0) if pipeline.multilabel else line.scores.mean(axis=0)
+    note = f"a long recording: the {how} of the scores of {len(line.starts)} windows of {line.window:g} s"
+    return scores, [*line.notes, note]
+
+
+def window_spans(centres: np.ndarray, hop: float, duration: float) -> tuple[np.ndarray, np.ndarray]:
+    """The stretch of time each window stands for: its centre ± half a hop, clipped to ``[0, duration]`` seconds."""
+    half = hop / 2
+    return np.clip(centres - half, 0.0, duration), np.clip(centres + half, 0.0, duration)
+
+
+class EventTracker:
+    """Per-class events from score vectors given one window at a time, with hysteresis.
+
+    A class turns on when its score reaches ``threshold`` and off only when it falls below ``off_threshold``, so a
+    sound whose score wavers around the threshold is one event, not one per hop. With ``off_threshold`` equal to
+    ``threshold`` an event is a run of windows at or above it (what :func:`detect_events` gives by default).
+
+    Args:
+        labels: class names, index = score column.
+        threshold: score at which a class turns on.
+        off_threshold: score below which it turns off again (default: ``threshold``).
+
+    Raises:
+        ConfigError: ``off_threshold`` above ``threshold``, or thresholds outside [0, 1].
+    """
+
+    def __init__(self, labels: list[str], *, threshold: float = 0.5, off_threshold: float | None = None) -> None:
+        off_threshold = threshold if off_threshold is None else off_threshold
+        if not 0.0 <= off_threshold <= threshold <= 1.0:
+            raise ConfigError(
+                f"need 0 <= off_threshold <= threshold <= 1, got threshold={threshold}, off_threshold={off_threshold}"
+            )
+        self.labels, self.threshold, self.off_threshold = labels, threshold, off_threshold
+        self.active = np.zeros(len(labels), dtype=bool)
+        self._onset = np.zeros(len(labels))
+        self._offset = np.zeros(len(labels))
+        self._peak = np.zeros(len(labels))
+
+    def step(self, lower: float, upper: float, scores: np.ndarray) -> tuple[list[Event], list[Event]]:
+        """Advance by one window standing for ``[lower, upper]`` seconds with ``scores`` ``[classes]``.
+
+        Returns:
+            The events that begin in this window (``offset`` is ``upper`` so far) and those that ended before it.
+        """
+        ending = self.active & (scores < self.off_threshold)
+        ended = [self._event(column) for column in np.flatnonzero(ending)]
+        self.active &= ~ending
+        starting = ~self.active & (scores >= self.threshold)
+        self._onset[starting] = lower
+        self._peak[starting] = -np.inf
+        self.active |= starting
+        self._peak[self.active] = np.maximum(self._peak[self.active], scores[self.active])
+        self._offset[self.active] = upper
+        return [self._event(column) for column in np.flatnonzero(starting)], ended
+
+    def close(self) -> list[Event]:
+        """End the events still on (at the end of the audio)."""
+        ended = [self._event(column) for column in np.flatnonzero(self.active)]
+        self.active[:] = False
+        return ended
+
+    def _event(self, column: int) -> Event:
+        return Event(
+            onset=round(float(self._onset[column]), 3),
+            offset=round(float(self._offset[column]), 3),
+            label=self.labels[column],
+            score=float(self._peak[column]),
+        )
+
+
+def detect_events(
+    timeline: Timeline, *, threshold: float = 0.5, median_windows: int = 3, off_threshold: float | None = None
+) -> list[Event]:
     """Events from the timeline: per class, median-filter the scores over ``median_windows`` windows, threshold.
 
-    Each window stands for ±half a hop around its centre; a run of windows above ``threshold`` gives one event
-    from the first window's span to the last one's, clipped to the audio. Sorted by onset, then label. The decoder
-    is that of the frame-level detectors (:func:`tympan.sed.postprocess.decode_events`).
+    Each window stands for ±half a hop around its centre; a run of windows above ``threshold`` (and, with
+    ``off_threshold``, until the score falls below that: hysteresis) gives one event from the first window's span to
+    the last one's, clipped to the audio. Sorted by onset, then label. The decoder is that of the frame-level
+    detectors (:func:`tympan.sed.postprocess.decode_events`); :class:`EventTracker` gives the same events one window
+    at a time (live tagging).
     """
     if len(timeline.starts) == 1:
         lower, upper = np.array([0.0]), np.array([timeline.duration])
     else:
-        half = timeline.hop / 2
-        lower = np.clip(timeline.centres - half, 0.0, timeline.duration)
-        upper = np.clip(timeline.centres + half, 0.0, timeline.duration)
+        lower, upper = window_spans(timeline.centres, timeline.hop, timeline.duration)
     sizes = [median_windows] * len(timeline.labels)
-    return decode_events(timeline.scores, timeline.labels, lower, upper, PostProcessing(threshold), sizes)
+    config = PostProcessing(threshold, off_threshold)
+    return decode_events(timeline.scores, timeline.labels, lower, upper, config, sizes)
+
+
+def predictions(scores: np.ndarray, labels: Sequence[str], top_k: int) -> list[dict[str, Any]]:
+    """The ``top_k`` ``{"label", "score"}`` records of one score vector, best first (the JSON of tag and serve)."""
+    return [{"label": label, "score": round(score, 6)} for label, score in top_labels(scores, list(labels), top_k)]
+
+
+def timeline_record(line: Timeline, events: list[Event], top_k: int) -> dict[str, list[dict[str, Any]]]:
+    """``{"windows": [{"start", "end", "predictions"}], "events": [...]}``: a timeline as JSON records."""
+    windows = [
+        {
+            "start": round(float(start), 3),
+            "end": round(float(min(start + line.window, line.duration)), 3),
+            "predictions": predictions(row, line.labels, top_k),
+        }
+        for start, row in zip(line.starts, line.scores, strict=True)
+    ]
+    return {"windows": windows, "events": [vars(event) for event in events]}
 
 
 def plot_timeline(timeline: Timeline, path: str | Path, *, top_k: int = 10, events: list[Event] | None = None) -> Path:

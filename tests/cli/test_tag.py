@@ -8,21 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-import torch
 
 from tympan.cli import main
 
-from .._models import small_mn_state
 from ..conftest import shared_path
 
 RATE = 32000
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("weights") / "mn04.pt"
-    torch.save(small_mn_state(), path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,8 @@ __all__ = ["main"]
 COMMANDS: tuple[str, ...] = (
     "tag",
     "detect",
+    "listen",
+    "serve",
     "embed",
     "export",
     "train",

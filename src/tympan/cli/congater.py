@@ -61,7 +61,12 @@ def run(args: argparse.Namespace) -> int:
     if args.action in ("evaluate", "run"):
         gated = trained or CongaterRun.load(getattr(args, "checkpoint", None) or output / MODEL_FILE)
         rows = evaluate_congater(
-            gated, table, omegas=args.omega, max_clips=args.max_clips, probe_epochs=args.probe_epochs, seed=args.seed,
+            gated,
+            table,
+            omegas=args.omega,
+            max_clips=args.max_clips,
+            probe_epochs=args.probe_epochs,
+            seed=args.seed,
             progress=True,
         )
         _write_results(rows, output)

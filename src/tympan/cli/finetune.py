@@ -25,16 +25,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=int, help="passes over the training clips (default 10, at least --min-steps)")
     length.add_argument("--steps", type=int, help="run length in optimizer steps instead of epochs")
-    parser.add_argument("--min-steps", type=int,
-                        help="shortest run --epochs may give, in optimizer steps (default 120; 0: none)")
+    parser.add_argument(
+        "--min-steps", type=int, help="shortest run --epochs may give, in optimizer steps (default 120; 0: none)"
+    )
     parser.add_argument("--output", default="finetuned", help="run folder (default ./finetuned)")
     parser.add_argument("--batch-size", type=int, default=16, help="clips per batch (default 16, at most the data)")
     parser.add_argument("--lr", type=float, help="peak learning rate of the head (default 1e-3)")
-    parser.add_argument("--backbone-lr-factor", type=float,
-                        help="backbone rate relative to --lr (default 0.1 from pretrained weights, else 1)")
+    parser.add_argument(
+        "--backbone-lr-factor",
+        type=float,
+        help="backbone rate relative to --lr (default 0.1 from pretrained weights, else 1)",
+    )
     parser.add_argument("--layer-decay", type=float, help="layer-wise rate decay of the backbone, e.g. 0.75")
-    parser.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction,
-                        help="keep the backbone's BatchNorm statistics (default: on from pretrained weights)")
+    parser.add_argument(
+        "--freeze-bn",
+        action=argparse.BooleanOptionalAction,
+        help="keep the backbone's BatchNorm statistics (default: on from pretrained weights)",
+    )
     parser.add_argument("--clip-seconds", type=float, help="clip length (default: median file duration, <= 10 s)")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="held-out share without a split column")
     parser.add_argument("--mixup", type=float, default=0.3, help="spectrogram mixup alpha (0 disables)")
@@ -74,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.quiet,
     )
-    print(json.dumps({"checkpoint": str(result.checkpoint), "labels": result.labels, "metrics": result.metrics},
-                     indent=1), file=sys.stdout)
+    print(
+        json.dumps(
+            {"checkpoint": str(result.checkpoint), "labels": result.labels, "metrics": result.metrics}, indent=1
+        ),
+        file=sys.stdout,
+    )
     return 0

@@ -53,8 +53,14 @@ def run(args: argparse.Namespace) -> int:
         model = create(args.model)
         fields = receptive_field(model, _input_shape(model, args.seconds))
         rows = [
-            {"layer": f.name, "module": f.module, "freq": _size(f.freq.size), "time": _size(f.time.size),
-             "freq_jump": f.freq.jump, "time_jump": f.time.jump}
+            {
+                "layer": f.name,
+                "module": f.module,
+                "freq": _size(f.freq.size),
+                "time": _size(f.time.size),
+                "freq_jump": f.freq.jump,
+                "time_jump": f.time.jump,
+            }
             for f in fields
         ]
         header = ("layer", "module", "freq", "time", "freq_jump", "time_jump")

@@ -38,9 +38,17 @@ def run(args: argparse.Namespace) -> int:
     from ..data import read_data
 
     rows = robustness_study(
-        args.checkpoints, read_data(args.data), split=args.split, eps_grid=args.eps, norm=args.norm,
-        steps=args.steps, stress_eps=args.stress_eps, stress_directions=args.stress_directions,
-        max_clips=args.max_clips, seconds=args.seconds, progress=True,
+        args.checkpoints,
+        read_data(args.data),
+        split=args.split,
+        eps_grid=args.eps,
+        norm=args.norm,
+        steps=args.steps,
+        stress_eps=args.stress_eps,
+        stress_directions=args.stress_directions,
+        max_clips=args.max_clips,
+        seconds=args.seconds,
+        progress=True,
     )
     output = Path(args.output)
     write_atomically(output / "robustness.json", json.dumps(rows, indent=2))
@@ -48,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     for row in rows:
         risks = ", ".join(f"eps {p['eps']:g}: {p['accuracy']:.3f}" for p in row["risk"])
         stress = ", ".join(f"eps {p['eps']:g}: {p['mean']:.3f}" for p in row["stress"])
-        print(f"{row['checkpoint']} ({row['clips']} clips)\n  accuracy under PGD-{row['norm']}: {risks}\n"
-              f"  prediction-change stress: {stress}")
+        print(
+            f"{row['checkpoint']} ({row['clips']} clips)\n  accuracy under PGD-{row['norm']}: {risks}\n"
+            f"  prediction-change stress: {stress}"
+        )
     print(f"wrote {output / 'robustness.json'} and {output / 'robustness.png'}")
     return 0

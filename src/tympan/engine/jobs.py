@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..audio.stream import TAILS
 from ..errors import ConfigError
 from ..tagging import Timeline, detect_events
 from .network import Network
@@ -33,7 +34,6 @@ LONG_FILE_SECONDS = 60.0
 # Length of the pieces a long input is cut into.
 SEGMENT_SECONDS = 60.0
 METHODS = ("windows", "pooled")
-TAILS = ("end", "pad")
 
 
 @dataclass(frozen=True)

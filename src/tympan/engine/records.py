@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import AudioLoadError
-from ..labels import top_labels
-from ..tagging import Event, Timeline
+from ..tagging import Event, Timeline, predictions, timeline_record
 
 __all__ = ["Record", "error_message", "resume", "save_periodically"]
 
@@ -58,25 +57,12 @@ class Record:
             record["error"] = self.error
             return record
         if self.scores is not None:
-            record["predictions"] = _predictions(self.scores, self.labels, top_k)
+            record["predictions"] = predictions(self.scores, self.labels, top_k)
         if self.timeline is not None:
-            line = self.timeline
-            record["windows"] = [
-                {
-                    "start": round(float(start), 3),
-                    "end": round(float(min(start + line.window, line.duration)), 3),
-                    "predictions": _predictions(row, self.labels, top_k),
-                }
-                for start, row in zip(line.starts, line.scores, strict=True)
-            ]
-            record["events"] = [vars(event) for event in self.events]
+            record.update(timeline_record(self.timeline, self.events, top_k))
         if self.notes:
             record["note"] = "; ".join(self.notes)
         return record
-
-
-def _predictions(scores: np.ndarray, labels: list[str], top_k: int) -> list[dict[str, Any]]:
-    return [{"label": label, "score": round(score, 6)} for label, score in top_labels(scores, labels, top_k)]
 
 
 def error_message(error: BaseException) -> str:
