@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -115,10 +114,9 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "tympan.cli", "serve", "--model", name, "--checkpoint", str(checkpoint)]
+        threads = ("--threads", str(torch.get_num_threads()))
         self.process = subprocess.Popen(
-            [*command, "--port", str(self.port), *extra],
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())},
+            [*command, "--port", str(self.port), *threads, *extra], stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

@@ -33,6 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threshold", type=float, default=0.5, help="score at which an event begins (default 0.5)")
     parser.add_argument("--off-threshold", type=float, help="score below which it ends (default 0.8 x threshold)")
     parser.add_argument("--output", help="append events to this JSONL file (one record per begin and end)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch intra-op threads (default: torch's); 1 keeps latency low on a busy machine, where more threads "
+        "spin against the other jobs",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -42,6 +48,11 @@ def run(args: argparse.Namespace) -> int:
     if args.realtime and not args.input:
         raise ConfigError("--realtime plays a file: pass --input FILE")
     from .. import load
+
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     from ..live import FileSource, Microphone, StreamingTagger
 
     source = (

@@ -27,6 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--window", type=float, help="stream window in seconds (default: the model's clip)")
     parser.add_argument("--hop", type=float, default=0.5, help="stream hop in seconds (default 0.5)")
     parser.add_argument("--device", help="torch device, e.g. cuda (default: cuda where present)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch intra-op threads (default: torch's); 1 keeps latency low on a busy machine, where more threads "
+        "spin against the other jobs",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -40,6 +46,11 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise ConfigError(f"tympan serve needs the serve extra ({error}): pip install 'tympan[serve]'") from error
     from .. import load
+
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     pipeline = load(args.model, args.checkpoint, device=args.device)
     app = create_app(
