@@ -28,8 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--min-steps", type=int,
                         help="shortest run --epochs may give, in optimizer steps (default 120; 0: none)")
     parser.add_argument("--output", default="finetuned", help="run folder (default ./finetuned)")
-    parser.add_argument("--batch-size", type=int, default=16, help="clips per batch (default 16, at most the data)")
-    parser.add_argument("--lr", type=float, help="peak learning rate of the head (default 1e-3)")
+    parser.add_argument("--batch-size", type=int,
+                        help="clips per batch (default 16, with --task sed 8; at most the data)")
+    parser.add_argument("--lr", type=float, help="peak learning rate of the head (default 1e-3, with --task sed 2e-3)")
     parser.add_argument("--backbone-lr-factor", type=float,
                         help="backbone rate relative to --lr (default 0.1 from pretrained weights, else 1)")
     parser.add_argument("--layer-decay", type=float, help="layer-wise rate decay of the backbone, e.g. 0.75")
@@ -37,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="keep the backbone's BatchNorm statistics (default: on from pretrained weights)")
     parser.add_argument("--clip-seconds", type=float, help="clip length (default: median file duration, <= 10 s)")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="held-out share without a split column")
-    parser.add_argument("--mixup", type=float, default=0.3, help="spectrogram mixup alpha (0 disables)")
+    parser.add_argument("--mixup", type=float,
+                        help="spectrogram mixup alpha (default 0.3, with --task sed 0; 0 disables)")
     parser.add_argument("--no-pretrained", action="store_true", help="start from random weights")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu, ... (default auto)")

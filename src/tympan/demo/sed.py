@@ -2,7 +2,7 @@
 teacher, against the clip-window timeline, on PSDS1 and onset error.
 
 Everything runs on the generated strong-labelled set of :mod:`tympan.sed.corpus` (onsets known to the sample):
-a frame MN teacher (width 0.4) and two students (width 0.1, 44 k parameters) trained from scratch with
+a frame MN teacher (width 0.2, 141 k parameters) and two students (width 0.1, 44 k parameters) trained from scratch with
 :func:`tympan.train.finetune` (``task="sed"``), one of them distilled from the teacher's stored frame logits; the
 baseline is the teacher's clip head run over 1-s windows every 0.25 s (:func:`tympan.tagging.timeline`), the
 resolution of a clip tagger, put on the same 40-ms grid. Metrics come from :mod:`tympan.sed.metrics`.
@@ -33,7 +33,7 @@ class SedDemoConfig:
     output: Path = Path("demo_output") / "sed"
     quick: bool = False
     seed: int = 0
-    teacher_width: float = 0.4
+    teacher_width: float = 0.2
     student_width: float = 0.1
     kd_lambda: float = 0.5
 
