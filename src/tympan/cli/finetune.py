@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     length.add_argument("--epochs", type=int, help="passes over the training clips (default 10, at least --min-steps)")
     length.add_argument("--steps", type=int, help="run length in optimizer steps instead of epochs")
     parser.add_argument("--min-steps", type=int,
-                        help="shortest run --epochs may give, in optimizer steps (default 120; 0: none)")
+                        help="shortest run --epochs may give, in optimizer steps (default 120, with --task sed 80; "
+                        "0: none)")
     parser.add_argument("--output", default="finetuned", help="run folder (default ./finetuned)")
     parser.add_argument("--batch-size", type=int,
                         help="clips per batch (default 16, with --task sed 8; at most the data)")

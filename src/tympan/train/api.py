@@ -37,8 +37,8 @@ VALIDATIONS = 4  # validation passes of a short run (a long one validates after 
 TASKS = ("classify", "sed")
 # Defaults that differ by task (measured in docs/finetuning.md and docs/sed.md).
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "classify": {"batch_size": 16, "lr": 1e-3, "mixup_alpha": 0.3},
-    "sed": {"batch_size": 8, "lr": 2e-3, "mixup_alpha": 0.0},
+    "classify": {"batch_size": 16, "lr": 1e-3, "mixup_alpha": 0.3, "min_steps": DEFAULT_MIN_STEPS},
+    "sed": {"batch_size": 8, "lr": 2e-3, "mixup_alpha": 0.0, "min_steps": 80},
 }
 # BatchNorm momentum of a SED model trained from scratch: statistics that follow a run of a few hundred steps.
 SED_BN_MOMENTUM = 0.1
@@ -83,7 +83,7 @@ def finetune(
     checkpoint: str | Path | None = None,
     epochs: int | None = None,
     steps: int | None = None,
-    min_steps: int = DEFAULT_MIN_STEPS,
+    min_steps: int | None = None,
     output: str | Path = "finetuned",
     batch_size: int | None = None,
     lr: float | None = None,
@@ -120,7 +120,7 @@ def finetune(
             log names its keys); everything else loads strictly.
         epochs: passes over the training clips (default 10), stretched to ``min_steps`` optimizer steps if shorter.
         steps: the run length in optimizer steps instead (exactly; not with ``epochs``).
-        min_steps: the shortest run ``epochs`` may give (0: none).
+        min_steps: the shortest run ``epochs`` may give (0: none); default 120, 80 for ``sed``.
         output: run folder.
         batch_size: clips per optimizer step (at most the number of training clips); default 16, 8 for ``sed``.
         lr: peak learning rate of the head; default 1e-3, 2e-3 for ``sed``.
@@ -155,6 +155,7 @@ def finetune(
     batch_size = batch_size or defaults["batch_size"]
     lr = lr if lr is not None else defaults["lr"]
     mixup_alpha = mixup_alpha if mixup_alpha is not None else defaults["mixup_alpha"]
+    min_steps = min_steps if min_steps is not None else defaults["min_steps"]
     L.seed_everything(seed, workers=True, verbose=False)
     output = Path(output)
     if task == "sed":
