@@ -27,10 +27,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--cache", type=Path, default=None, help="corpus cache folder (default: $TYMPAN_CACHE/data)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the corpus and the models (default: 0)")
+    parser.add_argument("--sed", action="store_true",
+                        help="the sound-event-detection section instead: frame students with / without KD against "
+                        "the clip-window timeline (PSDS1, onset error)")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.sed:
+        return _run_sed(args)
     from ..demo import DemoConfig, run_demo
 
     logging.getLogger("tympan.demo").setLevel(logging.INFO)  # stage-by-stage progress even without -v
@@ -53,4 +58,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"report:  {result.report}")
     print(f"metrics: {result.metrics_file}")
     print(f"figures: {', '.join(str(p) for p in result.figures)}")
+    return 0
+
+
+def _run_sed(args: argparse.Namespace) -> int:
+    from ..demo.sed import SedDemoConfig, run_sed_demo
+
+    logging.getLogger("tympan.demo").setLevel(logging.INFO)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    metrics = run_sed_demo(SedDemoConfig(output=args.output / "sed", quick=args.quick, seed=args.seed))
+    print(f"SED demo finished in {metrics['seconds']:.0f} s")
+    for name, model in metrics["models"].items():
+        error = model["onset_error_median_s"]
+        print(f"  {name:30s} PSDS1 {model['psds1']:.3f}  PSDS2 {model['psds2']:.3f}  event F1 {model['event_f1']:.3f}  "
+              f"onset error {'-' if error is None else f'{error:.3f} s'}")
+    print(f"metrics: {args.output / 'sed' / 'sed_metrics.json'}")
     return 0

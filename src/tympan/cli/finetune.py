@@ -14,23 +14,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Fine-tune a zoo model on your own labels and write DIR/model.ckpt, which "
         "`tympan tag --checkpoint DIR/model.ckpt` uses with no other flags.",
     )
-    parser.add_argument("--data", required=True,
-                        help="CSV with columns file,label (or labels) or a label-folder tree; with --task sed an "
-                        "event table (filename,onset,offset,event_label TSV or file,onset,offset,label CSV)")
-    parser.add_argument("--task", choices=("classify", "sed"), default="classify",
-                        help="classify: clip labels (default); sed: sound event detection with a frame-level model "
-                        "(e.g. --model frame_mn06), for `tympan detect`")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="CSV with columns file,label (or labels) or a label-folder tree; with --task sed an "
+        "event table (filename,onset,offset,event_label TSV or file,onset,offset,label CSV)",
+    )
+    parser.add_argument(
+        "--task",
+        choices=("classify", "sed"),
+        default="classify",
+        help="classify: clip labels (default); sed: sound event detection with a frame-level model "
+        "(e.g. --model frame_mn06), for `tympan detect`",
+    )
     parser.add_argument("--model", default="mn10_as", help="zoo preset or architecture (default mn10_as)")
     parser.add_argument("--checkpoint", help="initial weights (default: the preset's official weights)")
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=int, help="passes over the training clips (default 10, at least --min-steps)")
     length.add_argument("--steps", type=int, help="run length in optimizer steps instead of epochs")
     parser.add_argument(
-        "--min-steps", type=int, help="shortest run --epochs may give, in optimizer steps (default 120; 0: none)"
+        "--min-steps",
+        type=int,
+        help="shortest run --epochs may give, in optimizer steps (default 120, with --task sed 80; 0: none)",
     )
     parser.add_argument("--output", default="finetuned", help="run folder (default ./finetuned)")
-    parser.add_argument("--batch-size", type=int, default=16, help="clips per batch (default 16, at most the data)")
-    parser.add_argument("--lr", type=float, help="peak learning rate of the head (default 1e-3)")
+    parser.add_argument(
+        "--batch-size", type=int, help="clips per batch (default 16, with --task sed 8; at most the data)"
+    )
+    parser.add_argument("--lr", type=float, help="peak learning rate of the head (default 1e-3, with --task sed 2e-3)")
     parser.add_argument(
         "--backbone-lr-factor",
         type=float,
@@ -44,7 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--clip-seconds", type=float, help="clip length (default: median file duration, <= 10 s)")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="held-out share without a split column")
-    parser.add_argument("--mixup", type=float, default=0.3, help="spectrogram mixup alpha (0 disables)")
+    parser.add_argument(
+        "--mixup", type=float, help="spectrogram mixup alpha (default 0.3, with --task sed 0; 0 disables)"
+    )
     parser.add_argument("--no-pretrained", action="store_true", help="start from random weights")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu, ... (default auto)")

@@ -49,6 +49,11 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.table)
 
+    @property
+    def ids(self) -> list[str]:
+        """Clip ids, the keys of a teacher-logit store."""
+        return list(self.table.ids)
+
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         record = self.table.records[index]
         try:

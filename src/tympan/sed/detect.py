@@ -57,6 +57,15 @@ class FrameScores:
     def ends(self) -> np.ndarray:
         return np.minimum(self.starts + self.frame_seconds, self.duration)
 
+    @classmethod
+    def from_timeline(cls, timeline: Timeline, frame_seconds: float) -> FrameScores:
+        """A clip-window timeline on a grid of ``frame_seconds``: each frame takes the scores of the window whose
+        centre is nearest to its own (how a timeline is compared with frame-level models on one metric)."""
+        frames = max(1, int(np.ceil(timeline.duration / frame_seconds - 1e-9)))
+        centres = (np.arange(frames) + 0.5) * frame_seconds
+        nearest = np.abs(centres[:, None] - timeline.centres[None, :]).argmin(axis=1)
+        return cls(list(timeline.labels), frame_seconds, timeline.scores[nearest], timeline.duration)
+
     def as_timeline(self) -> Timeline:
         """The frames as a :class:`~tympan.tagging.Timeline` of one-frame windows (for :func:`plot_timeline`)."""
         hop = self.frame_seconds

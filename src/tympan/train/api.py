@@ -35,6 +35,13 @@ DEFAULT_MIN_STEPS = 120  # enough for a new head on a few clips per class (docs/
 VALIDATIONS = 4  # validation passes of a short run (a long one validates after every epoch)
 # "classify": clip labels (tagging or single-label classes, from the data); "sed": event tables, frame-level models.
 TASKS = ("classify", "sed")
+# Defaults that differ by task (measured in docs/finetuning.md and docs/sed.md).
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "classify": {"batch_size": 16, "lr": 1e-3, "mixup_alpha": 0.3, "min_steps": DEFAULT_MIN_STEPS},
+    "sed": {"batch_size": 8, "lr": 2e-3, "mixup_alpha": 0.0, "min_steps": 80},
+}
+# BatchNorm momentum of a SED model trained from scratch: statistics that follow a run of a few hundred steps.
+SED_BN_MOMENTUM = 0.1
 
 
 @dataclass(frozen=True)
@@ -76,16 +83,16 @@ def finetune(
     checkpoint: str | Path | None = None,
     epochs: int | None = None,
     steps: int | None = None,
-    min_steps: int = DEFAULT_MIN_STEPS,
+    min_steps: int | None = None,
     output: str | Path = "finetuned",
-    batch_size: int = 16,
+    batch_size: int | None = None,
     lr: float | None = None,
     backbone_lr_factor: float | None = None,
     layer_decay: float | None = None,
     freeze_bn: bool | None = None,
     clip_seconds: float | None = None,
     val_fraction: float = 0.1,
-    mixup_alpha: float = 0.3,
+    mixup_alpha: float | None = None,
     pretrained: bool = True,
     num_workers: int = 0,
     accelerator: str = "auto",
@@ -113,17 +120,18 @@ def finetune(
             log names its keys); everything else loads strictly.
         epochs: passes over the training clips (default 10), stretched to ``min_steps`` optimizer steps if shorter.
         steps: the run length in optimizer steps instead (exactly; not with ``epochs``).
-        min_steps: the shortest run ``epochs`` may give (0: none).
+        min_steps: the shortest run ``epochs`` may give (0: none); default 120, 80 for ``sed``.
         output: run folder.
-        batch_size: clips per optimizer step (at most the number of training clips).
-        lr: peak learning rate of the head; default 1e-3.
+        batch_size: clips per optimizer step (at most the number of training clips); default 16, 8 for ``sed``.
+        lr: peak learning rate of the head; default 1e-3, 2e-3 for ``sed``.
         backbone_lr_factor: the backbone's rate relative to ``lr``; default 0.1 from pretrained weights, else 1.
         layer_decay: layer-wise rate decay of the backbone (e.g. 0.75; default none).
         freeze_bn: keep the backbone's BatchNorm statistics; default on from pretrained weights.
         clip_seconds: clip length; default the median file duration (at most 10 s).
         val_fraction: share of every class held out for validation when the data has no ``split`` column (at least
             one clip per class, never a class's last; none when every class has a single clip).
-        mixup_alpha: spectrogram mixup (0 disables).
+        mixup_alpha: spectrogram mixup (0 disables); default 0.3, 0 for ``sed`` (from scratch on a few dozen files,
+            plain frame targets learn in fewer steps).
         pretrained: start a preset from its official weights.
         num_workers: DataLoader worker processes.
         accelerator: Lightning Trainer accelerator.
@@ -143,6 +151,11 @@ def finetune(
     """
     if task not in TASKS:
         raise ConfigError(f"task must be one of {TASKS}, got {task!r}")
+    defaults = TASK_DEFAULTS[task]
+    batch_size = batch_size or defaults["batch_size"]
+    lr = lr if lr is not None else defaults["lr"]
+    mixup_alpha = mixup_alpha if mixup_alpha is not None else defaults["mixup_alpha"]
+    min_steps = min_steps if min_steps is not None else defaults["min_steps"]
     L.seed_everything(seed, workers=True, verbose=False)
     output = Path(output)
     if task == "sed":
@@ -176,7 +189,7 @@ def finetune(
         "num_classes": module.num_classes,
         "labels": module.labels,
         "checkpoint": initial,
-        "lr": lr if lr is not None else 1e-3,
+        "lr": lr,
         "backbone_lr_factor": backbone_lr_factor,
         "layer_decay": layer_decay,
         "freeze_backbone_bn": freeze_bn if freeze_bn is not None else from_pretrained,
@@ -185,6 +198,7 @@ def finetune(
         "rampdown_steps": plan.rampdown_steps,
         "last_lr_factor": 0.01,
         "mixup_alpha": mixup_alpha,
+        **({"bn_momentum": SED_BN_MOMENTUM} if task == "sed" and not from_pretrained else {}),
         **(system_kwargs or {}),
     }
     system = _system_class(task, module.multi_label)(model, **kwargs)

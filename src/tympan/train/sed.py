@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..audio.augment import mix_targets, mixup
 from ..errors import ConfigError
@@ -45,18 +45,32 @@ class SedSystem(AudioSystem):
     Args:
         weak_weight: weight of the clip-level loss on the weak head.
         roll_seconds: time roll of up to ± this many seconds (0 disables).
+        bn_momentum: BatchNorm momentum while training (None: the model's own). EfficientAT's 0.01 suits hundreds
+            of epochs; after a short run from scratch the running statistics would still be near their initial
+            values and the model in eval mode would score nothing, so :func:`tympan.train.finetune` sets 0.1 there.
         **kwargs: :class:`AudioSystem` arguments (``mixup_alpha``, ``teacher_logits``, ``kd_lambda``,
             ``temperature``, schedules, ...).
     """
 
     multilabel = True
 
-    def __init__(self, *args: Any, weak_weight: float = 0.5, roll_seconds: float = 0.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        weak_weight: float = 0.5,
+        roll_seconds: float = 0.0,
+        bn_momentum: float | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.save_hyperparameters("weak_weight", "roll_seconds")
+        self.save_hyperparameters("weak_weight", "roll_seconds", "bn_momentum")
         if not isinstance(self.model, FrameModel):
             raise ConfigError(f"sound event detection trains a frame-level model (e.g. frame_mn06), not "
                               f"{type(self.model).__name__}")  # fmt: skip
+        if bn_momentum is not None:
+            for module in self.model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.momentum = bn_momentum
         self._val_losses: list[Tensor] = []
 
     @property

@@ -246,7 +246,7 @@ class AudioSystem(L.LightningModule):
         if self.hparams.teacher_logits and self.teacher_store is None:
             self.teacher_store = TeacherLogitStore(self.hparams.teacher_logits)
             if stage == "fit" and datamodule is not None and "train" in getattr(datamodule, "datasets", {}):
-                ids = datamodule.datasets["train"].table.ids
+                ids = datamodule.datasets["train"].ids
                 missing = self.teacher_store.check(ids, self.model.num_classes, allow_missing=True)
                 if missing:
                     logger.warning(
