@@ -61,8 +61,7 @@ class FrameScores:
     def from_timeline(cls, timeline: Timeline, frame_seconds: float) -> FrameScores:
         """A clip-window timeline on a grid of ``frame_seconds``: each frame takes the scores of the window whose
         centre is nearest to its own (how a timeline is compared with frame-level models on one metric)."""
-        frames = max(1, int(np.ceil(timeline.duration / frame_seconds - 1e-9)))
-        centres = (np.arange(frames) + 0.5) * frame_seconds
+        centres = (np.arange(_frames(timeline.duration, frame_seconds)) + 0.5) * frame_seconds
         nearest = np.abs(centres[:, None] - timeline.centres[None, :]).argmin(axis=1)
         return cls(list(timeline.labels), frame_seconds, timeline.scores[nearest], timeline.duration)
 
