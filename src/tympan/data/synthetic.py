@@ -34,9 +34,10 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile
@@ -56,13 +57,16 @@ __all__ = [
     "CorpusConfig",
     "Device",
     "Recording",
+    "SourceCorpusConfig",
     "default_cache_dir",
     "device_impulse_responses",
     "device_mix",
     "ensure_corpus",
+    "ensure_source_corpus",
     "generate_recording",
     "record",
     "render_scenes",
+    "render_sources",
 ]
 
 logger = logging.getLogger(__name__)
@@ -204,8 +208,29 @@ class CorpusConfig:
     @property
     def key(self) -> str:
         """Short hash naming the cache folder of this configuration."""
-        text = json.dumps({"version": FORMAT_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        return _key(self)
+
+
+def _key(config: CorpusConfig | SourceCorpusConfig) -> str:
+    text = json.dumps(
+        {"version": FORMAT_VERSION, "kind": type(config).__name__, **dataclasses.asdict(config)}, sort_keys=True
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class SourceCorpusConfig:
+    """Size and seed of a source-tagging corpus (:func:`ensure_source_corpus`); every field enters the cache key."""
+
+    train_clips: int = 2000
+    val_clips: int = 200
+    seed: int = 0
+    sample_rate: int = 32000
+    clip_seconds: float = 1.0
+
+    @property
+    def key(self) -> str:
+        return _key(self)
 
 
 @dataclass(frozen=True)
@@ -487,20 +512,15 @@ def _caption(rng: np.random.Generator, present: list[tuple[float, str]]) -> str:
     return f"{phrases[0]} while {phrases[1]} and {phrases[2]}"
 
 
-def render_scenes(
-    scenes: Sequence[str], cities: Sequence[str], samples: int, sample_rate: int, rng: np.random.Generator
-) -> tuple[np.ndarray, list[str]]:
-    """Render dry (device-free) scene audio [B, samples] and one caption per row.
+def _mix_sources(
+    probability: np.ndarray, level_db: np.ndarray, cities: Sequence[str], samples: int, sample_rate: int, rng
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dry mixtures [B, samples] of sources present with ``probability`` [B, S] (at least one per row) at
+    ``level_db`` ± 4 dB, then at a random overall level (-16 ± 8 dB) so that loudness identifies nothing.
 
-    Sources are drawn per row with the scene's probabilities (at least one per row) and mixed at random levels;
-    a random overall level (-16 ± 8 dB) keeps loudness from identifying the scene.
+    Returns the mixtures, which sources are present [B, S] and their linear levels [B, S].
     """
-    unknown = sorted(set(scenes) - set(SCENES)) + sorted(set(cities) - set(CITIES))
-    if unknown:
-        raise ConfigError(f"unknown scene or city {unknown}; choose from {sorted(SCENES)} and {sorted(CITIES)}")
-    rows = len(scenes)
-    probability = np.array([[SCENES[s].get(src, (0.0, 0.0))[0] for src in SOURCES] for s in scenes])
-    level_db = np.array([[SCENES[s].get(src, (0.0, -30.0))[1] for src in SOURCES] for s in scenes])
+    rows = len(probability)
     present = rng.uniform(size=probability.shape) < probability
     strongest = np.argmax(probability * rng.uniform(0.5, 1.0, probability.shape), axis=1)
     present[np.arange(rows), strongest] = True
@@ -514,8 +534,39 @@ def render_scenes(
             audio = _RENDER[source](rng, chosen.size, samples, sample_rate, mains[chosen], pitch[chosen])
             mix[chosen] += audio * levels[chosen, index, None].astype(np.float32)
     mix *= (10.0 ** (rng.uniform(-24.0, -8.0, rows) / 20.0)).astype(np.float32)[:, None]
-    captions = [_caption(rng, [(levels[r, i], s) for i, s in enumerate(SOURCES) if present[r, i]]) for r in range(rows)]
+    return mix, present, levels
+
+
+def render_scenes(
+    scenes: Sequence[str], cities: Sequence[str], samples: int, sample_rate: int, rng: np.random.Generator
+) -> tuple[np.ndarray, list[str]]:
+    """Render dry (device-free) scene audio [B, samples] and one caption per row.
+
+    Sources are drawn per row with the scene's probabilities and mixed at random levels (:func:`_mix_sources`).
+    """
+    unknown = sorted(set(scenes) - set(SCENES)) + sorted(set(cities) - set(CITIES))
+    if unknown:
+        raise ConfigError(f"unknown scene or city {unknown}; choose from {sorted(SCENES)} and {sorted(CITIES)}")
+    probability = np.array([[SCENES[s].get(src, (0.0, 0.0))[0] for src in SOURCES] for s in scenes])
+    level_db = np.array([[SCENES[s].get(src, (0.0, -30.0))[1] for src in SOURCES] for s in scenes])
+    mix, present, levels = _mix_sources(probability, level_db, cities, samples, sample_rate, rng)
+    captions = [
+        _caption(rng, [(levels[r, i], s) for i, s in enumerate(SOURCES) if present[r, i]]) for r in range(len(mix))
+    ]
     return mix, captions
+
+
+def render_sources(
+    clips: int, samples: int, sample_rate: int, rng: np.random.Generator, probability: float = 0.3
+) -> tuple[np.ndarray, np.ndarray]:
+    """Dry clips [B, samples] of sources that occur independently of any scene (each with ``probability``, at
+    -18 dB), and which sources each holds [B, S]: multi-label source tagging data, as AudioSet is for real audio."""
+    shape = (clips, len(SOURCES))
+    cities = [str(c) for c in rng.choice(sorted(CITIES), clips)]
+    mix, present, _ = _mix_sources(
+        np.full(shape, probability), np.full(shape, -18.0), cities, samples, sample_rate, rng
+    )
+    return mix, present
 
 
 def record(audio: np.ndarray, device: Device, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
@@ -558,6 +609,14 @@ def _split_plan(config: CorpusConfig, rng: np.random.Generator) -> list[tuple[st
     return plan
 
 
+def _write_metadata(root: Path, rows: list[dict[str, str]], columns: Sequence[str], config: Any) -> None:
+    with open(root / META_FILE, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    (root / "config.json").write_text(json.dumps({"version": FORMAT_VERSION, **dataclasses.asdict(config)}))
+
+
 def _generate(root: Path, config: CorpusConfig, chunk: int = 128) -> None:
     rng = np.random.default_rng(config.seed)
     plan = _split_plan(config, rng)
@@ -584,11 +643,28 @@ def _generate(root: Path, config: CorpusConfig, chunk: int = 128) -> None:
                         "caption": caption,
                     }
                 )
-    with open(root / META_FILE, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=META_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    (root / "config.json").write_text(json.dumps({"version": FORMAT_VERSION, **dataclasses.asdict(config)}))
+    _write_metadata(root, rows, META_COLUMNS, config)
+
+
+def _generate_sources(root: Path, config: SourceCorpusConfig, chunk: int = 128) -> None:
+    """Every clip through a device of its own, drawn from the microphone family (never one of :data:`DEVICES`)."""
+    rng = np.random.default_rng(config.seed)
+    samples = round(config.sample_rate * config.clip_seconds)
+    splits = ["train"] * config.train_clips + ["val"] * config.val_clips
+    rows = []
+    (root / "audio").mkdir(parents=True)
+    for begin in range(0, len(splits), chunk):
+        dry, present = render_sources(min(chunk, len(splits) - begin), samples, config.sample_rate, rng)
+        for offset, (clip, tags) in enumerate(zip(dry, present, strict=True)):
+            number = begin + offset
+            device = _make_device(f"p{number}", 7_000_000 + 100_000 * config.seed + number)
+            relative = f"audio/sources-{number:05d}.wav"
+            soundfile.write(root / relative, record(clip[None], device, config.sample_rate, rng)[0], config.sample_rate)
+            names = [source for source, on in zip(SOURCES, tags, strict=True) if on]
+            rows.append(
+                {"file": relative, "labels": ";".join(names), "split": splits[number], "id": f"sources-{number:05d}"}
+            )
+    _write_metadata(root, rows, ("file", "labels", "split", "id"), config)
 
 
 def default_cache_dir() -> Path:
@@ -597,19 +673,16 @@ def default_cache_dir() -> Path:
     return Path(base) / "data"
 
 
-def ensure_corpus(config: CorpusConfig | None = None, cache_dir: str | Path | None = None) -> Corpus:
-    """Return the corpus of ``config``, generating it on first use (atomically, so parallel callers are safe)."""
-    config = config or CorpusConfig()
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    root = cache / f"synthetic-scenes-{config.key}"
+def _cached(root: Path, generate: Callable[[Path], None]) -> Path:
+    """``root``, generated by ``generate(folder)`` on first use (atomically, so parallel callers are safe)."""
     if (root / META_FILE).exists():
-        logger.info("reusing the synthetic corpus in %s", root)
-        return Corpus(root, config)
-    cache.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".synthetic-", dir=cache))
+        logger.info("reusing the generated corpus in %s", root)
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".synthetic-", dir=root.parent))
     try:
-        logger.info("generating the synthetic corpus in %s", root)
-        _generate(staging / "corpus", config)
+        logger.info("generating a corpus in %s", root)
+        generate(staging / "corpus")
         try:
             (staging / "corpus").rename(root)
         except OSError:
@@ -617,7 +690,22 @@ def ensure_corpus(config: CorpusConfig | None = None, cache_dir: str | Path | No
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return Corpus(root, config)
+    return root
+
+
+def ensure_corpus(config: CorpusConfig | None = None, cache_dir: str | Path | None = None) -> Corpus:
+    """Return the scene corpus of ``config``, generating it on first use."""
+    config = config or CorpusConfig()
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return Corpus(_cached(cache / f"synthetic-scenes-{config.key}", lambda root: _generate(root, config)), config)
+
+
+def ensure_source_corpus(config: SourceCorpusConfig | None = None, cache_dir: str | Path | None = None) -> Path:
+    """The ``meta.csv`` of a source-tagging corpus (multi-label ``labels`` column: the sources each clip holds),
+    generated on first use; for pre-training, as AudioSet is used for the real teachers."""
+    config = config or SourceCorpusConfig()
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return _cached(cache / f"synthetic-sources-{config.key}", lambda root: _generate_sources(root, config)) / META_FILE
 
 
 def generate_recording(
