@@ -8,6 +8,7 @@ import pytest
 
 from tympan.cli import main
 from tympan.data import synthetic
+from tympan.demo import report
 
 
 @pytest.mark.slow
@@ -20,6 +21,9 @@ def test_quick_demo_writes_report_metrics_and_figures(tmp_path, capsys):
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["run"]["quick"] is True
     assert len(metrics["teachers"]) == 2 and len(metrics["students"]) == 3
+    train_devices = metrics["corpus"]["train_clips_per_device"]
+    assert set(train_devices) == set(synthetic.SEEN_DEVICES)
+    assert train_devices["a"] > 0.6 * sum(train_devices.values())  # TAU22's mix: device a holds most clips
     for name, model in metrics["models"].items():
         assert 0.0 <= model["accuracy"] <= 1.0, name
         assert set(model["per_device"]) == set(synthetic.DEVICES)
@@ -36,13 +40,34 @@ def test_quick_demo_writes_report_metrics_and_figures(tmp_path, capsys):
     tagging = metrics["tagging"]
     assert [segment[2] for segment in tagging["truth"]][:2] == ["park", "street_traffic"]
     assert 0.0 <= tagging["window_accuracy"] <= 1.0
-    for verdict in ("kd_vs_no_kd", "device_augmentation_unseen", "seen_vs_unseen"):
+    for verdict in report.COMPARISONS:
         assert metrics["findings"][verdict]["verdict"] in ("better", "worse", "within noise")
+    assert metrics["across_seeds"]["seeds"] == 1
 
-    report = (output / "report.md").read_text()
-    assert all(name in report for name in metrics["models"])
-    assert "Did KD beat no-KD" in report and "unseen devices" in report
+    text = (output / "report.md").read_text()
+    assert all(name in text for name in metrics["models"])
+    assert "Did KD beat no-KD" in text and "unseen devices" in text and "Did the teachers beat" in text
     for figure in ("per_device_accuracy", "confusion_matrix", "training_curves", "timeline"):
         path = output / f"{figure}.png"
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5_000, figure
-        assert f"({figure}.png)" in report
+        assert f"({figure}.png)" in text
+
+
+def test_across_seeds_reports_mean_and_standard_error_of_each_comparison():
+    def seed(kd_delta: float, accuracy: float) -> tuple[dict, dict]:
+        findings = {name: {"delta": kd_delta} for name in report.COMPARISONS}
+        return findings, {"student": {"accuracy": accuracy, "accuracy_seen": 0.7, "accuracy_unseen": 0.5}}
+
+    runs = [seed(0.04, 0.60), seed(0.05, 0.62), seed(0.06, 0.64)]
+    across = report.across_seeds([f for f, _ in runs], [m for _, m in runs])
+    kd = across["comparisons"]["kd_vs_no_kd"]
+    assert across["seeds"] == 3 and kd["values"] == [0.04, 0.05, 0.06]
+    assert kd["mean"] == pytest.approx(0.05) and kd["standard_error"] == pytest.approx(0.01 / 3**0.5)
+    assert kd["verdict"] == "better"
+    student = across["models"]["student"]
+    assert student["accuracy"]["mean"] == pytest.approx(0.62)
+    assert student["accuracy_seen"]["standard_error"] == pytest.approx(0.0, abs=1e-12)
+    single = report.across_seeds([runs[0][0]], [runs[0][1]])["comparisons"]["kd_vs_no_kd"]
+    assert single["standard_error"] is None and single["verdict"] == "one seed"
+    noisy = report.across_seeds([{**runs[0][0], "kd_vs_no_kd": {"delta": d}} for d in (0.05, -0.04)], [{}, {}])
+    assert noisy["comparisons"]["kd_vs_no_kd"]["verdict"] == "within noise"

@@ -11,6 +11,7 @@ import pytest
 import soundfile
 
 from tympan.data import devices, synthetic
+from tympan.data.metadata import read_csv
 from tympan.errors import ConfigError
 
 REAL_DIRS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "dirs"
@@ -136,3 +137,13 @@ def test_generated_impulse_responses_are_new_causal_devices_of_the_family():
 @pytest.mark.skipif(not REAL_DIRS.is_dir(), reason="../shared/data/dirs (the 66 real impulse responses) is absent")
 def test_microphone_family_constants_are_the_measured_figures():
     assert devices.measure_family(REAL_DIRS) == devices.MICROPHONES
+
+
+def test_source_corpus_is_multi_label_tagging_data(tmp_path):
+    metadata = synthetic.ensure_source_corpus(synthetic.SourceCorpusConfig(train_clips=6, val_clips=3), tmp_path)
+    table = read_csv(metadata, labels=synthetic.SOURCES)
+    assert [r.split for r in table.records] == ["train"] * 6 + ["val"] * 3
+    assert all(len(r.targets) >= 1 for r in table.records)
+    assert len({r.targets for r in table.records}) > 1  # different sources in different clips
+    audio, rate = soundfile.read(table.records[0].source)
+    assert rate == 32000 and audio.shape == (32000,) and np.abs(audio).max() > 1e-4
