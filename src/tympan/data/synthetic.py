@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import soundfile
+from tqdm import tqdm
 
 from ..errors import ConfigError
 from .devices import MICROPHONES, ResponseFamily, interpolate_bands, minimum_phase_fir
@@ -623,6 +624,7 @@ def _generate(root: Path, config: CorpusConfig, chunk: int = 128) -> None:
     samples = round(config.sample_rate * config.clip_seconds)
     rows = []
     (root / "audio").mkdir(parents=True)
+    progress = tqdm(total=len(plan), desc="generate the scene corpus", unit="instance")
     for begin in range(0, len(plan), chunk):
         part = plan[begin : begin + chunk]
         dry, captions = render_scenes([p[1] for p in part], [p[2] for p in part], samples, config.sample_rate, rng)
@@ -643,6 +645,8 @@ def _generate(root: Path, config: CorpusConfig, chunk: int = 128) -> None:
                         "caption": caption,
                     }
                 )
+        progress.update(len(part))
+    progress.close()
     _write_metadata(root, rows, META_COLUMNS, config)
 
 
@@ -653,6 +657,7 @@ def _generate_sources(root: Path, config: SourceCorpusConfig, chunk: int = 128) 
     splits = ["train"] * config.train_clips + ["val"] * config.val_clips
     rows = []
     (root / "audio").mkdir(parents=True)
+    progress = tqdm(total=len(splits), desc="generate the source-tagging corpus", unit="clip")
     for begin in range(0, len(splits), chunk):
         dry, present = render_sources(min(chunk, len(splits) - begin), samples, config.sample_rate, rng)
         for offset, (clip, tags) in enumerate(zip(dry, present, strict=True)):
@@ -664,6 +669,8 @@ def _generate_sources(root: Path, config: SourceCorpusConfig, chunk: int = 128) 
             rows.append(
                 {"file": relative, "labels": ";".join(names), "split": splits[number], "id": f"sources-{number:05d}"}
             )
+        progress.update(len(dry))
+    progress.close()
     _write_metadata(root, rows, ("file", "labels", "split", "id"), config)
 
 

@@ -235,7 +235,9 @@ def run_demo(config: DemoConfig) -> DemoResult:
     start, cpu_start = time.perf_counter(), time.process_time()
 
     dirs, dir_source = _dir_folder(config, output / "generated_dirs")
-    passt_start = timer.run("pre-train PaSST (cached)", engine.pretrained_passt, size, config.cache_dir)
+    passt_start = timer.run(
+        "pre-trained PaSST (trained once, then cached)", engine.pretrained_passt, size, config.cache_dir
+    )
     run = _train_and_evaluate(config, config.seed, output, dirs, passt_start, timer)
     extra = [
         _train_and_evaluate(config, seed, output / f"seed-{seed}", dirs, passt_start, timer, f"seed {seed}: ")
