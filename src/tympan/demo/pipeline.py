@@ -192,6 +192,11 @@ def _train_and_evaluate(
             **_evaluate(logits_of[name], data.test, labels),
         }
         curves[name] = curve
+        logger.info(
+            "demo: %s: test accuracy %.1f %% (seen devices %.1f %%, unseen %.1f %%)",
+            name,
+            *(100 * models[name][key] for key in ("accuracy", "accuracy_seen", "accuracy_unseen")),
+        )
         return trained
 
     # teachers, and their ensemble logits stored once for the students
