@@ -8,7 +8,8 @@ import pytest
 
 from tympan.cli import main
 from tympan.data import synthetic
-from tympan.demo import report
+from tympan.demo import engine, pipeline, report
+from tympan.models import create
 
 
 @pytest.mark.slow
@@ -71,3 +72,19 @@ def test_across_seeds_reports_mean_and_standard_error_of_each_comparison():
     assert single["standard_error"] is None and single["verdict"] == "one seed"
     noisy = report.across_seeds([{**runs[0][0], "kd_vs_no_kd": {"delta": d}} for d in (0.05, -0.04)], [{}, {}])
     assert noisy["comparisons"]["kd_vs_no_kd"]["verdict"] == "within noise"
+
+
+def test_full_size_teachers_are_larger_than_the_student_and_the_passt_starts_pre_trained(tmp_path):
+    size = pipeline.FULL
+    teachers = engine.teacher_recipes(size, 10, 0, tmp_path / "dirs", tmp_path / "passt.ckpt")
+    student = engine.student_recipe(size, 10, 0, kd=False)
+
+    def params(recipe: engine.Recipe) -> int:
+        return sum(p.numel() for p in create(recipe.arch, **recipe.model_kwargs).parameters())
+
+    assert params(teachers["CP-ResNet teacher"]) == 127_684  # the DCASE23 128K teacher
+    assert all(params(teacher) > 2 * params(student) for teacher in teachers.values())
+    assert teachers["PaSST teacher (pre-trained)"].start == tmp_path / "passt.ckpt"
+    assert all(teacher.dir_folder == tmp_path / "dirs" for teacher in teachers.values())
+    pretraining = engine.pretraining_recipe(size)
+    assert pretraining.multilabel and pretraining.model_kwargs["num_classes"] == len(synthetic.SOURCES)
