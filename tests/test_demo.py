@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from tympan.cli import main
@@ -88,3 +89,14 @@ def test_full_size_teachers_are_larger_than_the_student_and_the_passt_starts_pre
     assert all(teacher.dir_folder == tmp_path / "dirs" for teacher in teachers.values())
     pretraining = engine.pretraining_recipe(size)
     assert pretraining.multilabel and pretraining.model_kwargs["num_classes"] == len(synthetic.SOURCES)
+
+
+def test_compare_uses_the_standard_error_of_paired_differences():
+    old = [1, 0, 1, 0, 1, 0, 1, 0] * 50
+    new = [1, 1, 1, 0, 1, 1, 1, 0] * 50  # right wherever old is, and on a quarter more
+    result = report.compare(new, old)
+    assert result["delta"] == pytest.approx(0.25) and result["pairs"] == 400
+    assert result["standard_error"] == pytest.approx(np.std([0, 1, 0, 0] * 100, ddof=1) / 20)
+    assert result["verdict"] == "better"
+    assert report.compare(old, new)["verdict"] == "worse"
+    assert report.compare([1, 0, 1, 0], [0, 1, 0, 1])["verdict"] == "within noise"

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 __all__ = ["COMPARISONS", "across_seeds", "compare", "write_metrics", "write_report"]
 
 # The report's comparisons: the papers' claims and the conditions they rest on, each "new minus baseline".
@@ -23,16 +25,21 @@ COMPARISONS: dict[str, str] = {
 }
 
 
-def compare(better: float, baseline: float, count: int) -> dict[str, Any]:
-    """Difference of two accuracies on ``count`` clips with its standard error, and whether it exceeds the noise.
+def _verdict(mean: float, error: float) -> str:
+    return "better" if mean > 2 * error else "worse" if mean < -2 * error else "within noise"
 
-    The standard error treats the two accuracies as independent binomial estimates, which is conservative for
-    paired predictions on the same clips.
+
+def compare(new: Sequence[float], old: Sequence[float]) -> dict[str, Any]:
+    """Mean difference of paired scores (per clip, or per scene instance) with its standard error, and whether it
+    exceeds twice that.
+
+    Both sides are scored on the same clips, so the clips' own difficulty cancels: the error is that of the paired
+    differences, smaller than that of two independent binomial accuracies.
     """
-    error = math.sqrt(max(better * (1 - better) + baseline * (1 - baseline), 1e-12) / max(count, 1))
-    delta = better - baseline
-    verdict = "better" if delta > 2 * error else "worse" if delta < -2 * error else "within noise"
-    return {"delta": delta, "standard_error": error, "verdict": verdict}
+    differences = np.asarray(new, dtype=float) - np.asarray(old, dtype=float)
+    delta = float(differences.mean())
+    error = float(differences.std(ddof=1) / np.sqrt(len(differences))) if len(differences) > 1 else math.inf
+    return {"delta": delta, "standard_error": error, "verdict": _verdict(delta, error), "pairs": len(differences)}
 
 
 def _spread(values: list[float]) -> dict[str, Any]:
@@ -41,8 +48,7 @@ def _spread(values: list[float]) -> dict[str, Any]:
     if len(values) < 2:
         return {"values": values, "mean": mean, "standard_error": None, "verdict": "one seed"}
     error = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
-    verdict = "better" if mean > 2 * error else "worse" if mean < -2 * error else "within noise"
-    return {"values": values, "mean": mean, "standard_error": error, "verdict": verdict}
+    return {"values": values, "mean": mean, "standard_error": error, "verdict": _verdict(mean, error)}
 
 
 def across_seeds(
@@ -182,8 +188,10 @@ def write_report(metrics: Mapping[str, Any], path: Path) -> Path:
         f"- The teacher ensemble reaches {_percent(metrics['ensemble']['accuracy'])} on the test split "
         f"(seen {_percent(metrics['ensemble']['accuracy_seen'])}, unseen "
         f"{_percent(metrics['ensemble']['accuracy_unseen'])}).",
-        f"- Standard errors are binomial over the {metrics['corpus']['clips']['test']} test clips "
-        f"({findings['unseen_clips']} on unseen devices); a difference counts only beyond two of them.",
+        f"- Standard errors are those of paired differences: per test clip for two models "
+        f"({metrics['corpus']['clips']['test']} clips, {findings['unseen_clips']} on unseen devices), per scene "
+        "instance for seen against unseen devices (every test instance is recorded by every device); a difference "
+        "counts only beyond two of them.",
         "",
         *_seeds_section(metrics["across_seeds"]),
         "## Models",
