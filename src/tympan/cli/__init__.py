@@ -56,6 +56,25 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+class _NoAdvertising(logging.Filter):
+    """Drops Lightning's "💡 Tip" lines: they advertise other products and say nothing about the user's run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("💡")
+
+
+def _configure_logging(verbose: bool) -> None:
+    """One handler for everything: Lightning's loggers lose the handler they add for themselves when imported
+    before logging is configured, which would otherwise print each of their lines twice."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        lightning = logging.getLogger(name)
+        lightning.handlers.clear()
+        lightning.propagate = True
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_NoAdvertising())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tympan`` console script; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -65,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown and not getattr(args, "forward_unknown", False):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.forwarded = unknown
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    _configure_logging(args.verbose)
     if args.command is None:
         parser.print_help()
         return 2

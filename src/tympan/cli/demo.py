@@ -25,11 +25,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="folder of device impulse responses (WAV) for DIR; default: a generated set",
     )
-    parser.add_argument("--cache", type=Path, default=None, help="corpus cache folder (default: $TYMPAN_CACHE/data)")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="cache folder of the generated corpora and the pre-trained PaSST (default: $TYMPAN_CACHE/data)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the corpus and the models (default: 0)")
     parser.add_argument("--sed", action="store_true",
                         help="the sound-event-detection section instead: frame students with / without KD against "
                         "the clip-window timeline (PSDS1, onset error)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="run this many seeds (--seed, --seed + 1, ...) and report mean ± standard error across them",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -37,12 +48,14 @@ def run(args: argparse.Namespace) -> int:
     if args.sed:
         return _run_sed(args)
     from ..demo import DemoConfig, run_demo
+    from ..demo.report import COMPARISONS
 
     logging.getLogger("tympan.demo").setLevel(logging.INFO)  # stage-by-stage progress even without -v
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # not one "GPU available" line per model
-    result = run_demo(
-        DemoConfig(output=args.output, quick=args.quick, dirs=args.dirs, cache_dir=args.cache, seed=args.seed)
+    config = DemoConfig(
+        output=args.output, quick=args.quick, dirs=args.dirs, cache_dir=args.cache, seed=args.seed, seeds=args.seeds
     )
+    result = run_demo(config)
     findings = result.metrics["findings"]
     print(f"demo finished in {result.metrics['run']['seconds']:.0f} s")
     for name in result.metrics["students"]:
@@ -55,6 +68,14 @@ def run(args: argparse.Namespace) -> int:
         f"  KD vs no KD: {findings['kd_vs_no_kd']['verdict']}; DIR + Freq-MixStyle on unseen devices: "
         f"{findings['device_augmentation_unseen']['verdict']}"
     )
+    across = result.metrics["across_seeds"]
+    if across["seeds"] > 1:
+        for name, title in COMPARISONS.items():
+            entry = across["comparisons"][name]
+            print(
+                f"  {title}: {100 * entry['mean']:+.1f} ± {100 * entry['standard_error']:.1f} points over "
+                f"{across['seeds']} seeds ({entry['verdict']})"
+            )
     print(f"report:  {result.report}")
     print(f"metrics: {result.metrics_file}")
     print(f"figures: {', '.join(str(p) for p in result.figures)}")

@@ -1,12 +1,23 @@
-"""A procedural acoustic-scene corpus: the embedded default data of the demo and the tests.
+"""A procedural acoustic-scene corpus that poses TAU22's device problem: the embedded data of the demo and the tests.
 
 No public dataset can be downloaded everywhere, so tympan generates one. Each clip layers sound sources
 (traffic rumble, passing vehicles, rain, bird chirps, babble, rail clatter, brakes, wind, mains hum, engines,
 footsteps, announcement chimes) drawn with scene-dependent probabilities and levels. Most sources occur in several
-scenes, and loudness is randomised per clip, so no single cue separates the classes. Every scene instance is
-"recorded" through simulated devices (a fixed random frequency response, band limits, gain, a mild non-linearity
-and a noise floor); as in TAU Urban Acoustic Scenes 2022 the devices ``s4``-``s6`` appear only in the test split,
-where each instance is recorded by every device so that per-device accuracies compare the same content.
+scenes, and loudness is randomised per clip, so no single cue separates the classes.
+
+The recording setup mirrors TAU Urban Acoustic Scenes 2022 Mobile, development set (fold 1):
+
+* the training split's device mix: 102,150 of its 139,620 one-second clips (73.2 %) come from device ``a``,
+  7,490 from ``b``, 7,480 from ``c`` and 7,500 from each of ``s1``-``s3`` (5.4 % each); every class gets that mix
+  (:data:`TAU22_TRAIN_CLIPS`; the validation split too);
+* devices ``s4``-``s6`` appear only in the test split, and the test split is balanced over the nine devices (TAU22:
+  3,300 clips per device, 3,290 for ``b`` and ``c``): each test scene instance is recorded by every device, so
+  per-device accuracies compare the same content;
+* device responses differ as much as real microphones do: each device's magnitude response is a draw from
+  :data:`tympan.data.devices.MICROPHONES`, the family measured on the 66 real MicIRP impulse responses of the DCASE23
+  DIR set. Device ``a``, the high-quality reference recorder of TAU22, has the family's mean response. On top of it
+  a device has a level, a mild non-linearity and a noise floor (not measurable from impulse responses, hence drawn
+  from fixed ranges).
 
 The class names are those of TAU22 so the demo tells the DCASE23 story with the real label set. The corpus is
 written as WAV files plus ``meta.csv`` in the generic layout of :mod:`tympan.data` (columns ``file``, ``label``,
@@ -23,14 +34,17 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile
+from tqdm import tqdm
 
 from ..errors import ConfigError
+from .devices import MICROPHONES, ResponseFamily, interpolate_bands, minimum_phase_fir
 
 __all__ = [
     "CITIES",
@@ -38,23 +52,28 @@ __all__ = [
     "SCENES",
     "SEEN_DEVICES",
     "SOURCES",
+    "TAU22_TRAIN_CLIPS",
     "UNSEEN_DEVICES",
     "Corpus",
     "CorpusConfig",
     "Device",
     "Recording",
+    "SourceCorpusConfig",
     "default_cache_dir",
     "device_impulse_responses",
+    "device_mix",
     "ensure_corpus",
+    "ensure_source_corpus",
     "generate_recording",
     "record",
     "render_scenes",
     "render_source",
+    "render_sources",
 ]
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 META_FILE = "meta.csv"
 META_COLUMNS = ("file", "label", "device", "city", "split", "id", "caption")
 
@@ -116,54 +135,64 @@ CITIES: dict[str, tuple[float, float]] = {
 
 @dataclass(frozen=True)
 class Device:
-    """A simulated recording device: a fixed magnitude response, gain, non-linearity and noise floor."""
+    """A simulated recording device: a magnitude response in dB per band, level, non-linearity and noise floor."""
 
     name: str
-    seed: int
-    highpass_hz: float
-    lowpass_hz: float
+    band_db: tuple[float, ...]
     gain_db: float
     drive: float
     noise_db: float
 
     def response(self, frequencies: np.ndarray) -> np.ndarray:
-        """Linear magnitude response at ``frequencies`` (Hz): band limits times a few random resonances."""
-        rng = np.random.default_rng(self.seed + 7919)
-        centres = np.exp(rng.uniform(np.log(150.0), np.log(12000.0), size=6))
-        widths = rng.uniform(0.2, 0.8, size=6)  # in natural-log units of frequency
-        gains = rng.uniform(-9.0, 9.0, size=6)
-        log_f = np.log(np.maximum(frequencies, 1.0))[..., None]
-        shape_db = (gains * np.exp(-0.5 * ((log_f - np.log(centres)) / widths) ** 2)).sum(-1)
-        f = np.maximum(frequencies, 1e-3)
-        band = 1.0 / np.sqrt(1.0 + (self.highpass_hz / f) ** 4) / np.sqrt(1.0 + (f / self.lowpass_hz) ** 8)
-        return band * 10.0 ** (shape_db / 20.0)
+        """Linear magnitude response at ``frequencies`` (Hz)."""
+        return interpolate_bands(self.band_db, frequencies)
 
 
-def _make_device(name: str, seed: int) -> Device:
+def _make_device(name: str, seed: int, family: ResponseFamily = MICROPHONES) -> Device:
+    """A device with a response and level drawn from ``family``; the rest from ranges that keep clips clean."""
     rng = np.random.default_rng(seed)
+    band_db, level_db = family.draw(rng)
     return Device(
         name=name,
-        seed=seed,
-        highpass_hz=float(rng.uniform(40.0, 300.0)),
-        lowpass_hz=float(rng.uniform(4500.0, 14000.0)),
-        gain_db=float(rng.uniform(-6.0, 6.0)),
+        band_db=tuple(float(v) for v in band_db),
+        gain_db=level_db,
         drive=float(rng.uniform(1.0, 3.0)),
         noise_db=float(rng.uniform(-62.0, -46.0)),
     )
 
 
-SEEN_DEVICES: tuple[str, ...] = ("a", "b", "c", "s1", "s2", "s3")
+def _reference_device(name: str) -> Device:
+    """TAU22's device ``a``: a high-quality recorder, here the family's mean response at its mean level."""
+    return Device(name, MICROPHONES.mean_db, MICROPHONES.level_db, drive=1.0, noise_db=-66.0)
+
+
+# Training clips per device of TAU22 Mobile development, fold 1 (``evaluation_setup/fold1_train.csv``).
+TAU22_TRAIN_CLIPS: dict[str, int] = {"a": 102_150, "b": 7_490, "c": 7_480, "s1": 7_500, "s2": 7_500, "s3": 7_500}
+SEEN_DEVICES: tuple[str, ...] = tuple(TAU22_TRAIN_CLIPS)
 UNSEEN_DEVICES: tuple[str, ...] = ("s4", "s5", "s6")
 DEVICES: dict[str, Device] = {
-    name: _make_device(name, 1000 + index) for index, name in enumerate(SEEN_DEVICES + UNSEEN_DEVICES)
+    "a": _reference_device("a"),
+    **{name: _make_device(name, 1000 + index) for index, name in enumerate(SEEN_DEVICES[1:] + UNSEEN_DEVICES, 1)},
 }
+
+
+def device_mix(count: int) -> list[str]:
+    """The devices of ``count`` training clips in TAU22's proportions (largest remainders, so the counts add up)."""
+    total = sum(TAU22_TRAIN_CLIPS.values())
+    exact = {device: count * clips / total for device, clips in TAU22_TRAIN_CLIPS.items()}
+    counts = {device: int(share) for device, share in exact.items()}
+    by_remainder = sorted(exact, key=lambda d: exact[d] - counts[d], reverse=True)
+    for device in by_remainder[: count - sum(counts.values())]:
+        counts[device] += 1
+    return [device for device, n in counts.items() for _ in range(n)]
 
 
 @dataclass(frozen=True)
 class CorpusConfig:
     """Size and seed of a generated corpus; every field enters the cache key.
 
-    Train and validation instances are each recorded by one seen device; test instances by every device.
+    Train and validation instances are each recorded by one seen device, in TAU22's training mix; test instances
+    by every device.
     """
 
     train_per_class: int = 240
@@ -181,8 +210,29 @@ class CorpusConfig:
     @property
     def key(self) -> str:
         """Short hash naming the cache folder of this configuration."""
-        text = json.dumps({"version": FORMAT_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        return _key(self)
+
+
+def _key(config: CorpusConfig | SourceCorpusConfig) -> str:
+    text = json.dumps(
+        {"version": FORMAT_VERSION, "kind": type(config).__name__, **dataclasses.asdict(config)}, sort_keys=True
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class SourceCorpusConfig:
+    """Size and seed of a source-tagging corpus (:func:`ensure_source_corpus`); every field enters the cache key."""
+
+    train_clips: int = 2000
+    val_clips: int = 200
+    seed: int = 0
+    sample_rate: int = 32000
+    clip_seconds: float = 1.0
+
+    @property
+    def key(self) -> str:
+        return _key(self)
 
 
 @dataclass(frozen=True)
@@ -475,20 +525,15 @@ def _caption(rng: np.random.Generator, present: list[tuple[float, str]]) -> str:
     return f"{phrases[0]} while {phrases[1]} and {phrases[2]}"
 
 
-def render_scenes(
-    scenes: Sequence[str], cities: Sequence[str], samples: int, sample_rate: int, rng: np.random.Generator
-) -> tuple[np.ndarray, list[str]]:
-    """Render dry (device-free) scene audio [B, samples] and one caption per row.
+def _mix_sources(
+    probability: np.ndarray, level_db: np.ndarray, cities: Sequence[str], samples: int, sample_rate: int, rng
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dry mixtures [B, samples] of sources present with ``probability`` [B, S] (at least one per row) at
+    ``level_db`` ± 4 dB, then at a random overall level (-16 ± 8 dB) so that loudness identifies nothing.
 
-    Sources are drawn per row with the scene's probabilities (at least one per row) and mixed at random levels;
-    a random overall level (-16 ± 8 dB) keeps loudness from identifying the scene.
+    Returns the mixtures, which sources are present [B, S] and their linear levels [B, S].
     """
-    unknown = sorted(set(scenes) - set(SCENES)) + sorted(set(cities) - set(CITIES))
-    if unknown:
-        raise ConfigError(f"unknown scene or city {unknown}; choose from {sorted(SCENES)} and {sorted(CITIES)}")
-    rows = len(scenes)
-    probability = np.array([[SCENES[s].get(src, (0.0, 0.0))[0] for src in SOURCES] for s in scenes])
-    level_db = np.array([[SCENES[s].get(src, (0.0, -30.0))[1] for src in SOURCES] for s in scenes])
+    rows = len(probability)
     present = rng.uniform(size=probability.shape) < probability
     strongest = np.argmax(probability * rng.uniform(0.5, 1.0, probability.shape), axis=1)
     present[np.arange(rows), strongest] = True
@@ -502,8 +547,39 @@ def render_scenes(
             audio = _RENDER[source](rng, chosen.size, samples, sample_rate, mains[chosen], pitch[chosen])
             mix[chosen] += audio * levels[chosen, index, None].astype(np.float32)
     mix *= (10.0 ** (rng.uniform(-24.0, -8.0, rows) / 20.0)).astype(np.float32)[:, None]
-    captions = [_caption(rng, [(levels[r, i], s) for i, s in enumerate(SOURCES) if present[r, i]]) for r in range(rows)]
+    return mix, present, levels
+
+
+def render_scenes(
+    scenes: Sequence[str], cities: Sequence[str], samples: int, sample_rate: int, rng: np.random.Generator
+) -> tuple[np.ndarray, list[str]]:
+    """Render dry (device-free) scene audio [B, samples] and one caption per row.
+
+    Sources are drawn per row with the scene's probabilities and mixed at random levels (:func:`_mix_sources`).
+    """
+    unknown = sorted(set(scenes) - set(SCENES)) + sorted(set(cities) - set(CITIES))
+    if unknown:
+        raise ConfigError(f"unknown scene or city {unknown}; choose from {sorted(SCENES)} and {sorted(CITIES)}")
+    probability = np.array([[SCENES[s].get(src, (0.0, 0.0))[0] for src in SOURCES] for s in scenes])
+    level_db = np.array([[SCENES[s].get(src, (0.0, -30.0))[1] for src in SOURCES] for s in scenes])
+    mix, present, levels = _mix_sources(probability, level_db, cities, samples, sample_rate, rng)
+    captions = [
+        _caption(rng, [(levels[r, i], s) for i, s in enumerate(SOURCES) if present[r, i]]) for r in range(len(mix))
+    ]
     return mix, captions
+
+
+def render_sources(
+    clips: int, samples: int, sample_rate: int, rng: np.random.Generator, probability: float = 0.3
+) -> tuple[np.ndarray, np.ndarray]:
+    """Dry clips [B, samples] of sources that occur independently of any scene (each with ``probability``, at
+    -18 dB), and which sources each holds [B, S]: multi-label source tagging data, as AudioSet is for real audio."""
+    shape = (clips, len(SOURCES))
+    cities = [str(c) for c in rng.choice(sorted(CITIES), clips)]
+    mix, present, _ = _mix_sources(
+        np.full(shape, probability), np.full(shape, -18.0), cities, samples, sample_rate, rng
+    )
+    return mix, present
 
 
 def record(audio: np.ndarray, device: Device, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
@@ -515,23 +591,25 @@ def record(audio: np.ndarray, device: Device, sample_rate: int, rng: np.random.G
     return np.clip(saturated + noise, -1.0, 1.0).astype(np.float32)
 
 
-def device_impulse_responses(count: int, sample_rate: int = 32000, length: int = 2048, seed: int = 12345):
-    """Impulse responses of ``count`` new random devices, for DIR augmentation when no real ones are given.
+def device_impulse_responses(count: int, sample_rate: int = 32000, length: int = 4096, seed: int = 12345):
+    """Impulse responses of ``count`` new devices of the same family as :data:`DEVICES`, for DIR augmentation
+    when no real ones are given.
 
-    The devices are drawn from seeds disjoint from :data:`DEVICES`, so they never reproduce a test device.
-    Each response is a linear-phase FIR (the device's magnitude response, windowed) normalised to unit peak.
+    The draws use seeds disjoint from those of :data:`DEVICES`, so they never reproduce a test device. Each response
+    is causal and minimum-phase at the drawn level, not normalised: like the real MicIRP responses DIR is built for.
     """
-    frequencies = np.fft.rfftfreq(length, 1 / sample_rate)
+    frequencies = np.fft.rfftfreq(2 * length, 1 / sample_rate)
     responses = []
     for index in range(count):
         device = _make_device(f"dir{index}", seed + 100_003 * (index + 1))
-        impulse = np.fft.fftshift(np.fft.irfft(device.response(frequencies), n=length)) * np.hanning(length)
-        responses.append((impulse / np.abs(impulse).max()).astype(np.float32))
+        magnitude = device.response(frequencies) * 10.0 ** (device.gain_db / 20)
+        responses.append(minimum_phase_fir(magnitude, length))
     return responses
 
 
 def _split_plan(config: CorpusConfig, rng: np.random.Generator) -> list[tuple[str, str, str, list[str]]]:
-    """(split, scene, city, devices) for every scene instance: one seen device for train/val, all for test."""
+    """(split, scene, city, devices) for every scene instance: train and validation instances are each recorded by
+    one seen device in TAU22's training mix (:func:`device_mix`), test instances by every device."""
     plan = []
     for scene in sorted(SCENES):
         for split, count in (
@@ -539,11 +617,17 @@ def _split_plan(config: CorpusConfig, rng: np.random.Generator) -> list[tuple[st
             ("val", config.val_per_class),
             ("test", config.test_per_class),
         ):
-            for _ in range(count):
-                city = str(rng.choice(sorted(CITIES)))
-                devices = list(DEVICES) if split == "test" else [str(rng.choice(SEEN_DEVICES))]
-                plan.append((split, scene, city, devices))
+            mix = [list(DEVICES)] * count if split == "test" else [[str(d)] for d in rng.permutation(device_mix(count))]
+            plan += [(split, scene, str(rng.choice(sorted(CITIES))), devices) for devices in mix]
     return plan
+
+
+def _write_metadata(root: Path, rows: list[dict[str, str]], columns: Sequence[str], config: Any) -> None:
+    with open(root / META_FILE, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    (root / "config.json").write_text(json.dumps({"version": FORMAT_VERSION, **dataclasses.asdict(config)}))
 
 
 def _generate(root: Path, config: CorpusConfig, chunk: int = 128) -> None:
@@ -552,6 +636,7 @@ def _generate(root: Path, config: CorpusConfig, chunk: int = 128) -> None:
     samples = round(config.sample_rate * config.clip_seconds)
     rows = []
     (root / "audio").mkdir(parents=True)
+    progress = tqdm(total=len(plan), desc="generate the scene corpus", unit="instance")
     for begin in range(0, len(plan), chunk):
         part = plan[begin : begin + chunk]
         dry, captions = render_scenes([p[1] for p in part], [p[2] for p in part], samples, config.sample_rate, rng)
@@ -572,11 +657,33 @@ def _generate(root: Path, config: CorpusConfig, chunk: int = 128) -> None:
                         "caption": caption,
                     }
                 )
-    with open(root / META_FILE, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=META_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    (root / "config.json").write_text(json.dumps({"version": FORMAT_VERSION, **dataclasses.asdict(config)}))
+        progress.update(len(part))
+    progress.close()
+    _write_metadata(root, rows, META_COLUMNS, config)
+
+
+def _generate_sources(root: Path, config: SourceCorpusConfig, chunk: int = 128) -> None:
+    """Every clip through a device of its own, drawn from the microphone family (never one of :data:`DEVICES`)."""
+    rng = np.random.default_rng(config.seed)
+    samples = round(config.sample_rate * config.clip_seconds)
+    splits = ["train"] * config.train_clips + ["val"] * config.val_clips
+    rows = []
+    (root / "audio").mkdir(parents=True)
+    progress = tqdm(total=len(splits), desc="generate the source-tagging corpus", unit="clip")
+    for begin in range(0, len(splits), chunk):
+        dry, present = render_sources(min(chunk, len(splits) - begin), samples, config.sample_rate, rng)
+        for offset, (clip, tags) in enumerate(zip(dry, present, strict=True)):
+            number = begin + offset
+            device = _make_device(f"p{number}", 7_000_000 + 100_000 * config.seed + number)
+            relative = f"audio/sources-{number:05d}.wav"
+            soundfile.write(root / relative, record(clip[None], device, config.sample_rate, rng)[0], config.sample_rate)
+            names = [source for source, on in zip(SOURCES, tags, strict=True) if on]
+            rows.append(
+                {"file": relative, "labels": ";".join(names), "split": splits[number], "id": f"sources-{number:05d}"}
+            )
+        progress.update(len(dry))
+    progress.close()
+    _write_metadata(root, rows, ("file", "labels", "split", "id"), config)
 
 
 def default_cache_dir() -> Path:
@@ -585,19 +692,16 @@ def default_cache_dir() -> Path:
     return Path(base) / "data"
 
 
-def ensure_corpus(config: CorpusConfig | None = None, cache_dir: str | Path | None = None) -> Corpus:
-    """Return the corpus of ``config``, generating it on first use (atomically, so parallel callers are safe)."""
-    config = config or CorpusConfig()
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    root = cache / f"synthetic-scenes-{config.key}"
+def _cached(root: Path, generate: Callable[[Path], None]) -> Path:
+    """``root``, generated by ``generate(folder)`` on first use (atomically, so parallel callers are safe)."""
     if (root / META_FILE).exists():
-        logger.info("reusing the synthetic corpus in %s", root)
-        return Corpus(root, config)
-    cache.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".synthetic-", dir=cache))
+        logger.info("reusing the generated corpus in %s", root)
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".synthetic-", dir=root.parent))
     try:
-        logger.info("generating the synthetic corpus in %s", root)
-        _generate(staging / "corpus", config)
+        logger.info("generating a corpus in %s", root)
+        generate(staging / "corpus")
         try:
             (staging / "corpus").rename(root)
         except OSError:
@@ -605,7 +709,22 @@ def ensure_corpus(config: CorpusConfig | None = None, cache_dir: str | Path | No
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return Corpus(root, config)
+    return root
+
+
+def ensure_corpus(config: CorpusConfig | None = None, cache_dir: str | Path | None = None) -> Corpus:
+    """Return the scene corpus of ``config``, generating it on first use."""
+    config = config or CorpusConfig()
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return Corpus(_cached(cache / f"synthetic-scenes-{config.key}", lambda root: _generate(root, config)), config)
+
+
+def ensure_source_corpus(config: SourceCorpusConfig | None = None, cache_dir: str | Path | None = None) -> Path:
+    """The ``meta.csv`` of a source-tagging corpus (multi-label ``labels`` column: the sources each clip holds),
+    generated on first use; for pre-training, as AudioSet is used for the real teachers."""
+    config = config or SourceCorpusConfig()
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return _cached(cache / f"synthetic-sources-{config.key}", lambda root: _generate_sources(root, config)) / META_FILE
 
 
 def generate_recording(

@@ -6,6 +6,7 @@ that the demo exercises exactly the code a user would run on real data.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -17,6 +18,7 @@ import numpy as np
 import soundfile
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from ..audio.frontend import MelFrontend
 from ..data import synthetic
@@ -28,7 +30,7 @@ from ..export import export_onnx
 from ..models import create
 from ..pipeline import AudioPipeline, load
 from ..tagging import detect_events, plot_timeline, timeline
-from ..train import SceneSystem, export_checkpoint
+from ..train import SceneSystem, TaggingSystem, export_checkpoint
 from ..train.quantize import load_quantized, quantize
 
 __all__ = [
@@ -40,6 +42,8 @@ __all__ = [
     "deploy",
     "load_splits",
     "predict",
+    "pretrained_passt",
+    "pretraining_recipe",
     "store_teacher_logits",
     "student_recipe",
     "tag_recording",
@@ -95,10 +99,16 @@ class Recipe:
     mixstyle: tuple[float, float] | None = None  # (probability, alpha)
     roll_samples: int = 4000
     store: Path | None = None
+    start: Path | None = None  # pre-trained weights to fine-tune (a new head when the labels differ)
+    multilabel: bool = False
     seed: int = 0
 
     def with_store(self, store: Path) -> Recipe:
         return replace(self, store=store) if self.kd else self
+
+    def with_dirs(self, folder: Path) -> Recipe:
+        """The recipe with DIR from ``folder`` (its probability set, as DCASE23's recipes do, per model)."""
+        return replace(self, dir_folder=folder)
 
 
 def load_splits(corpus: synthetic.Corpus) -> Splits:
@@ -120,10 +130,9 @@ def load_splits(corpus: synthetic.Corpus) -> Splits:
 # --- models -----------------------------------------------------------------------------------------------------
 
 
-def teacher_recipes(size: Any, num_classes: int, seed: int) -> dict[str, Recipe]:
-    """A CP-ResNet and a small PaSST, trained from scratch with their DCASE23 teacher augmentation."""
+def _passt_kwargs(size: Any, num_classes: int) -> dict[str, Any]:
     frames = 1 + (round(size.corpus.sample_rate * size.corpus.clip_seconds) - 1) // 320
-    passt = {
+    return {
         "num_classes": num_classes,
         "img_size": (128, frames),
         "patch_size": 16,
@@ -133,6 +142,27 @@ def teacher_recipes(size: Any, num_classes: int, seed: int) -> dict[str, Recipe]
         "num_heads": 4,
         "s_patchout_f": 2,
     }
+
+
+def pretraining_recipe(size: Any, seed: int = 0) -> Recipe:
+    """The small PaSST on multi-label source tagging (BCE), the stand-in for the real teacher's AudioSet training."""
+    return Recipe(
+        "passt",
+        _passt_kwargs(size, len(synthetic.SOURCES)),
+        size.pretrain_epochs,
+        2e-3,
+        1e-3,
+        frontend={"timem": 20, "fmax_aug_range": 1000},
+        roll_samples=10000,
+        multilabel=True,
+        seed=seed,
+    )
+
+
+def teacher_recipes(size: Any, num_classes: int, seed: int, dir_folder: Path, passt_start: Path) -> dict[str, Recipe]:
+    """DCASE23's two teacher families, both larger than the student, with their teacher augmentation (DIR on
+    device ``a`` with p 0.4 / 0.6, Freq-MixStyle 0.8 / 0.4 and 0.4 / 0.4): the CP-ResNet trained from scratch, the
+    PaSST fine-tuned from its source-tagging pre-training (``passt_start``)."""
     return {
         "CP-ResNet teacher": Recipe(
             "cp_resnet",
@@ -140,18 +170,23 @@ def teacher_recipes(size: Any, num_classes: int, seed: int) -> dict[str, Recipe]
             size.teacher_epochs,
             3e-3,
             1e-3,
+            dir_folder=dir_folder,
+            dir_probability=0.4,
             mixstyle=(0.8, 0.4),
             seed=seed,
         ),
-        "PaSST teacher (small)": Recipe(
+        "PaSST teacher (pre-trained)": Recipe(
             "passt",
-            passt,
-            size.teacher_epochs,
-            2e-3,
+            _passt_kwargs(size, num_classes),
+            size.passt_epochs,
             1e-3,
+            1e-3,
+            dir_folder=dir_folder,
+            dir_probability=0.6,
             mixstyle=(0.4, 0.4),
             frontend={"timem": 20, "fmax_aug_range": 1000},
             roll_samples=10000,
+            start=passt_start,
             seed=seed,
         ),
     }
@@ -159,7 +194,7 @@ def teacher_recipes(size: Any, num_classes: int, seed: int) -> dict[str, Recipe]
 
 def student_recipe(size: Any, num_classes: int, seed: int, kd: bool, dir_folder: Path | None = None) -> Recipe:
     """A CP-Mobile student narrower than the submission (it must train in the demo's minutes), the DCASE23 KD
-    loss (λ 0.02, T 2) and, with ``dir_folder``, DIR (p 0.6) and Freq-MixStyle (p 0.4, α 0.3).
+    loss (λ 0.02, T 2) and, with ``dir_folder``, DIR (p 0.6, device ``a``) and Freq-MixStyle (p 0.4, α 0.3).
 
     Every student has the same seed, hence the same initial weights and data order.
     """
@@ -193,10 +228,11 @@ def write_impulse_responses(responses: Sequence[np.ndarray], folder: Path, sampl
 
 
 class _Curve(L.Callback):
-    """Mean training loss and validation accuracy of every epoch (validation runs before ``on_train_epoch_end``)."""
+    """Mean training loss and the validation metric of every epoch (validation runs before ``on_train_epoch_end``)."""
 
-    def __init__(self) -> None:
-        self.curve: dict[str, list[float]] = {"train_loss": [], "val_accuracy": []}
+    def __init__(self, metric: str) -> None:
+        self.metric = metric
+        self.curve: dict[str, list[float]] = {"train_loss": [], f"val_{metric}": []}
         self._losses: list[float] = []
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, *args: Any) -> None:
@@ -204,36 +240,63 @@ class _Curve(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self.curve["train_loss"].append(float(np.mean(self._losses)))
-        self.curve["val_accuracy"].append(float(trainer.callback_metrics["val/accuracy"]))
+        self.curve[f"val_{self.metric}"].append(float(trainer.callback_metrics[f"val/{self.metric}"]))
         self._losses.clear()
 
 
-def train(data: Splits, recipe: Recipe, checkpoint: Path | None = None) -> tuple[nn.Module, dict[str, list[float]]]:
-    """Train ``recipe`` with :class:`tympan.train.SceneSystem` on the corpus CSV; returns the network (eval mode)
-    and its per-epoch curve, and writes a self-describing checkpoint when asked."""
+class _Progress(L.Callback):
+    """One bar per training run, counting its optimizer steps, with the epoch and the last validation metric."""
+
+    def __init__(self, name: str, metric: str) -> None:
+        self.name, self.metric = name, metric
+        self._bar: tqdm | None = None
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        total = int(trainer.estimated_stepping_batches)
+        self._bar = tqdm(total=total, desc=self.name, unit="step", dynamic_ncols=True, leave=True)
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
+        self._bar.update(1)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        value = float(trainer.callback_metrics[f"val/{self.metric}"])
+        self._bar.set_postfix_str(
+            f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}, val {self.metric} {value:.3f}"
+        )
+
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._bar.close()
+
+
+def train(
+    metadata: Path, labels: Sequence[str], recipe: Recipe, name: str, checkpoint: Path | None = None
+) -> tuple[nn.Module, dict[str, list[float]]]:
+    """Train ``recipe`` on the corpus CSV ``metadata`` with :class:`tympan.train.SceneSystem` (or
+    :class:`~tympan.train.TaggingSystem` for a multi-label recipe) under a progress bar named ``name``; returns the
+    network (eval mode) and its per-epoch curve, and writes a self-describing checkpoint when asked."""
     L.seed_everything(recipe.seed, verbose=False)
     datamodule = AudioDataModule(
-        str(data.metadata),
-        labels=data.labels,
+        str(metadata),
+        labels=labels,
         clip_seconds=1.0,
         batch_size=recipe.batch_size,
         check_files=False,
         seed=recipe.seed,
     )
     ramp = recipe.epochs // 2
-    augment = {"roll_samples": recipe.roll_samples}
+    augment: dict[str, Any] = {"roll_samples": recipe.roll_samples}
     if recipe.mixstyle is not None:
         augment.update(mixstyle_p=recipe.mixstyle[0], mixstyle_alpha=recipe.mixstyle[1])
-    if recipe.dir_folder is not None:
-        augment.update(
-            dir_folder=str(recipe.dir_folder), dir_prob=recipe.dir_probability, dir_devices=list(synthetic.SEEN_DEVICES)
-        )
+    if recipe.dir_folder is not None:  # DCASE23: only device a, the one with most of the training clips
+        augment.update(dir_folder=str(recipe.dir_folder), dir_prob=recipe.dir_probability, dir_devices=["a"])
     if recipe.kd:
         augment.update(teacher_logits=str(recipe.store), kd_lambda=recipe.kd_lambda, temperature=recipe.temperature)
-    system = SceneSystem(
+    system_class = TaggingSystem if recipe.multilabel else SceneSystem
+    system = system_class(
         recipe.arch,
         model_kwargs=recipe.model_kwargs,
-        labels=list(data.labels),
+        labels=list(labels),
+        checkpoint=str(recipe.start) if recipe.start is not None else None,
         frontend=recipe.frontend,
         lr=recipe.learning_rate,
         weight_decay=recipe.weight_decay,
@@ -244,13 +307,14 @@ def train(data: Splits, recipe: Recipe, checkpoint: Path | None = None) -> tuple
         seed=recipe.seed,
         **augment,
     )
-    curve = _Curve()
+    metric = "mAP" if recipe.multilabel else "accuracy"
+    curve = _Curve(metric)
     trainer = L.Trainer(
         max_epochs=recipe.epochs,
         accelerator="cpu",
         devices=1,
         logger=False,
-        callbacks=[curve],
+        callbacks=[curve, _Progress(name, metric)],
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -260,6 +324,20 @@ def train(data: Splits, recipe: Recipe, checkpoint: Path | None = None) -> tuple
     if checkpoint is not None:
         export_checkpoint(system, checkpoint, {k: float(v) for k, v in trainer.callback_metrics.items()})
     return system.model.eval(), curve.curve
+
+
+def pretrained_passt(size: Any, cache_dir: Path | None) -> Path:
+    """The small PaSST pre-trained on source tagging of generated audio, trained once and cached next to the
+    generated corpora (``$TYMPAN_CACHE/data`` by default): later runs start from the stored weights."""
+    recipe = pretraining_recipe(size)
+    corpus = synthetic.ensure_source_corpus(size.pretrain_corpus, cache_dir)
+    key = hashlib.sha256(repr((recipe, size.pretrain_corpus)).encode()).hexdigest()[:12]
+    path = corpus.parent.parent / f"passt-sources-{key}.ckpt"
+    if path.exists():
+        logger.info("reusing the pre-trained PaSST in %s", path)
+        return path
+    train(corpus, synthetic.SOURCES, recipe, "pre-train PaSST (source tagging)", checkpoint=path)
+    return path
 
 
 def _pipeline(model: nn.Module, labels: Sequence[str], backend: str = "torch") -> AudioPipeline:

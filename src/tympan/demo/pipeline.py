@@ -7,10 +7,11 @@ in which order, at which size, and collects the numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 from ..data import synthetic
+from ..errors import ConfigError
 from ..eval.metrics import classification_metrics
 from . import engine, plots, report
 
@@ -35,7 +37,10 @@ class Size:
     """How big each part of the run is; the full size fits 10 minutes on 2 CPU cores, the quick one about 1."""
 
     corpus: synthetic.CorpusConfig
+    pretrain_corpus: synthetic.SourceCorpusConfig
+    pretrain_epochs: int
     teacher_epochs: int
+    passt_epochs: int
     student_epochs: int
     qat_epochs: int
     student_width: int
@@ -47,18 +52,24 @@ class Size:
 
 FULL = Size(
     corpus=synthetic.CorpusConfig(train_per_class=150, val_per_class=20, test_per_class=20),
+    pretrain_corpus=synthetic.SourceCorpusConfig(train_clips=2000, val_clips=200),
+    pretrain_epochs=6,
     teacher_epochs=10,
+    passt_epochs=6,
     student_epochs=8,
     qat_epochs=1,
     student_width=16,
-    teacher_width=16,
+    teacher_width=32,
     passt_dim=64,
     passt_depth=2,
     segment_seconds=6.0,
 )
 QUICK = Size(
     corpus=synthetic.CorpusConfig.quick(),
+    pretrain_corpus=synthetic.SourceCorpusConfig(train_clips=96, val_clips=32),
+    pretrain_epochs=1,
     teacher_epochs=1,
+    passt_epochs=1,
     student_epochs=2,
     qat_epochs=1,
     student_width=16,
@@ -79,6 +90,8 @@ class DemoConfig:
         dirs: folder of device impulse responses for DIR; None generates a set disjoint from the test devices.
         cache_dir: where the generated corpus is cached (default :func:`tympan.data.synthetic.default_cache_dir`).
         seed: seeds the corpus and every model initialisation.
+        seeds: how many seeds to run (``seed``, ``seed + 1``, ...): the report gives each comparison's mean and
+            standard error across them; only the first seed is deployed and tags the recording.
     """
 
     output: Path = Path("demo_output")
@@ -86,6 +99,7 @@ class DemoConfig:
     dirs: Path | None = None
     cache_dir: Path | None = None
     seed: int = 0
+    seeds: int = 1
 
     @property
     def size(self) -> Size:
@@ -128,112 +142,150 @@ def _evaluate(logits: np.ndarray, split: engine.Split, labels: list[str]) -> dic
     }
 
 
+def _instance_accuracy(correct: np.ndarray, split: engine.Split, devices: Sequence[str]) -> np.ndarray:
+    """Accuracy over ``devices`` of each test scene instance (clip ids are ``<instance>-<device>``; the test split
+    records every instance by every device, so device groups compare on the same content)."""
+    instances = np.unique([clip.rsplit("-", 1)[0] for clip in split.ids], return_inverse=True)[1]
+    chosen = np.isin(split.devices, devices)
+    hits = np.bincount(instances[chosen], weights=correct[chosen].astype(float), minlength=instances.max() + 1)
+    return hits / np.bincount(instances[chosen], minlength=instances.max() + 1)
+
+
 def _dir_folder(config: DemoConfig, folder: Path) -> tuple[Path, str]:
     """The impulse responses for DIR: the user's folder, or a generated set (new devices, not the test ones)."""
     if config.dirs is not None:
         return config.dirs, f"impulse responses from {config.dirs}"
-    count = 12
+    count = 24
     engine.write_impulse_responses(synthetic.device_impulse_responses(count), folder)
-    return folder, f"{count} generated device responses (disjoint from the test devices)"
+    return folder, f"{count} generated device responses (the corpus's microphone family, not the test devices)"
 
 
-def run_demo(config: DemoConfig) -> DemoResult:
-    """Run the whole demo and write ``report.md``, ``metrics.json`` and the figures into ``config.output``."""
+@dataclass
+class _SeedRun:
+    """Everything one seed trained and measured."""
+
+    data: engine.Splits
+    corpus: synthetic.Corpus
+    teachers: list[str]
+    models: dict[str, dict[str, Any]]
+    curves: dict[str, dict[str, list[float]]]
+    students: dict[str, torch.nn.Module]
+    checkpoints: dict[str, Path]
+    ensemble: dict[str, Any]
+    findings: dict[str, Any]
+
+
+def _train_and_evaluate(
+    config: DemoConfig, seed: int, output: Path, dirs: Path, passt_start: Path, timer: _Timer, prefix: str = ""
+) -> _SeedRun:
+    """Corpus, teachers, stored ensemble logits and the three students of one seed, evaluated per device."""
     size = config.size
-    output = config.output
-    output.mkdir(parents=True, exist_ok=True)
-    timer = _Timer()
-    start, cpu_start = time.perf_counter(), time.process_time()
-
-    corpus = timer.run(
-        "corpus",
-        synthetic.ensure_corpus,
-        synthetic.CorpusConfig(**{**size.corpus.__dict__, "seed": config.seed}),
-        config.cache_dir,
-    )
-    data = timer.run("load audio", engine.load_splits, corpus)
+    corpus_config = dataclasses.replace(size.corpus, seed=seed)
+    corpus = timer.run(f"{prefix}corpus", synthetic.ensure_corpus, corpus_config, config.cache_dir)
+    data = timer.run(f"{prefix}load audio", engine.load_splits, corpus)
     labels = corpus.labels
     models: dict[str, dict[str, Any]] = {}
     curves: dict[str, dict[str, list[float]]] = {}
     logits_of: dict[str, np.ndarray] = {}
 
     def fit(name: str, role: str, recipe: engine.Recipe, checkpoint: Path | None = None) -> torch.nn.Module:
-        trained, curve = timer.run(f"train {name}", engine.train, data, recipe, checkpoint)
-        logits = engine.predict(trained, data.test, labels)
-        logits_of[name] = logits
+        stage = f"{prefix}train {name}"
+        trained, curve = timer.run(stage, engine.train, data.metadata, data.labels, recipe, stage, checkpoint)
+        logits_of[name] = engine.predict(trained, data.test, labels)
         measured = engine.complexity(trained)
         models[name] = {
             "role": role,
             "params": measured["params"],
             "macs": measured["macs"],
-            "train_seconds": timer.seconds[f"train {name}"],
-            **_evaluate(logits, data.test, labels),
+            "train_seconds": timer.seconds[stage],
+            **_evaluate(logits_of[name], data.test, labels),
         }
         curves[name] = curve
+        logger.info(
+            "demo: %s: test accuracy %.1f %% (seen devices %.1f %%, unseen %.1f %%)",
+            name,
+            *(100 * models[name][key] for key in ("accuracy", "accuracy_seen", "accuracy_unseen")),
+        )
         return trained
 
-    # 2. teachers, and their ensemble logits stored once for the students
-    teacher_specs = engine.teacher_recipes(size, len(labels), config.seed)
+    # teachers, and their ensemble logits stored once for the students
+    teacher_specs = engine.teacher_recipes(size, len(labels), seed, dirs, passt_start)
     teachers = [fit(name, "teacher", recipe) for name, recipe in teacher_specs.items()]
     store = timer.run(
-        "store ensemble logits", engine.store_teacher_logits, teachers, data, output / "teacher_logits.npy"
+        f"{prefix}store ensemble logits", engine.store_teacher_logits, teachers, data, output / "teacher_logits.npy"
     )
     ensemble_logits = np.mean([logits_of[name] for name in teacher_specs], axis=0)
     ensemble = _evaluate(ensemble_logits, data.test, labels)
 
-    # 3. students: same initialisation and schedule, only the training signal differs
-    dir_folder, dir_source = _dir_folder(config, output / "generated_dirs")
+    # students: same initialisation and schedule, only the training signal differs
     variants = {
-        "student, no KD": engine.student_recipe(size, len(labels), config.seed, kd=False),
-        "student + KD": engine.student_recipe(size, len(labels), config.seed, kd=True),
-        "student + KD + DIR + FMS": engine.student_recipe(
-            size, len(labels), config.seed, kd=True, dir_folder=dir_folder
-        ),
+        "student, no KD": engine.student_recipe(size, len(labels), seed, kd=False),
+        "student + KD": engine.student_recipe(size, len(labels), seed, kd=True),
+        "student + KD + DIR + FMS": engine.student_recipe(size, len(labels), seed, kd=True, dir_folder=dirs),
     }
     checkpoints = {name: output / "checkpoints" / f"student{index}.ckpt" for index, name in enumerate(variants)}
     students = {
         name: fit(name, "student", recipe.with_store(store), checkpoints[name]) for name, recipe in variants.items()
     }
+    test = data.test
+    alone, kd, augmented = (logits_of[name].argmax(1) == test.targets for name in variants)
+    unseen = np.isin(test.devices, synthetic.UNSEEN_DEVICES)
+    findings = {
+        "kd_vs_no_kd": report.compare(kd, alone),
+        "device_augmentation_unseen": report.compare(augmented[unseen], kd[unseen]),
+        "seen_vs_unseen": report.compare(
+            _instance_accuracy(alone, test, synthetic.SEEN_DEVICES),
+            _instance_accuracy(alone, test, synthetic.UNSEEN_DEVICES),
+        ),
+        "ensemble_vs_student": report.compare(ensemble_logits.argmax(1) == test.targets, alone),
+        "unseen_clips": int(unseen.sum()),
+    }
+    return _SeedRun(data, corpus, list(teacher_specs), models, curves, students, checkpoints, ensemble, findings)
 
-    # 4. complexity against the DCASE limits, then int8 and ONNX of the best student
+
+def run_demo(config: DemoConfig) -> DemoResult:
+    """Run the whole demo and write ``report.md``, ``metrics.json`` and the figures into ``config.output``."""
+    if config.seeds < 1:
+        raise ConfigError(f"the demo needs at least one seed, got seeds={config.seeds}")
+    size = config.size
+    output = config.output
+    output.mkdir(parents=True, exist_ok=True)
+    timer = _Timer()
+    start, cpu_start = time.perf_counter(), time.process_time()
+
+    dirs, dir_source = _dir_folder(config, output / "generated_dirs")
+    passt_start = timer.run(
+        "pre-trained PaSST (trained once, then cached)", engine.pretrained_passt, size, config.cache_dir
+    )
+    run = _train_and_evaluate(config, config.seed, output, dirs, passt_start, timer)
+    extra = [
+        _train_and_evaluate(config, seed, output / f"seed-{seed}", dirs, passt_start, timer, f"seed {seed}: ")
+        for seed in range(config.seed + 1, config.seed + config.seeds)
+    ]
+    data, models, curves, labels = run.data, run.models, run.curves, run.corpus.labels
+
+    # complexity against the DCASE limits, then int8 and ONNX of the best student
     complexity = {
         "CP-Mobile, DCASE23 submission size": engine.complexity(engine.dcase_student(len(labels))),
-        "demo student": engine.complexity(next(iter(students.values()))),
+        "demo student": engine.complexity(next(iter(run.students.values()))),
     }
-    best = max(students, key=lambda n: curves[n]["val_accuracy"][-1])  # chosen on validation, not on test
+    best = max(run.students, key=lambda n: curves[n]["val_accuracy"][-1])  # chosen on validation, not on test
     forms = [{"name": "float32 (PyTorch)", "accuracy": models[best]["accuracy"], "note": "as trained"}]
-    forms += timer.run("int8 + ONNX", engine.deploy, checkpoints[best], data, size.qat_epochs, output)
-    # 5. tag a long multi-scene recording with the best student
+    forms += timer.run("int8 + ONNX", engine.deploy, run.checkpoints[best], data, size.qat_epochs, output)
+    # tag a long multi-scene recording with the best student
     tagging = timer.run(
         "tagging",
         engine.tag_recording,
-        students[best],
+        run.students[best],
         TAGGING_SCENES,
         size.segment_seconds,
         config.seed,
         labels,
         output / "timeline.png",
     )
-
-    findings = {
-        "kd_vs_no_kd": report.compare(
-            models["student + KD"]["accuracy"], models["student, no KD"]["accuracy"], len(data.test.targets)
-        ),
-        "device_augmentation_unseen": report.compare(
-            models["student + KD + DIR + FMS"]["accuracy_unseen"],
-            models["student + KD"]["accuracy_unseen"],
-            data.test.count(synthetic.UNSEEN_DEVICES),
-        ),
-        "seen_vs_unseen": report.compare(
-            models["student, no KD"]["accuracy_seen"],
-            models["student, no KD"]["accuracy_unseen"],
-            data.test.count(synthetic.UNSEEN_DEVICES),
-        ),
-        "unseen_clips": data.test.count(synthetic.UNSEEN_DEVICES),
-    }
     figures = {
         "per_device": plots.plot_per_device(
-            {**models, "teacher ensemble": ensemble}, synthetic.UNSEEN_DEVICES, output / "per_device_accuracy.png"
+            {**models, "teacher ensemble": run.ensemble}, synthetic.UNSEEN_DEVICES, output / "per_device_accuracy.png"
         ),
         "confusion": plots.plot_confusion(
             models[best]["confusion_matrix"],
@@ -253,21 +305,24 @@ def run_demo(config: DemoConfig) -> DemoResult:
             "cpu_seconds": time.process_time() - cpu_start,
             "threads": torch.get_num_threads(),
             "seed": config.seed,
+            "seeds": list(range(config.seed, config.seed + config.seeds)),
             "dir_source": dir_source,
         },
         "corpus": {
-            "root": str(corpus.root),
+            "root": str(run.corpus.root),
             "classes": labels,
             "seen_devices": list(synthetic.SEEN_DEVICES),
             "unseen_devices": list(synthetic.UNSEEN_DEVICES),
             "clips": {s: len(getattr(data, s).targets) for s in ("train", "val", "test")},
+            "train_clips_per_device": {d: data.train.devices.count(d) for d in synthetic.SEEN_DEVICES},
         },
-        "teachers": list(teacher_specs),
-        "students": list(students),
+        "teachers": run.teachers,
+        "students": list(run.students),
         "models": models,
-        "ensemble": ensemble,
+        "ensemble": run.ensemble,
         "training_curves": curves,
-        "findings": findings,
+        "findings": run.findings,
+        "across_seeds": report.across_seeds([r.findings for r in (run, *extra)], [r.models for r in (run, *extra)]),
         "complexity": complexity,
         "dcase_limits": DCASE_LIMITS,
         "deployment": {"student": best, "forms": forms},

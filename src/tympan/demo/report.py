@@ -8,23 +8,64 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["compare", "write_metrics", "write_report"]
+import numpy as np
+
+__all__ = ["COMPARISONS", "across_seeds", "compare", "write_metrics", "write_report"]
+
+# The report's comparisons: the papers' claims and the conditions they rest on, each "new minus baseline".
+COMPARISONS: dict[str, str] = {
+    "kd_vs_no_kd": "KD − student alone (test accuracy)",
+    "device_augmentation_unseen": "KD + DIR + FMS − KD (unseen devices)",
+    "seen_vs_unseen": "student alone: seen − unseen devices",
+    "ensemble_vs_student": "teacher ensemble − student alone (test accuracy)",
+}
 
 
-def compare(better: float, baseline: float, count: int) -> dict[str, Any]:
-    """Difference of two accuracies on ``count`` clips with its standard error, and whether it exceeds the noise.
+def _verdict(mean: float, error: float) -> str:
+    return "better" if mean > 2 * error else "worse" if mean < -2 * error else "within noise"
 
-    The standard error treats the two accuracies as independent binomial estimates, which is conservative for
-    paired predictions on the same clips.
+
+def compare(new: Sequence[float], old: Sequence[float]) -> dict[str, Any]:
+    """Mean difference of paired scores (per clip, or per scene instance) with its standard error, and whether it
+    exceeds twice that.
+
+    Both sides are scored on the same clips, so the clips' own difficulty cancels: the error is that of the paired
+    differences, smaller than that of two independent binomial accuracies.
     """
-    error = math.sqrt(max(better * (1 - better) + baseline * (1 - baseline), 1e-12) / max(count, 1))
-    delta = better - baseline
-    verdict = "better" if delta > 2 * error else "worse" if delta < -2 * error else "within noise"
-    return {"delta": delta, "standard_error": error, "verdict": verdict}
+    differences = np.asarray(new, dtype=float) - np.asarray(old, dtype=float)
+    delta = float(differences.mean())
+    error = float(differences.std(ddof=1) / np.sqrt(len(differences))) if len(differences) > 1 else math.inf
+    return {"delta": delta, "standard_error": error, "verdict": _verdict(delta, error), "pairs": len(differences)}
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    """Mean and standard error of the mean of per-seed values; a verdict once two seeds exist."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return {"values": values, "mean": mean, "standard_error": None, "verdict": "one seed"}
+    error = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
+    return {"values": values, "mean": mean, "standard_error": error, "verdict": _verdict(mean, error)}
+
+
+def across_seeds(
+    findings: Sequence[Mapping[str, Any]], models: Sequence[Mapping[str, Mapping[str, Any]]]
+) -> dict[str, Any]:
+    """Each comparison's difference and each model's accuracies as mean ± standard error across seeds (the
+    standard error of the mean over seeds: it includes the corpus's and the initialisation's variation)."""
+    return {
+        "seeds": len(findings),
+        "comparisons": {name: _spread([f[name]["delta"] for f in findings]) for name in COMPARISONS},
+        "models": {
+            name: {
+                key: _spread([m[name][key] for m in models]) for key in ("accuracy", "accuracy_seen", "accuracy_unseen")
+            }
+            for name in models[0]
+        },
+    }
 
 
 def _percent(value: float) -> str:
@@ -45,6 +86,29 @@ def _finding(name: str, comparison: Mapping[str, Any], new: float, old: float, s
     if verdict == "worse":
         return f"- **{name}: no, it was worse** ({numbers})."
     return f"- **{name}: not shown by this run.** The difference is within noise ({numbers})."
+
+
+def _seeds_section(across: Mapping[str, Any]) -> list[str]:
+    """Each comparison across seeds: the per-seed differences, their mean ± standard error and the verdict."""
+    if across["seeds"] < 2:
+        return []
+    lines = [
+        f"## Across {across['seeds']} seeds (corpus and initialisation re-drawn per seed)",
+        "| comparison | per seed | mean ± standard error | verdict |",
+        "| --- | --- | ---: | --- |",
+    ]
+    for name, title in COMPARISONS.items():
+        entry = across["comparisons"][name]
+        values = ", ".join(_points(v) for v in entry["values"])
+        lines.append(
+            f"| {title} | {values} | {_points(entry['mean'])} ± {100 * entry['standard_error']:.1f} | "
+            f"{entry['verdict']} |"
+        )
+    lines += ["", "| model | test acc. | seen devices | unseen devices |", "| --- | ---: | ---: | ---: |"]
+    for name, entry in across["models"].items():
+        cells = [f"{_percent(entry[k]['mean'])} ± {100 * entry[k]['standard_error']:.1f}" for k in entry]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    return [*lines, ""]
 
 
 def _model_table(models: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -114,12 +178,22 @@ def write_report(metrics: Mapping[str, Any], path: Path) -> Path:
             models[students[0]]["accuracy_unseen"],
             "Without device augmentation the student is better on the seen devices than on the unseen ones",
         ),
+        _finding(
+            "Did the teachers beat the student trained alone",
+            findings["ensemble_vs_student"],
+            metrics["ensemble"]["accuracy"],
+            models[students[0]]["accuracy"],
+            "The teacher ensemble is more accurate than the student it teaches",
+        ),
         f"- The teacher ensemble reaches {_percent(metrics['ensemble']['accuracy'])} on the test split "
         f"(seen {_percent(metrics['ensemble']['accuracy_seen'])}, unseen "
         f"{_percent(metrics['ensemble']['accuracy_unseen'])}).",
-        f"- Standard errors are binomial over the {metrics['corpus']['clips']['test']} test clips "
-        f"({findings['unseen_clips']} on unseen devices); a difference counts only beyond two of them.",
+        f"- Standard errors are those of paired differences: per test clip for two models "
+        f"({metrics['corpus']['clips']['test']} clips, {findings['unseen_clips']} on unseen devices), per scene "
+        "instance for seen against unseen devices (every test instance is recorded by every device); a difference "
+        "counts only beyond two of them.",
         "",
+        *_seeds_section(metrics["across_seeds"]),
         "## Models",
         *_model_table(models),
         "",
