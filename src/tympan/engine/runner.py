@@ -229,6 +229,7 @@ def run_job(job: Job, sources: Sequence[tuple[str, Source]], *, workers: int | N
     compute_here = network.device.type != "cpu"
     workers = default_workers() if workers is None else workers
     workers = min(workers, len(items)) if len(items) > 1 else 0  # one item: a worker would only add a copy
+    job.prepare()
     dataset = _Work(items, network, compute=not compute_here)
     outcomes = (
         outcome
