@@ -15,6 +15,7 @@ import time
 BENCHMARKS = (
     ("bench_frontend", ()),
     ("bench_inference", ("--models", "mn10_as,dymn10_as,cp_mobile_dcase23,passt_s_swa_p16_128_ap476")),
+    ("bench_engine", ()),
     ("bench_data", ()),
     ("bench_kd", ()),
     ("bench_passt_patchout", ()),

@@ -83,10 +83,13 @@ def _measure(command: list[str], env: dict[str, str]) -> dict[str, float]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def naive_loop(folder: str, checkpoint: str) -> None:
-    """Run in a child: the reference-style loop over the folder, one clip at a time."""
+def naive_loop(folder: str, checkpoint: str, threads: str) -> None:
+    """Run in a child: the reference-style loop over the folder, one clip at a time (``threads``: torch's intra-op
+    threads; "default" leaves torch's choice, what a user's loop gets)."""
     import soxr
 
+    if threads != "default":
+        torch.set_num_threads(int(threads))
     from benchmarks.bench_frontend import naive_frontend
     from tympan.models import create
 
@@ -147,24 +150,32 @@ def main(argv: list[str] | None = None) -> None:
         export = _measure(_tag([str(root / "one.wav")], checkpoint), env)
         start = _measure(_tag([str(root / "one.wav")], checkpoint), env)
         print(
-            f"S  start-up, one 1-s clip, process start to exit: {start['wall']:.2f} s with the cached graph"
-            f" ({export['wall']:.2f} s for the first run, which exports it)"
+            f"S  start-up, one 1-s clip, process start to exit: {start['wall']:.2f} s wall, {start['cpu']:.2f} CPU-s"
+            f" with the cached graph ({export['wall']:.2f} s, {export['cpu']:.2f} CPU-s for the first run, which"
+            " exports it)"
         )
 
-        naive = _measure([sys.executable, "-m", "benchmarks.bench_engine", "--child", "naive",
-                          str(root / "clips"), checkpoint], env)  # fmt: skip
+        naive_command = [sys.executable, "-m", "benchmarks.bench_engine", "--child", "naive", str(root / "clips")]
+        naive = _measure([*naive_command, checkpoint, "default"], env)
+        naive_one = _measure([*naive_command, checkpoint, "1"], env)
         ours = _measure(_tag([str(root / "clips")], checkpoint), env)
         many = _measure(_tag([str(root / "many")], checkpoint), env)
         print(f"F  folder of {files} 10-s 44.1-kHz stereo WAVs, wall incl. start-up:")
-        for label, run, count in (("naive loop", naive, files), ("tympan tag", ours, files),
-                                  ("tympan tag", many, 10 * files)):  # fmt: skip
+        runs = (
+            ("naive loop", naive, files),
+            ("naive, 1 thread", naive_one, files),
+            ("tympan tag", ours, files),
+            ("tympan tag", many, 10 * files),
+        )
+        for label, run, count in runs:
             print(
-                f"     {label:10s} {count:5d} files: {count / run['wall']:6.1f} files/s,"
+                f"     {label:15s} {count:5d} files: {count / run['wall']:6.1f} files/s,"
                 f" {count / run['cpu']:6.1f} files per CPU-second, peak RSS {run['rss_mb']:5.0f} MB"
             )
         print(
             f"   tympan tag / naive loop: {naive['wall'] / ours['wall']:.2f}x wall,"
-            f" {naive['cpu'] / ours['cpu']:.2f}x CPU time;"
+            f" {naive['cpu'] / ours['cpu']:.2f}x CPU time; / naive loop on 1 thread:"
+            f" {naive_one['wall'] / ours['wall']:.2f}x wall, {naive_one['cpu'] / ours['cpu']:.2f}x CPU time;"
             f" peak RSS {10 * files} vs {files} files: {many['rss_mb']:.0f} vs {ours['rss_mb']:.0f} MB"
         )
         shutil.rmtree(root / "many")

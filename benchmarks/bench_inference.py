@@ -288,7 +288,7 @@ def _tag_child(path: str, method: str, threads: int) -> None:
 def _pooled_stages(pipeline: Any, path: str, minutes: float = 5.0) -> dict[str, float]:
     """CPU seconds per hour of audio of each stage of the pooled path, measured on the file's first minutes."""
     from tympan.audio.io import stream_audio
-    from tympan.tagging import CHUNK_SECONDS
+    from tympan.engine.jobs import SEGMENT_SECONDS as CHUNK_SECONDS
 
     rate = pipeline.sample_rate
     start = time.process_time()

@@ -46,6 +46,7 @@ def all_finite(tensor: Tensor) -> bool:
     ``isfinite(tensor).all()``, which writes a mask as large as the tensor."""
     return bool(torch.isfinite(torch.stack(torch.aminmax(tensor))).all())
 
+
 @dataclass
 class Clip:
     """One mono waveform at the pipeline's sample rate, with notes on what was done to it."""
@@ -205,15 +206,27 @@ class AudioPipeline:
     @torch.inference_mode()
     def feature_map(self, waveform: Tensor) -> Tensor:
         """The last feature map of an EfficientAT CNN averaged over frequency, ``[D, time']``, of one waveform."""
-        from .export import OnnxNetwork, TimeFeatureMap
+        from .export import TimeFeatureMap
 
         mel = self.frontend(waveform[None].to(self.device)).unsqueeze(1)
         if self.backend == "onnx":
-            if self._onnx_feature_map is None:
-                self._onnx_feature_map = OnnxNetwork(self.model, graph=TimeFeatureMap)
-            return self._onnx_feature_map(mel)[0][0]
+            return self._feature_map_network()(mel)[0][0]
         with self.autocast():
             return TimeFeatureMap(self.model)(mel)[0][0].float()
+
+    def prepare_feature_map(self, num_samples: int) -> None:
+        """Export (or find in the cache) the ONNX feature-map graph for waveforms of ``num_samples``, without running
+        it: done once before worker processes fork, else each of them would export it."""
+        if self.backend == "onnx":
+            mel = self.frontend(torch.zeros(1, num_samples, device=self.device)).unsqueeze(1)
+            self._feature_map_network().prepare(mel)
+
+    def _feature_map_network(self) -> Any:
+        from .export import OnnxNetwork, TimeFeatureMap
+
+        if self._onnx_feature_map is None:
+            self._onnx_feature_map = OnnxNetwork(self.model, graph=TimeFeatureMap)
+        return self._onnx_feature_map
 
     def activate(self, logits: Tensor) -> Tensor:
         """Class scores from logits: sigmoid for multi-label sets, softmax for single-label ones."""

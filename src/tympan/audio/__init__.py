@@ -15,10 +15,20 @@ from .augment import (
     wavmix,
 )
 from .frontend import MelFrontend, MelFrontendConfig, htk_mel_banks, kaldi_mel_banks
-from .io import AudioInfo, audio_info, load_audio, prepare_waveform, stream_audio
+from .io import (
+    AUDIO_EXTENSIONS,
+    AudioInfo,
+    audio_info,
+    find_audio_files,
+    load_audio,
+    prepare_waveform,
+    read_span,
+    stream_audio,
+)
 from .resample import SincResampler
 
 __all__ = [
+    "AUDIO_EXTENSIONS",
     "AudioInfo",
     "DeviceImpulseResponses",
     "MelFrontend",
@@ -26,6 +36,7 @@ __all__ = [
     "SincResampler",
     "audio_info",
     "convolve_impulse_response",
+    "find_audio_files",
     "freq_mixstyle",
     "gain",
     "htk_mel_banks",
@@ -36,6 +47,7 @@ __all__ = [
     "mix_targets",
     "mixup",
     "prepare_waveform",
+    "read_span",
     "roll",
     "stream_audio",
     "wavmix",

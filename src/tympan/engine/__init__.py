@@ -136,12 +136,16 @@ def timeline(
     """Scores per window (:attr:`Record.timeline`) and events (:attr:`Record.events`) of every file.
 
     Args:
-        network, paths, workers: as :func:`tag_files`.
-        window: window length in seconds (default: the model's clip length); hop: step (default: the window).
+        network: as :func:`tag_files`.
+        paths: as :func:`tag_files`.
+        window: window length in seconds (default: the model's clip length).
+        hop: step in seconds (default: the window).
         method: ``"windows"`` (every window through the network, exact), ``"pooled"`` (EfficientAT feature maps
             computed once and pooled per window) or ``"auto"`` (:func:`default_method`).
         tail: where the last window goes (see :func:`tympan.tagging.timeline`).
-        threshold, median_windows: event detection (see :func:`tympan.tagging.detect_events`).
+        threshold: event threshold on the median-filtered scores (see :func:`tympan.tagging.detect_events`).
+        median_windows: median filter length in windows.
+        workers: as :func:`tag_files`.
         trainer: as :func:`tag_files`.
     """
     network = as_network(network)

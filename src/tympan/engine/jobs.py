@@ -59,6 +59,9 @@ class Job:
     def plan(self, item: Input) -> list[Piece]:
         raise NotImplementedError
 
+    def prepare(self) -> None:
+        """Work done once in the main process before the workers start (a graph export, say)."""
+
     def finish(self, item: Input, pieces: list[Piece], outputs: list[Outputs]) -> Record:
         raise NotImplementedError
 
@@ -184,6 +187,11 @@ class TimelineJob(Job):
                 )
         self.method, self.tail = method, tail
         self.threshold, self.median_windows = threshold, median_windows
+
+    def prepare(self) -> None:
+        if self.method == "pooled":
+            segment = round(self.segment_seconds * self.network.sample_rate) // self.hop * self.hop
+            self.network.prepare_feature_map(segment + 4 * self.hop)  # a piece with its context on both sides
 
     def plan(self, item: Input) -> list[Piece]:
         if self.method == "windows":

@@ -114,6 +114,10 @@ class Network:
         """The last feature map averaged over frequency, ``[frames', D]``, of one waveform (EfficientAT only)."""
         return self._pipeline.feature_map(waveform).T.cpu()
 
+    def prepare_feature_map(self, samples: int) -> None:
+        """Export (or find in the cache) the feature-map graph here, before worker processes fork (else each would)."""
+        self._pipeline.prepare_feature_map(samples)
+
     def frames(self, samples: int) -> int:
         """Mel frames of a waveform of ``samples`` samples."""
         return self._pipeline.frontend_config.num_frames(samples)

@@ -24,7 +24,7 @@ from .jobs import Job
 from .network import Network
 from .pieces import Piece, Source
 from .records import Record
-from .runner import Outcome, _as_is, _Work, assemble, compute_item, plan_job
+from .runner import Outcome, WorkItems, assemble, compute_item, keep_as_is, plan_job
 
 __all__ = ["EngineModule", "ShardWriter", "predict_records"]
 
@@ -35,7 +35,7 @@ class _RankItems(Dataset):
     The rank is read when the loader first asks, in the rank's process, after the launcher has started it. A rank
     left without items (fewer items than ranks) gets one empty item at position -1, as Lightning wants a batch."""
 
-    def __init__(self, work: _Work) -> None:
+    def __init__(self, work: WorkItems) -> None:
         self.work = work
 
     @property
@@ -133,7 +133,10 @@ def predict_records(
     )
     module = EngineModule(job.network, items)
     loader = DataLoader(
-        _RankItems(_Work(items, job.network, compute=False)), batch_size=None, num_workers=workers, collate_fn=_as_is
+        _RankItems(WorkItems(items, job.network, compute=False)),
+        batch_size=None,
+        num_workers=workers,
+        collate_fn=keep_as_is,
     )
     trainer.predict(module, loader, return_predictions=False)
     trainer.strategy.barrier()

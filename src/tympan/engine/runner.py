@@ -5,7 +5,8 @@ On the CPU a worker runs a whole item (decode, mono, resample, then the network 
 from items running side by side, not from intra-op threads on small operations. On an accelerator the workers
 decode and the main process runs the network. An exception on a piece becomes the error of its input's record; a
 worker process that dies (a decoder crash) costs only the input it was working on: the items after the last result
-are retried one at a time, each in a fresh worker, until the one that kills its worker is found.
+are retried one at a time, each in a fresh worker, until the one that kills its worker is found, and then that
+item's pieces one by one.
 """
 
 from __future__ import annotations
@@ -26,7 +27,17 @@ from .network import Network
 from .pieces import ClipPiece, Outputs, Piece, Source, compute_clips
 from .records import Record, error_message
 
-__all__ = ["assemble", "compute_item", "default_workers", "plan_job", "run_job", "run_one", "source_of"]
+__all__ = [
+    "WorkItems",
+    "assemble",
+    "compute_item",
+    "default_workers",
+    "keep_as_is",
+    "plan_job",
+    "run_job",
+    "run_one",
+    "source_of",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +118,7 @@ def compute_item(network: Network, item: list[Piece], loaded: list[Outcome]) -> 
     return outcomes
 
 
-class _Work(Dataset):
+class WorkItems(Dataset):
     """Work items; getting one loads its pieces, and runs the network on them when ``compute`` is set."""
 
     def __init__(self, items: list[list[Piece]], network: Network, compute: bool) -> None:
@@ -128,7 +139,8 @@ class _Work(Dataset):
         return compute_item(self.network, item, loaded) if self.compute else loaded
 
 
-def _as_is(item: Any) -> Any:
+def keep_as_is(item: Any) -> Any:
+    """The DataLoader's collate function: items are lists of pieces' outcomes, not tensors to stack."""
     return item
 
 
@@ -137,7 +149,7 @@ def _loader(dataset: Dataset, positions: range, workers: int) -> DataLoader:
         Subset(dataset, positions),
         batch_size=None,
         num_workers=min(workers, len(positions)),
-        collate_fn=_as_is,
+        collate_fn=keep_as_is,
         prefetch_factor=2 if workers else None,
     )
 
@@ -146,7 +158,7 @@ def _died(error: RuntimeError) -> bool:
     return "exited unexpectedly" in str(error)
 
 
-def _outcomes(dataset: _Work, workers: int) -> Iterator[list[Outcome]]:
+def _outcomes(dataset: WorkItems, workers: int) -> Iterator[list[Outcome]]:
     """The items' outcomes in order, in ``workers`` processes (0: in this one), surviving workers that die."""
     if workers == 0:
         yield from (dataset[position] for position in range(len(dataset)))
@@ -164,7 +176,7 @@ def _outcomes(dataset: _Work, workers: int) -> Iterator[list[Outcome]]:
             position = yield from _isolate(dataset, position, 2 * workers)
 
 
-def _alone(dataset: _Work, position: int) -> list[Outcome] | None:
+def _alone(dataset: WorkItems, position: int) -> list[Outcome] | None:
     """The outcomes of one item in a fresh worker of its own, or None when it kills that worker."""
     try:
         return next(iter(_loader(dataset, range(position, position + 1), 1)))
@@ -174,7 +186,7 @@ def _alone(dataset: _Work, position: int) -> list[Outcome] | None:
         return None
 
 
-def _isolate(dataset: _Work, position: int, suspects: int) -> Iterator[list[Outcome]]:
+def _isolate(dataset: WorkItems, position: int, suspects: int) -> Iterator[list[Outcome]]:
     """Run the items from ``position`` one per fresh worker; in the first that kills its worker, each piece alone, so
     that only the piece that kills it fails. Returns where to go on: after that item, or after ``suspects`` items
     (those that may have been in flight at the crash) if none fails again."""
@@ -183,7 +195,7 @@ def _isolate(dataset: _Work, position: int, suspects: int) -> Iterator[list[Outc
         outcomes = _alone(dataset, suspect)
         if outcomes is None:
             item = dataset.items[suspect]
-            singles = _Work([[piece] for piece in item], dataset.network, dataset.compute)
+            singles = WorkItems([[piece] for piece in item], dataset.network, dataset.compute)
             alone = (_alone(singles, i) for i in range(len(item)))
             yield [AudioLoadError(WORKER_DIED) if result is None else result[0] for result in alone]
             return suspect + 1
@@ -229,7 +241,8 @@ def run_job(job: Job, sources: Sequence[tuple[str, Source]], *, workers: int | N
     compute_here = network.device.type != "cpu"
     workers = default_workers() if workers is None else workers
     workers = min(workers, len(items)) if len(items) > 1 else 0  # one item: a worker would only add a copy
-    dataset = _Work(items, network, compute=not compute_here)
+    job.prepare()
+    dataset = WorkItems(items, network, compute=not compute_here)
     outcomes = (
         outcome
         for item, loaded in zip(items, _outcomes(dataset, workers), strict=False)
