@@ -64,13 +64,14 @@ class _NoAdvertising(logging.Filter):
 
 
 def _configure_logging(verbose: bool) -> None:
-    """One handler for everything: Lightning's loggers lose the handler they add for themselves when imported
-    before logging is configured, which would otherwise print each of their lines twice."""
+    """Every Lightning line printed once: Lightning's ``lightning`` logger has a handler of its own (added on import)
+    that prints them, so they must not reach the root handler too, nor handlers of its subpackages."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    logging.getLogger("lightning").propagate = False
     for name in ("lightning.pytorch", "lightning.fabric"):
-        lightning = logging.getLogger(name)
-        lightning.handlers.clear()
-        lightning.propagate = True
+        subpackage = logging.getLogger(name)
+        subpackage.handlers.clear()
+        subpackage.propagate = True
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(_NoAdvertising())
 

@@ -6,7 +6,7 @@ make it, both draw from one :class:`ResponseFamily`: a Gaussian over the respons
 mean and the principal axes of spread of real microphones.
 
 :data:`MICROPHONES` holds the figures :func:`measure_family` returns on the 66 MicIRP impulse responses that the
-DCASE23 system uses for DIR (``../shared/data/dirs``, resampled to 32 kHz): per-band spread 1.9-9.2 dB (largest in
+DCASE23 system uses for DIR (``../shared/data/dirs``, resampled to 32 kHz): per-band spread 1.9-9.3 dB (largest in
 the low-frequency roll-off, 2-4 dB from 300 Hz to 8 kHz), overall level 0.7 ± 3.9 dB, the first four principal axes
 94 % of the variance. They are stored as constants so that nothing reads ``../shared`` at run time; a test recomputes
 them when the folder is present.

@@ -106,10 +106,6 @@ class Recipe:
     def with_store(self, store: Path) -> Recipe:
         return replace(self, store=store) if self.kd else self
 
-    def with_dirs(self, folder: Path) -> Recipe:
-        """The recipe with DIR from ``folder`` (its probability set, as DCASE23's recipes do, per model)."""
-        return replace(self, dir_folder=folder)
-
 
 def load_splits(corpus: synthetic.Corpus) -> Splits:
     """Decode every clip of the corpus once (1 s clips: the whole demo corpus fits in memory)."""
