@@ -152,7 +152,9 @@ def test_presets_bring_their_clip_length_and_activation() -> None:
     assert _clip_seconds("esc50_passt_s_n_f128_p16_s10_fold1_acc967", "esc50") == 5.0
     assert _clip_seconds("cp_mobile", "tau22") == 1.0 and _clip_seconds("mn", "audioset") == 10.0
 # Written out independently of tympan.labels: which reference trains each label set with BCE (sigmoid scores).
-MULTILABEL_BY_SET = {"audioset": True, "fsd50k": True, "openmic": True, "esc50": False, "tau22": False}
+MULTILABEL_BY_SET = {
+    "audioset": True, "audioset_strong": True, "fsd50k": True, "openmic": True, "esc50": False, "tau22": False,
+}  # fmt: skip
 
 
 class _StubNetwork(torch.nn.Module):
