@@ -73,3 +73,11 @@ def test_roll_shifts_audio_and_targets_by_the_same_frames() -> None:
     rolled, shifted = roll_frames(audio, targets, 3, 4, torch.Generator().manual_seed(5))
     frames = int(shifted[0, 0].argmax()) - 2
     assert torch.equal(rolled[0], torch.roll(audio[0], frames * 4))
+
+
+def test_detect_plots_frame_scores_with_the_events(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    table = generate_event_set(tmp_path / "data", files=1, seconds=2.0, max_events=1, seed=4)
+    audio = next(table.parent.glob("*.wav"))
+    assert main(["detect", str(audio), "--checkpoint", str(checkpoint), "--plot", str(tmp_path / "plots")]) == 0
+    record = json.loads(capsys.readouterr().out)[0]
+    assert Path(record["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
