@@ -152,7 +152,7 @@ def write_report(metrics: Mapping[str, Any], path: Path) -> Path:
         f"2. Teachers ({', '.join(metrics['teachers'])}) trained with cross-entropy; their mean logits on the training "
         "split were stored once and read by id during distillation.",
         f"3. Three CP-Mobile students with the same initialisation and schedule: {', '.join(students)}. DIR "
-        f"convolves training clips of every seen device (p 0.6) with {metrics['run']['dir_source']}.",
+        f"convolves training clips of device a (p 0.6, as the DCASE23 recipe) with {metrics['run']['dir_source']}.",
         "4. Evaluation per device, complexity check, int8 quantisation and ONNX export of the best student.",
         "5. The best student tagged a generated multi-scene recording.",
         "",
