@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 
 from .. import __version__
@@ -74,6 +75,10 @@ def _configure_logging(verbose: bool) -> None:
         subpackage.propagate = True
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(_NoAdvertising())
+    if not verbose:  # deprecation notes between the libraries, not about the user's run (-v shows them)
+        logging.getLogger("torch").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"(lightning|torch|copyreg)(\.|$)")
+        warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
