@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..files import write_atomically
+from .options import require_model
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import engine
 
-    if args.model is None and args.checkpoint is None:
-        raise ConfigError("pass --model NAME (or --checkpoint FILE of a tympan fine-tuned model)")
+    require_model(args)
     files = engine.find_audio_files(args.paths)
     if not files:
         raise ConfigError(f"no audio files found in {', '.join(args.paths)}")

@@ -9,6 +9,7 @@ from contextlib import ExitStack
 from typing import Any, TextIO
 
 from ..errors import ConfigError
+from .options import add_threads_argument, require_model, set_threads
 
 VIEW_REFRESH_PER_SECOND = 8
 
@@ -33,26 +34,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threshold", type=float, default=0.5, help="score at which an event begins (default 0.5)")
     parser.add_argument("--off-threshold", type=float, help="score below which it ends (default 0.8 x threshold)")
     parser.add_argument("--output", help="append events to this JSONL file (one record per begin and end)")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        help="torch intra-op threads (default: torch's); 1 keeps latency low on a busy machine, where more threads "
-        "spin against the other jobs",
-    )
+    add_threads_argument(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.model is None and args.checkpoint is None:
-        raise ConfigError("pass --model NAME (or --checkpoint FILE of a tympan fine-tuned model)")
+    require_model(args)
     if args.realtime and not args.input:
         raise ConfigError("--realtime plays a file: pass --input FILE")
     from .. import load
 
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     from ..live import FileSource, Microphone, StreamingTagger
 
     source = (

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..errors import ConfigError
+from .options import add_threads_argument, require_model, set_threads
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,18 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--window", type=float, help="stream window in seconds (default: the model's clip)")
     parser.add_argument("--hop", type=float, default=0.5, help="stream hop in seconds (default 0.5)")
     parser.add_argument("--device", help="torch device, e.g. cuda (default: cuda where present)")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        help="torch intra-op threads (default: torch's); 1 keeps latency low on a busy machine, where more threads "
-        "spin against the other jobs",
-    )
+    add_threads_argument(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.model is None and args.checkpoint is None:
-        raise ConfigError("pass --model NAME (or --checkpoint FILE of a tympan fine-tuned model)")
+    require_model(args)
     try:
         import uvicorn
 
@@ -47,10 +42,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"tympan serve needs the serve extra ({error}): pip install 'tympan[serve]'") from error
     from .. import load
 
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_threads(args)
 
     pipeline = load(args.model, args.checkpoint, device=args.device)
     app = create_app(

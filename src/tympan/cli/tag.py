@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..files import write_atomically
+from .options import require_model
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from .. import engine
 
-    if args.model is None and args.checkpoint is None:
-        raise ConfigError("pass --model NAME (or --checkpoint FILE of a tympan fine-tuned model)")
+    require_model(args)
     if args.resume and not args.output:
         raise ConfigError("--resume needs --output: the file whose records are kept")
     if args.hop is not None and args.window is None:
