@@ -27,6 +27,7 @@ __all__ = [
     "EventTracker",
     "Timeline",
     "aggregate_timeline",
+    "aggregate_windows",
     "clip_scores",
     "detect_events",
     "plot_timeline",
@@ -144,13 +145,15 @@ def clip_scores(pipeline: AudioPipeline, path: str | Path) -> tuple[np.ndarray, 
     return record.scores, record.notes
 
 
-def aggregate_timeline(pipeline: AudioPipeline, line: Timeline) -> tuple[np.ndarray, list[str]]:
-    """Scores ``[classes]`` of a whole recording from its windows, and notes saying how they were aggregated.
+def aggregate_windows(scores: np.ndarray, multilabel: bool) -> tuple[np.ndarray, str]:
+    """Scores ``[classes]`` of a whole recording from its windows' ``[windows, classes]``, and how they were joined:
+    the maximum for multi-label tagging (a sound anywhere in the recording), the mean for scene classification."""
+    return (scores.max(axis=0), "maximum") if multilabel else (scores.mean(axis=0), "mean")
 
-    The maximum for multi-label tagging (a sound anywhere in the recording), the mean for scene classification.
-    """
-    how = "maximum" if pipeline.multilabel else "mean"
-    scores = line.scores.max(axis=0) if pipeline.multilabel else line.scores.mean(axis=0)
+
+def aggregate_timeline(pipeline: AudioPipeline, line: Timeline) -> tuple[np.ndarray, list[str]]:
+    """Scores ``[classes]`` of a whole recording from its timeline (:func:`aggregate_windows`), with notes."""
+    scores, how = aggregate_windows(line.scores, pipeline.multilabel)
     note = f"a long recording: the {how} of the scores of {len(line.starts)} windows of {line.window:g} s"
     return scores, [*line.notes, note]
 

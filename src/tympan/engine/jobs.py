@@ -22,7 +22,7 @@ import torch
 
 from ..audio.stream import TAILS
 from ..errors import ConfigError
-from ..tagging import Timeline, detect_events
+from ..tagging import Timeline, aggregate_windows, detect_events
 from .network import Network
 from .pieces import ClipPiece, Outputs, Piece, PooledPiece, Source, TimestampPiece, WindowPiece, window_starts
 from .records import Record
@@ -117,11 +117,11 @@ class TagJob(_ClipJob):
         network = self.network
         scores = network.activate(_cat(outputs, "logits")).numpy()
         notes = joined_notes(outputs)
-        if isinstance(pieces[0], WindowPiece):
-            how = "maximum" if network.multilabel else "mean"
-            scores = scores.max(axis=0, keepdims=True) if network.multilabel else scores.mean(axis=0, keepdims=True)
-            notes.append(self._long_note(how, "scores", outputs))
-        return Record(item.name, item.index, network.labels, scores=scores[0], notes=notes)
+        if not isinstance(pieces[0], WindowPiece):
+            return Record(item.name, item.index, network.labels, scores=scores[0], notes=notes)
+        scores, how = aggregate_windows(scores, network.multilabel)
+        notes.append(self._long_note(how, "scores", outputs))
+        return Record(item.name, item.index, network.labels, scores=scores, notes=notes)
 
 
 class EmbedJob(_ClipJob):
