@@ -140,7 +140,7 @@ def test_a_second_network_exports_nothing(checkpoint: Path, monkeypatch: pytest.
     monkeypatch.setattr(export, "_export", no_export)
     second = engine.load_network("mn04_as", str(checkpoint), device="cpu", backend="onnx")
     waveform = 0.1 * torch.randn(2, RATE, generator=torch.Generator().manual_seed(0))
-    np.testing.assert_allclose(first.forward(waveform)[0], second.forward(waveform)[0], atol=1e-6)
+    np.testing.assert_allclose(first.forward(waveform)["logits"], second.forward(waveform)["logits"], atol=1e-6)
 
 
 def test_pooled_is_the_default_where_it_applies(network: engine.Network) -> None:

@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 import soundfile
 
 import tympan
 from tympan import engine
-from tympan.engine import runner
 from tympan.engine.jobs import TagJob
 from tympan.engine.predict import predict_records
 from tympan.engine.runner import run_job
@@ -20,18 +18,16 @@ from .._models import small_mn_state
 RATE = 32000
 
 
-def test_two_processes_give_the_records_of_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runner, "FILES_PER_ITEM", 2)  # three work items: the ranks get two and one
+def test_two_processes_give_the_records_of_one(tmp_path: Path) -> None:
     generator = np.random.default_rng(0)
     for i in range(5):  # clips of two lengths: work items of whole files, each batched by length
         soundfile.write(tmp_path / f"clip{i}.wav", 0.1 * generator.standard_normal(RATE // (1 + i % 2)), RATE)
     (tmp_path / "clip2_unreadable.wav").write_bytes(b"RIFF....WAVEjunk")
     network = engine.Network(tympan.load("mn", small_mn_state(), width_mult=0.4, device="cpu"))
     sources = [(str(p), str(p)) for p in engine.find_audio_files([tmp_path])]
-    single = list(run_job(TagJob(network), sources, workers=0))
-    records = predict_records(
-        TagJob(network), sources, tmp_path / "shards", accelerator="cpu", devices=2, strategy="ddp_fork"
-    )
+    job = TagJob(network, files_per_item=2)  # three work items: the ranks get two and one
+    single = list(run_job(job, sources, workers=0))
+    records = predict_records(job, sources, tmp_path / "shards", accelerator="cpu", devices=2, strategy="ddp_fork")
     assert records is not None
     merged = list(records)
     assert [r.file for r in merged] == [r.file for r in single] == [s[0] for s in sources]

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from .options import add_trainer_arguments, trainer_options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -20,8 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="output file (.npy; the .json is written beside it)")
     parser.add_argument("--clip-seconds", type=float, default=10.0, help="pad / cut clips to this length (10)")
     parser.add_argument("--batch-size", type=int, default=16, help="clips per forward pass (16)")
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument("--workers", type=int, help="worker processes (default: one per core; 0: none)")
     parser.add_argument("--device", help="torch device (default: cuda where present)")
+    add_trainer_arguments(parser)
     parser.add_argument("--cache-dir", help="decoded-clip cache folder (shared with training)")
     parser.set_defaults(handler=run)
 
@@ -38,7 +41,10 @@ def run(args: argparse.Namespace) -> int:
         num_workers=args.workers,
         device=args.device,
         cache_dir=args.cache_dir,
+        trainer=trainer_options(args, args.out),
     )
+    if store is None:  # a rank other than 0 of a Trainer.predict job: rank 0 writes
+        return 0
     summary = {"out": str(store.path), "clips": len(store), "classes": store.num_classes, "teachers": store.teachers}
     print(json.dumps(summary, indent=1), file=sys.stdout)
     return 0

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..files import write_atomically
-from .options import require_model
+from .options import add_trainer_arguments, require_model, trainer_options
 
 logger = logging.getLogger(__name__)
 
@@ -60,12 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "exported once and cached), else PyTorch",
     )
     parser.add_argument("--workers", type=int, help="worker processes (default: one per core; 0: none)")
-    parser.add_argument("--accelerator", help="run under Lightning's Trainer.predict on this accelerator (gpu, cpu)")
-    parser.add_argument("--devices", type=int, default=1, help="with --accelerator: devices per node (default 1)")
-    parser.add_argument("--num-nodes", type=int, default=1, help="with --accelerator: nodes (default 1)")
-    parser.add_argument("--strategy", default="auto", help="with --accelerator: Lightning strategy (auto: ddp for >1)")
-    parser.add_argument("--shards", help="with --accelerator: folder of the rank shards, seen by every node "
-                        "(default: OUTPUT.shards, or .tympan-shards)")  # fmt: skip
+    add_trainer_arguments(parser)
     parser.add_argument("--device", help="torch device, e.g. cuda (default: cuda where present)")
     parser.add_argument(
         "--precision",
@@ -101,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
         windowed=args.window is not None,
     )
-    trainer = _trainer_options(args)
+    trainer = trainer_options(args, args.output)
     if args.window is None:
         records = engine.tag_files(network, todo, workers=args.workers, trainer=trainer)
     else:
@@ -133,20 +128,6 @@ def run(args: argparse.Namespace) -> int:
     for record in failed:
         logger.warning("%s: %s", record["file"], record["error"])
     return 1 if failed else 0
-
-
-def _trainer_options(args: argparse.Namespace) -> dict[str, Any] | None:
-    """Options of ``Trainer.predict`` with --accelerator, else None (the engine's own worker processes)."""
-    if args.accelerator is None:
-        return None
-    several = args.devices * args.num_nodes > 1
-    return {
-        "accelerator": args.accelerator,
-        "devices": args.devices,
-        "num_nodes": args.num_nodes,
-        "strategy": "ddp" if args.strategy == "auto" and several else args.strategy,
-        "shards": args.shards or (f"{args.output}.shards" if args.output else ".tympan-shards"),
-    }
 
 
 def _output(record: Any, args: argparse.Namespace, *, several: bool) -> dict[str, Any]:

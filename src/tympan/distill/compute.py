@@ -2,7 +2,8 @@
 
 Each teacher runs with its own mel frontend (the DCASE23 ensemble mixes PaSST at 128 mels / hop 320 with CP-ResNet
 at 256 mels / hop 750), in eval mode; the ensemble output is the mean of the members' logits, as the references'
-``EnsemblerModel`` computes it.
+``EnsemblerModel`` computes it. The clips go through the batch engine (:mod:`tympan.distill.job`), here or under
+``Trainer.predict`` on many GPUs or nodes.
 """
 
 from __future__ import annotations
@@ -11,18 +12,19 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..audio.frontend import MelFrontend
-from ..data.dataset import ClipDataset
 from ..data.decode import ClipLoader
 from ..data.metadata import ClipTable, read_data
-from ..errors import ConfigError
+from ..engine import run_sources
+from ..errors import ConfigError, DataError
+from .job import TeacherEnsemble, TeacherLogitsJob
 from .store import TeacherLogitStore, write_store
 
 __all__ = ["compute_teacher_logits"]
@@ -49,60 +51,86 @@ def compute_teacher_logits(
     *,
     clip_seconds: float | None = 10.0,
     batch_size: int = 16,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     device: str | None = None,
     cache_dir: str | None = None,
-) -> TeacherLogitStore:
+    trainer: dict[str, Any] | None = None,
+) -> TeacherLogitStore | None:
     """Compute the mean logits of ``teachers`` over every clip of ``data`` and save them as a store.
+
+    The work runs on the batch engine (:mod:`tympan.distill.job`): clips decoded in worker processes, batched,
+    and, with ``trainer``, under Lightning's ``Trainer.predict`` on many devices or nodes. Teachers that share a
+    sample rate run as one job (each clip decoded once for all of them). A clip that cannot be read is left out of
+    the store (training zeroes its distillation term, see :meth:`TeacherLogitStore.check`) and listed under
+    ``failed`` in its provenance.
 
     Args:
         teachers: zoo presets (official weights), self-describing ``.ckpt`` files, or models with a
             ``frontend_config``.
         data: any layout :func:`tympan.data.read_data` reads, or a :class:`ClipTable`.
         out: the store's path (``.npy``; the ``.json`` sidecar is written beside it).
-        clip_seconds: clips are padded / cut to this length (None: full length, one clip per batch).
+        clip_seconds: clips are padded / cut to this length (None: full length; clips of one length share a
+            forward pass).
         batch_size: clips per forward pass.
-        num_workers: DataLoader workers for decoding.
+        num_workers: DataLoader worker processes (default: one per core; 0: all in this process).
         device: ``"cpu"``, ``"cuda"``, ...; default CUDA where present.
         cache_dir: decoded-clip cache folder (shared with training).
+        trainer: run under ``Trainer.predict`` with these options (as :func:`tympan.engine.tag_files`).
 
     Returns:
-        the store, opened for reading.
+        the store, opened for reading; None on the ranks other than 0 of a ``trainer`` job.
+
+    Raises:
+        DataError: no clip could be read.
     """
     if not teachers:
         raise ConfigError("name at least one teacher")
     table = data if isinstance(data, ClipTable) else read_data(data)
     table.check_unique_ids()
     torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    total = None
-    names, frontends = [], []
-    for spec in teachers:
-        name, model, frontend = _teacher(spec, torch_device)
-        rate = frontend.config.sample_rate if hasattr(frontend, "config") else model.frontend_config.sample_rate
-        logits = _run(model, frontend, table, rate, clip_seconds, batch_size, num_workers, cache_dir, torch_device)
-        total = logits if total is None else total + logits
-        names.append(name)
-        frontends.append(model.frontend_config.to_dict())
-        logger.info("teacher %s done (%d clips)", name, len(table))
+    loaded = [_teacher(spec, torch_device) for spec in teachers]
+    by_rate: dict[int, list[tuple[nn.Module, nn.Module]]] = {}
+    for _, model, frontend in loaded:
+        by_rate.setdefault(_sample_rate(model, frontend), []).append((model, frontend))
+    sources = [(clip.id, clip) for clip in table.records]
+    total: np.ndarray | None = None
+    failed: dict[str, str] = {}
+    writes = True
+    for rate, members in by_rate.items():
+        loader = ClipLoader(rate, None if clip_seconds is None else round(clip_seconds * rate), cache_dir)
+        job = TeacherLogitsJob(TeacherEnsemble(members, rate), loader, batch_size=batch_size)
+        records = run_sources(job, sources, num_workers, trainer)
+        if records is None:  # a rank other than 0: rank 0 writes the store
+            writes = False
+            continue
+        for record in tqdm(records, total=len(sources), desc="teacher logits", leave=False, disable=None):
+            if record.error is not None:
+                failed.setdefault(record.file, record.error)
+                continue
+            if total is None:
+                total = np.zeros((len(sources), *record.logits.shape), dtype=np.float32)
+            total[record.index] += len(members) * record.logits
+        logger.info("teachers at %d Hz done (%d clips, %d failed)", rate, len(sources), len(failed))
+    if not writes:
+        return None
+    if total is None:
+        raise DataError(f"no clip of {table.name} could be read (e.g. {next(iter(failed.values()))})")
+    if failed:
+        logger.warning("%d clips could not be read and have no teacher logits (see 'failed' in the store)", len(failed))
+    keep = [row for row, clip_id in enumerate(table.ids) if clip_id not in failed]
     provenance = {
-        "teachers": names,
-        "frontends": frontends,
+        "teachers": [name for name, _, _ in loaded],
+        "frontends": [model.frontend_config.to_dict() for _, model, _ in loaded],
         "data": table.name,
         "labels": list(table.labels),
         "clip_seconds": clip_seconds,
+        "failed": failed,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    path = write_store(out, table.ids, total / len(teachers), provenance)
+    path = write_store(out, [table.ids[row] for row in keep], total[keep] / len(teachers), provenance)
     return TeacherLogitStore(path)
 
 
-@torch.inference_mode()
-def _run(model, frontend, table, rate, clip_seconds, batch_size, num_workers, cache_dir, device) -> np.ndarray:
-    num_samples = None if clip_seconds is None else round(clip_seconds * rate)
-    dataset = ClipDataset(table, ClipLoader(rate, num_samples, cache_dir))
-    loader = DataLoader(dataset, batch_size=batch_size if num_samples else 1, num_workers=num_workers)
-    outputs = []
-    for batch in tqdm(loader, desc="teacher logits", leave=False, disable=None):
-        mel = frontend(batch["audio"].to(device)).unsqueeze(1)
-        outputs.append(model(mel).float().cpu())
-    return torch.cat(outputs).numpy()
+def _sample_rate(model: nn.Module, frontend: nn.Module) -> int:
+    config = getattr(frontend, "config", None) or model.frontend_config
+    return config.sample_rate

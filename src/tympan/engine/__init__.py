@@ -16,7 +16,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ __all__ = [
     "load_network",
     "resume",
     "run_files",
+    "run_sources",
     "save_periodically",
     "tag_files",
     "timeline",
@@ -51,9 +52,16 @@ PathLike = str | Path
 
 
 def run_files(job: Any, paths: Iterable[PathLike], workers: int | None, trainer: dict[str, Any] | None) -> Any:
-    """The records of ``job`` over the audio files of ``paths``: here, or under ``Trainer.predict`` with ``trainer``
-    options (``shards``: the folder of the rank shards; the others go to :class:`lightning.Trainer`)."""
-    sources = [(str(path), str(path)) for path in find_audio_files(paths)]
+    """The records of ``job`` over the audio files of ``paths`` (see :func:`run_sources`)."""
+    return run_sources(job, [(str(path), str(path)) for path in find_audio_files(paths)], workers, trainer)
+
+
+def run_sources(
+    job: Any, sources: Sequence[tuple[str, Any]], workers: int | None, trainer: dict[str, Any] | None
+) -> Any:
+    """The records of ``job`` over ``(name, source)`` pairs: here, or under ``Trainer.predict`` with ``trainer``
+    options (``shards``: the folder of the rank shards; the others go to :class:`lightning.Trainer`), where only
+    rank 0 gets the records and the other ranks get None."""
     if trainer is None:
         return run_job(job, sources, workers=workers)
     from .predict import predict_records

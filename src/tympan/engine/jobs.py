@@ -14,6 +14,7 @@ run one file in parallel and read only their own span of it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,14 +22,18 @@ import numpy as np
 import torch
 
 from ..audio.stream import TAILS
-from ..errors import ConfigError
+from ..errors import AudioLoadError, ConfigError
 from ..tagging import Timeline, aggregate_windows, detect_events
 from .network import Network
 from .pieces import ClipPiece, Outputs, Piece, PooledPiece, Source, TimestampPiece, WindowPiece, window_starts
-from .records import Record
+from .records import Record, error_message
 
 __all__ = ["EmbedJob", "Job", "TagJob", "TimelineJob"]
 
+# Whole short files per work item: one batched forward pass of equal-length clips.
+FILES_PER_ITEM = 8
+# Formats whose every span decodes exactly (soundfile seeks sample-accurately); others are read as one piece.
+SEEKABLE_FORMATS = ("WAV", "WAVEX", "FLAC", "AIFF", "AU", "CAF", "W64", "RF64", "RAW", "NIST", "IRCAM", "VOC")
 # Longer files are scored window by window (streamed) rather than in one forward pass.
 LONG_FILE_SECONDS = 60.0
 # Length of the pieces a long input is cut into.
@@ -51,10 +56,39 @@ class Input:
 class Job:
     """Cuts inputs into pieces and turns the pieces' outputs into records."""
 
-    def __init__(self, network: Network, *, batch_size: int = 16, segment_seconds: float = SEGMENT_SECONDS) -> None:
+    def __init__(
+        self,
+        network: Network,
+        *,
+        batch_size: int = 16,
+        files_per_item: int = FILES_PER_ITEM,
+        segment_seconds: float = SEGMENT_SECONDS,
+    ) -> None:
         self.network = network
         self.batch_size = batch_size
+        self.files_per_item = files_per_item
         self.segment_seconds = segment_seconds
+
+    def inputs(self, sources: Sequence[tuple[str, Source]]) -> list[Input | Record]:
+        """Each source as an :class:`Input` (its length from the file header), or an error record when the header
+        cannot be read."""
+        from ..audio.io import audio_info, resampled_length
+
+        planned: list[Input | Record] = []
+        for index, (name, source) in enumerate(sources):
+            if isinstance(source, torch.Tensor):
+                planned.append(Input(index, name, source, source.numel()))
+                continue
+            try:
+                info = audio_info(source)
+                if info.frames == 0:
+                    raise AudioLoadError(f"audio file {name} holds no samples (the audio is empty)")
+            except AudioLoadError as error:
+                planned.append(Record(name, index, error=error_message(error), exception=error))
+                continue
+            total = resampled_length(info.frames, info.sample_rate, self.network.sample_rate)
+            planned.append(Input(index, name, str(source), total, info.format in SEEKABLE_FORMATS))
+        return planned
 
     def plan(self, item: Input) -> list[Piece]:
         raise NotImplementedError

@@ -87,10 +87,11 @@ class Network:
         clip = self._pipeline._pad(waveform)
         return clip.waveform, clip.notes
 
-    def forward(self, waveforms: Tensor) -> tuple[Tensor, Tensor]:
-        """Logits ``[batch, classes]`` and embeddings ``[batch, D]`` of equal-length waveforms, on the CPU."""
+    def forward(self, waveforms: Tensor) -> dict[str, Tensor]:
+        """Outputs by name of equal-length waveforms, on the CPU: ``logits [batch, classes]`` and ``embedding
+        [batch, D]``."""
         logits, embeddings = self._pipeline.forward_waveforms(waveforms)
-        return logits.cpu(), embeddings.cpu()
+        return {"logits": logits.cpu(), "embedding": embeddings.cpu()}
 
     @property
     def frame_seconds(self) -> float | None:

@@ -83,9 +83,9 @@ def compute_clips(network: Network, clips: list[Tensor]) -> list[Outputs]:
     for position, (waveform, _) in enumerate(padded):
         by_length.setdefault(waveform.numel(), []).append(position)
     for positions in by_length.values():
-        logits, embeddings = network.forward(torch.stack([padded[p][0] for p in positions]))
+        values = network.forward(torch.stack([padded[p][0] for p in positions]))
         for row, position in enumerate(positions):
-            outputs[position].values.update(logits=logits[row], embedding=embeddings[row])
+            outputs[position].values.update({name: value[row] for name, value in values.items()})
     return outputs
 
 
@@ -150,8 +150,8 @@ class WindowPiece(Piece):
         return torch.stack(windows), notes
 
     def _forward(self, network: Network, windows: Tensor) -> dict[str, Tensor]:
-        logits, embeddings = zip(*(network.forward(b) for b in windows.split(self.batch_size)), strict=True)
-        return {"logits": torch.cat(logits), "embedding": torch.cat(embeddings)}
+        batches = [network.forward(batch) for batch in windows.split(self.batch_size)]
+        return {name: torch.cat([values[name] for values in batches]) for name in batches[0]}
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ class Record:
         scores: class scores ``[classes]`` of the whole input (``tag_files``).
         timeline: scores per window (``timeline``), with ``events`` detected on it.
         embedding: ``[D]`` (``embed_files``), or ``[rows, D]`` timestamp embeddings at ``timestamps`` (ms).
+        logits: raw logits ``[classes]`` (the teacher logits of :func:`tympan.distill.compute_teacher_logits`).
         notes: what was done to the input (zero padding, the aggregation of a long file).
         error: why the input has no result; None when it has one.
         exception: the exception behind ``error`` (the single-input API raises it).
@@ -46,6 +47,7 @@ class Record:
     events: list[Event] = field(default_factory=list)
     embedding: np.ndarray | None = None
     timestamps: np.ndarray | None = None
+    logits: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
     error: str | None = None
     exception: BaseException | None = field(default=None, repr=False, compare=False)

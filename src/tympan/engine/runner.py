@@ -41,10 +41,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Whole short files per work item: one batched forward pass of equal-length clips.
-FILES_PER_ITEM = 8
-# Formats whose every span decodes exactly (soundfile seeks sample-accurately); others are read as one piece.
-SEEKABLE_FORMATS = ("WAV", "WAVEX", "FLAC", "AIFF", "AU", "CAF", "W64", "RF64", "RAW", "NIST", "IRCAM", "VOC")
 Outcome = Outputs | Tensor | BaseException
 WORKER_DIED = "the worker process reading or running this file died (a crash of the decoder or the runtime)"
 
@@ -55,34 +51,12 @@ def default_workers() -> int:
     return cores if cores > 1 else 0
 
 
-def plan_inputs(network: Network, sources: Sequence[tuple[str, Source]]) -> list[Input | Record]:
-    """Each source as an :class:`Input` (its length from the file header), or an error record when the header
-    cannot be read."""
-    from ..audio.io import audio_info, resampled_length
-
-    planned: list[Input | Record] = []
-    for index, (name, source) in enumerate(sources):
-        if isinstance(source, Tensor):
-            planned.append(Input(index, name, source, source.numel()))
-            continue
-        try:
-            info = audio_info(source)
-            if info.frames == 0:
-                raise AudioLoadError(f"audio file {name} holds no samples (the audio is empty)")
-        except AudioLoadError as error:
-            planned.append(Record(name, index, error=error_message(error), exception=error))
-            continue
-        total = resampled_length(info.frames, info.sample_rate, network.sample_rate)
-        planned.append(Input(index, name, str(source), total, info.format in SEEKABLE_FORMATS))
-    return planned
-
-
-def _items(pieces: list[Piece]) -> list[list[Piece]]:
-    """Consecutive whole-file pieces grouped :data:`FILES_PER_ITEM` to an item; every other piece alone."""
+def _items(pieces: list[Piece], files_per_item: int) -> list[list[Piece]]:
+    """Consecutive whole-file pieces grouped ``files_per_item`` to an item; every other piece alone."""
     items: list[list[Piece]] = []
     for piece in pieces:
         previous = items[-1] if items else []
-        joins = previous and isinstance(previous[0], ClipPiece) and len(previous) < FILES_PER_ITEM
+        joins = previous and isinstance(previous[0], ClipPiece) and len(previous) < files_per_item
         if isinstance(piece, ClipPiece) and joins:
             previous.append(piece)
         else:
@@ -205,9 +179,9 @@ def _isolate(dataset: WorkItems, position: int, suspects: int) -> Iterator[list[
 
 def plan_job(job: Job, sources: Sequence[tuple[str, Source]]) -> tuple[list[Input | Record], list[list[Piece]]]:
     """Each source planned (an :class:`Input`, or the error record of an unreadable header) and the work items."""
-    planned = plan_inputs(job.network, sources)
+    planned = job.inputs(sources)
     pieces = [piece for entry in planned if isinstance(entry, Input) for piece in job.plan(entry)]
-    return planned, _items(pieces)
+    return planned, _items(pieces, job.files_per_item)
 
 
 def assemble(job: Job, planned: list[Input | Record], outcomes: Iterator[Outcome]) -> Iterator[Record]:
