@@ -235,7 +235,7 @@ def read_span(path: str | os.PathLike, sample_rate: int, start: int = 0, stop: i
     ``stop=None``) is exactly :func:`load_audio`'s. Lets workers read pieces of one long file in parallel.
 
     Args:
-        path: an audio file whose format seeks exactly (WAV, FLAC, AIFF, ...).
+        path: an audio file whose format seeks exactly (WAV, FLAC, AIFF, MP3, Ogg, ...).
         sample_rate: output rate in Hz.
         start, stop: the span in samples at ``sample_rate``; ``stop`` None or past the end: to the end of the file.
 

@@ -32,8 +32,24 @@ __all__ = ["EmbedJob", "Job", "TagJob", "TimelineJob"]
 
 # Whole short files per work item: one batched forward pass of equal-length clips.
 FILES_PER_ITEM = 8
-# Formats whose every span decodes exactly (soundfile seeks sample-accurately); others are read as one piece.
-SEEKABLE_FORMATS = ("WAV", "WAVEX", "FLAC", "AIFF", "AU", "CAF", "W64", "RF64", "RAW", "NIST", "IRCAM", "VOC")
+# Formats whose every span decodes exactly (libsndfile seeks them sample-accurately, MP3 and Ogg Vorbis / Opus too:
+# tests/engine/test_engine.py); others are read as one piece.
+SEEKABLE_FORMATS = (
+    "WAV",
+    "WAVEX",
+    "FLAC",
+    "AIFF",
+    "AU",
+    "CAF",
+    "W64",
+    "RF64",
+    "RAW",
+    "NIST",
+    "IRCAM",
+    "VOC",
+    "MP3",
+    "OGG",
+)
 # Longer files are scored window by window (streamed) rather than in one forward pass.
 LONG_FILE_SECONDS = 60.0
 # Length of the pieces a long input is cut into.
