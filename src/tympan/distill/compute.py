@@ -9,7 +9,7 @@ at 256 mels / hop 750), in eval mode; the ensemble output is the mean of the mem
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from ..audio.frontend import MelFrontend
 from ..data.decode import ClipLoader
 from ..data.metadata import ClipTable, read_data
-from ..engine import run_sources
+from ..engine import Record, run_sources
 from ..errors import ConfigError, DataError
 from .job import TeacherEnsemble, TeacherLogitsJob
 from .store import TeacherLogitStore, write_store
@@ -103,13 +103,7 @@ def compute_teacher_logits(
         if records is None:  # a rank other than 0: rank 0 writes the store
             writes = False
             continue
-        for record in tqdm(records, total=len(sources), desc="teacher logits", leave=False, disable=None):
-            if record.error is not None:
-                failed.setdefault(record.file, record.error)
-                continue
-            if total is None:
-                total = np.zeros((len(sources), *record.logits.shape), dtype=np.float32)
-            total[record.index] += len(members) * record.logits
+        total = _add(records, len(members), total, len(sources), failed)
         logger.info("teachers at %d Hz done (%d clips, %d failed)", rate, len(sources), len(failed))
     if not writes:
         return None
@@ -129,6 +123,21 @@ def compute_teacher_logits(
     }
     path = write_store(out, [table.ids[row] for row in keep], total[keep] / len(teachers), provenance)
     return TeacherLogitStore(path)
+
+
+def _add(
+    records: Iterator[Record], weight: int, total: np.ndarray | None, clips: int, failed: dict[str, str]
+) -> np.ndarray | None:
+    """``total`` plus ``weight`` times the logits of the records (the sum of the members'), rows by clip index; the
+    clips that failed go into ``failed``, by id."""
+    for record in tqdm(records, total=clips, desc="teacher logits", leave=False, disable=None):
+        if record.error is not None:
+            failed.setdefault(record.file, record.error)
+            continue
+        if total is None:
+            total = np.zeros((clips, *record.logits.shape), dtype=np.float32)
+        total[record.index] += weight * record.logits
+    return total
 
 
 def _sample_rate(model: nn.Module, frontend: nn.Module) -> int:
