@@ -21,6 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "event table (filename,onset,offset,event_label TSV or file,onset,offset,label CSV)",
     )
     parser.add_argument(
+        "--weak-data",
+        help="with --task sed: a weak (clip-level) label table beside --data, its files trained on their clip "
+        "labels only (DESED weak.tsv: filename,event_labels with comma-separated labels; or a file,labels CSV)",
+    )
+    parser.add_argument(
         "--task",
         choices=("classify", "sed"),
         default="classify",
@@ -74,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         args.data,
         args.model,
         task=args.task,
+        weak_data=args.weak_data,
         checkpoint=args.checkpoint,
         epochs=args.epochs,
         steps=args.steps,
