@@ -15,7 +15,9 @@ from tympan.errors import ConfigError, DataError
 from tympan.sed.corpus import generate_event_set
 from tympan.sed.data import EventDataModule
 from tympan.sed.events import read_weak_labels
+from tympan.sed.metrics import evaluate_detection
 from tympan.sed.teacher import compute_frame_teacher_logits
+from tympan.train import finetune
 from tympan.train.sed import SedSystem
 
 LABELS = ["babble", "hum", "rain"]
@@ -146,3 +148,16 @@ def test_teacher_store_covers_the_weak_only_files(tmp_path: Path, tables: tuple[
     weak_files = read_weak_labels(tables[1]).files
     logits, available = TeacherLogitStore(path).lookup(weak_files)
     assert bool(available.all()) and logits.shape == (4, 3, 50) and np.isfinite(logits.numpy()).all()
+
+
+@pytest.mark.slow
+def test_training_on_strong_and_weak_files_still_places_onsets(tmp_path: Path) -> None:
+    full = generate_event_set(tmp_path / "train", files=24, seconds=3.0, max_events=1, seed=0)
+    strong, weak = split_weak_table(full, weak_files=12)
+    test = generate_event_set(tmp_path / "test", files=8, seconds=3.0, max_events=1, seed=7)
+    result = finetune(strong, "frame_mn", task="sed", weak_data=weak, weak_fraction=0.5, steps=80, batch_size=8,
+                      output=tmp_path / "run", val_fraction=0.0, progress=False,
+                      system_kwargs={"model_kwargs": {"width_mult": 0.2}})  # fmt: skip
+    metrics = evaluate_detection(load(checkpoint=result.checkpoint, device="cpu"), test)
+    # measured: 86 % of the onsets within 0.2 s, PSDS2 1.0 (PSDS1 0.20: 80 steps of 4 strong clips are few)
+    assert metrics["onsets_within_0.2s"] >= 0.75 and metrics["psds2"] >= 0.8, metrics

@@ -26,6 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "labels only (DESED weak.tsv: filename,event_labels with comma-separated labels; or a file,labels CSV)",
     )
     parser.add_argument(
+        "--weak-fraction",
+        type=float,
+        help="share of every batch taken from --weak-data (DCASE Task 4: 0.5; default: one shuffled pool)",
+    )
+    parser.add_argument(
         "--task",
         choices=("classify", "sed"),
         default="classify",
@@ -80,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         args.model,
         task=args.task,
         weak_data=args.weak_data,
+        weak_fraction=args.weak_fraction,
         checkpoint=args.checkpoint,
         epochs=args.epochs,
         steps=args.steps,

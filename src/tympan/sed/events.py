@@ -97,9 +97,7 @@ class WeakLabelTable:
         return self.root / file
 
 
-def read_events(
-    path: str | Path, labels: Sequence[str] | None = None, root: str | Path | None = None
-) -> EventTable:
+def read_events(path: str | Path, labels: Sequence[str] | None = None, root: str | Path | None = None) -> EventTable:
     """Read an event table (see the module docstring for the layouts).
 
     Args:

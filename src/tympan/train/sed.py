@@ -81,8 +81,10 @@ class SedSystem(AudioSystem):
         super().setup(stage)
         stored = self.teacher_store.metadata.get("labels") if self.teacher_store is not None else None
         if stored is not None and list(stored) != self.labels:
-            raise ConfigError(f"the teacher logits of {self.teacher_store.path} are for other classes or another "
-                              f"order ({len(stored)} labels, first {stored[:3]}) than the model ({self.labels[:3]})")
+            raise ConfigError(
+                f"the teacher logits of {self.teacher_store.path} are for other classes or another "
+                f"order ({len(stored)} labels, first {stored[:3]}) than the model ({self.labels[:3]})"
+            )
 
     @property
     def frame_seconds(self) -> float:
