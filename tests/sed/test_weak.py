@@ -10,6 +10,7 @@ import torch
 
 from tests.sed._weak import split_weak_table
 from tympan import load
+from tympan.cli import main
 from tympan.distill import TeacherLogitStore
 from tympan.errors import ConfigError, DataError
 from tympan.sed.corpus import generate_event_set
@@ -161,3 +162,9 @@ def test_training_on_strong_and_weak_files_still_places_onsets(tmp_path: Path) -
     metrics = evaluate_detection(load(checkpoint=result.checkpoint, device="cpu"), test)
     # measured: 86 % of the onsets within 0.2 s, PSDS2 1.0 (PSDS1 0.20: 80 steps of 4 strong clips are few)
     assert metrics["onsets_within_0.2s"] >= 0.75 and metrics["psds2"] >= 0.8, metrics
+
+
+def test_weak_data_needs_the_sed_task(tables: tuple[Path, Path], capsys: pytest.CaptureFixture) -> None:
+    args = ["finetune", "--data", str(tables[0]), "--weak-data", str(tables[1]), "--weak-fraction", "0.5"]
+    assert main(args) != 0
+    assert "need task='sed'" in capsys.readouterr().err

@@ -68,22 +68,23 @@ class EventDataset(Dataset):
         return len(self.files) + len(self.weak_files)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        labels = self.table.labels
-        if index < len(self.files):
-            file, path = self.files[index], self.table.path(self.files[index])
+        labels, has_strong = self.table.labels, index < len(self.files)
+        if has_strong:
+            file = self.files[index]
+            path = self.table.path(file)
             strong = frame_targets(self.table.events[file], labels, self.frames, self.frame_seconds)
-            weak = strong.max(axis=1)
+            weak = strong.max(axis=1)  # the classes present anywhere in the clip
         else:
-            assert self.weak is not None
+            assert self.weak is not None  # __init__ refuses weak files without their table
             file = self.weak_files[index - len(self.files)]
             path, weak = self.weak.path(file), clip_targets(self.weak.tags[file], labels)
-            strong = np.zeros((len(labels), self.frames), np.float32)
+            strong = np.zeros((len(labels), self.frames), np.float32)  # dummy frame targets, masked in the loss
         waveform = fit_length(load_audio(path, sample_rate=self.sample_rate), self.samples)
         return {
             "audio": torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32)),
             "target": torch.from_numpy(strong),
             "weak_target": torch.from_numpy(weak),
-            "has_strong": index < len(self.files),
+            "has_strong": has_strong,
             "id": file,
             "index": index,
         }

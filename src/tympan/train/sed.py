@@ -43,10 +43,11 @@ def roll_frames(
 
 
 class SedSystem(AudioSystem):
-    """Frame-level sound event detection (strong labels; see the module docstring).
+    """Frame-level sound event detection from strong and weak labels (see the module docstring).
 
     Args:
-        weak_weight: weight of the clip-level loss on the weak head.
+        weak_weight: weight of the clip-level loss on the weak head (over all items; the frame loss covers those
+            with ``has_strong``). 0: the strong head only, as PretrainedSED on AudioSet-Strong.
         roll_seconds: time roll of up to ± this many seconds (0 disables).
         bn_momentum: BatchNorm momentum while training (None: the model's own). EfficientAT's 0.01 suits hundreds
             of epochs; after a short run from scratch the running statistics would still be near their initial
