@@ -14,7 +14,7 @@ from tympan.cli import main
 from tympan.distill import TeacherLogitStore
 from tympan.errors import ConfigError, DataError
 from tympan.sed.corpus import generate_event_set
-from tympan.sed.data import EventDataModule
+from tympan.sed.data import EventDataModule, MixedBatchSampler
 from tympan.sed.events import read_weak_labels
 from tympan.sed.metrics import evaluate_detection
 from tympan.sed.teacher import compute_frame_teacher_logits
@@ -168,3 +168,15 @@ def test_weak_data_needs_the_sed_task(tables: tuple[Path, Path], capsys: pytest.
     args = ["finetune", "--data", str(tables[0]), "--weak-data", str(tables[1]), "--weak-fraction", "0.5"]
     assert main(args) != 0
     assert "need task='sed'" in capsys.readouterr().err
+
+
+def test_ranks_draw_disjoint_batches_of_one_order() -> None:
+    def batches(rank: int) -> list[list[int]]:
+        return list(MixedBatchSampler(8, 6, 2, 1, torch.Generator().manual_seed(3), rank=rank, world_size=2))
+
+    first, second = batches(0), batches(1)
+    assert len(first) == len(second) == 2  # 4 batches of 2 strong + 1 weak before the strong items run out
+    items = [i for batch in first + second for i in batch]
+    assert len(set(items)) == 12 and all(batch[2] >= 8 for batch in first + second)
+    with pytest.raises(ConfigError, match="cannot draw"):
+        MixedBatchSampler(8, 0, 2, 1, torch.Generator())

@@ -95,26 +95,31 @@ class MixedBatchSampler(Sampler[list[int]]):
 
     A fixed composition whatever the sizes of the two sets (DCASE Task 4: 12 synthetic strong + 12 weak clips of
     every batch, where shuffling the union would give about one weak clip in seven). Each epoch draws a fresh order
-    of both sets and ends when one of them runs out, as the DCASE baseline's ``ConcatDatasetBatchSampler``.
+    of both sets and ends when one of them runs out, as the DCASE baseline's ``ConcatDatasetBatchSampler``. Under
+    DDP every rank draws the same order and takes every ``world_size``-th batch from ``rank`` on (train with
+    ``Trainer(use_distributed_sampler=False)``: Lightning cannot inject its sampler here).
     """
 
     def __init__(
-        self, strong: int, weak: int, strong_per_batch: int, weak_per_batch: int, generator: torch.Generator
-    ) -> None:
+        self, strong: int, weak: int, strong_per_batch: int, weak_per_batch: int, generator: torch.Generator,
+        rank: int = 0, world_size: int = 1,
+    ) -> None:  # fmt: skip
         if strong_per_batch < 1 or weak_per_batch < 1 or strong < strong_per_batch or weak < weak_per_batch:
             raise ConfigError(f"cannot draw {strong_per_batch} strong + {weak_per_batch} weak items per batch from "
                               f"{strong} strong and {weak} weak items")  # fmt: skip
         self.strong, self.weak = strong, weak
         self.strong_per_batch, self.weak_per_batch, self.generator = strong_per_batch, weak_per_batch, generator
+        self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
-        return min(self.strong // self.strong_per_batch, self.weak // self.weak_per_batch)
+        return min(self.strong // self.strong_per_batch, self.weak // self.weak_per_batch) // self.world_size
 
     def __iter__(self) -> Iterator[list[int]]:
         strong = torch.randperm(self.strong, generator=self.generator).tolist()
         weak = (torch.randperm(self.weak, generator=self.generator) + self.strong).tolist()
         s, w = self.strong_per_batch, self.weak_per_batch
-        for batch in range(len(self)):
+        for step in range(len(self)):
+            batch = step * self.world_size + self.rank
             yield strong[batch * s : (batch + 1) * s] + weak[batch * w : (batch + 1) * w]
 
 
@@ -238,8 +243,9 @@ class EventDataModule(L.LightningDataModule):
             return DataLoader(dataset, batch_size=self.batch_size, shuffle=True, drop_last=False,
                               num_workers=self.num_workers, generator=generator)  # fmt: skip
         weak_per_batch = max(1, min(self.batch_size - 1, round(self.batch_size * self.weak_fraction)))
+        ranks = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
         sampler = MixedBatchSampler(dataset.strong_count, len(dataset) - dataset.strong_count,
-                                    self.batch_size - weak_per_batch, weak_per_batch, generator)  # fmt: skip
+                                    self.batch_size - weak_per_batch, weak_per_batch, generator, *ranks)  # fmt: skip
         return DataLoader(dataset, batch_sampler=sampler, num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
