@@ -30,8 +30,9 @@ from .records import Record, error_message
 
 __all__ = ["EmbedJob", "Job", "TagJob", "TimelineJob"]
 
-# Whole short files per work item: one batched forward pass of equal-length clips.
-FILES_PER_ITEM = 8
+# Whole short files per work item: one batched forward pass of equal-length clips. Four cost the CPU what eight do,
+# and the workers (which take items in turn) finish closer together: 40 files on 2 workers, 2.05 s against 2.72 s.
+FILES_PER_ITEM = 4
 # Formats whose every span decodes exactly (libsndfile seeks them sample-accurately, MP3 and Ogg Vorbis / Opus too:
 # tests/engine/test_engine.py); others are read as one piece.
 SEEKABLE_FORMATS = (
