@@ -1,4 +1,4 @@
-"""Teacher-logit store: write / read by id, provenance, id mismatches, ensemble averaging."""
+"""Teacher-logit store: write / read by id, provenance, id mismatches, ensemble averaging on the batch engine."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def test_ensemble_logits_are_the_mean_of_each_teacher_with_its_frontend(clips):
     assert meta["ids"] == table.ids and len(meta["frontends"]) == 2 and meta["frontends"][1]["n_mels"] == 12
 
 
-def test_engine_path_decodes_each_rate_once_and_leaves_out_unreadable_clips(clips):
+def test_teachers_at_two_rates_in_workers_and_an_unreadable_clip_left_out(clips):
     clips.with_name("3.wav").write_bytes(b"RIFF....WAVEjunk")
     teachers = _teachers(8000, 16000)  # two jobs, one per rate; full-length clips of three lengths
     out = clips.with_name("logits.npy")
@@ -96,12 +96,13 @@ def test_engine_path_decodes_each_rate_once_and_leaves_out_unreadable_clips(clip
 
 
 def test_two_processes_store_the_logits_of_one(clips):
+    clips.with_name("3.wav").write_bytes(b"RIFF....WAVEjunk")
     teachers = _teachers(8000)
     one = compute_teacher_logits(teachers, clips, clips.with_name("one.npy"), batch_size=2, num_workers=0,
                                  device="cpu")  # fmt: skip
     trainer = {"accelerator": "cpu", "devices": 2, "strategy": "ddp_fork", "shards": clips.with_name("shards")}
     two = compute_teacher_logits(teachers, clips, clips.with_name("two.npy"), batch_size=2, trainer=trainer)
-    assert two.metadata["ids"] == one.metadata["ids"]
+    assert two.metadata["ids"] == one.metadata["ids"] and list(two.metadata["failed"]) == ["3.wav"]
     np.testing.assert_allclose(two.logits, one.logits, atol=1e-6)
 
 
