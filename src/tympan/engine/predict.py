@@ -113,7 +113,8 @@ def predict_records(
     workers: int = 0,
     **trainer_options: Any,
 ) -> Iterator[Record] | None:
-    """Run ``job`` under ``Trainer.predict``; the records in input order on rank 0, None on the other ranks.
+    """Run ``job`` under ``Trainer.predict``; the records in input order on rank 0 (read from the shards as they are
+    consumed, so keep ``folder`` until then), None on the other ranks.
 
     Args:
         job, sources: as :func:`tympan.engine.runner.run_job`.
@@ -142,5 +143,4 @@ def predict_records(
     trainer.strategy.barrier()
     if not trainer.is_global_zero:
         return None
-    with torch.inference_mode():
-        return iter(list(assemble(job, planned, writer.merged(trainer.world_size))))
+    return assemble(job, planned, writer.merged(trainer.world_size))  # streamed from the shards: flat memory
