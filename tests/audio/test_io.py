@@ -11,7 +11,7 @@ import soxr
 import torch
 
 from tests.conftest import load_reference, shared_path
-from tympan.audio.io import AudioInfo, audio_info, load_audio, prepare_waveform, stream_audio
+from tympan.audio.io import AudioInfo, audio_info, load_audio, prepare_waveform, read_span, stream_audio
 from tympan.errors import AudioLoadError
 
 
@@ -181,3 +181,15 @@ def test_prepare_waveform_layouts_and_pcm(stereo_wav):
 def test_prepare_waveform_errors(bad, match):
     with pytest.raises(AudioLoadError, match=match):
         prepare_waveform(bad, 16000, 16000)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_16_bit_pcm_mixed_from_integers_is_the_float_mean_bit_for_bit(tmp_path, channels):
+    pcm = np.random.default_rng(channels).integers(-32768, 32768, (20000, channels), dtype=np.int16)
+    pcm[:2] = [[-32768] * channels, [32767] * channels]  # the extremes
+    path = tmp_path / "pcm16.wav"
+    sf.write(path, pcm, 16000, subtype="PCM_16")
+    expected = np.mean(sf.read(path, dtype="float32", always_2d=True)[0].T, axis=0)
+    np.testing.assert_array_equal(load_audio(path, 16000), expected)
+    np.testing.assert_array_equal(read_span(path, 16000, 1000, 9000), expected[1000:9000])
+
