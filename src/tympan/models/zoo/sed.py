@@ -1,26 +1,33 @@
 """PretrainedSED presets: frame-level models of ``fschmid56/PretrainedSED`` release v0.0.1 (data only).
 
-The frame MobileNets were trained on AudioSet-Strong (447 classes, 40-ms frames) with knowledge distillation from
-the paper's transformer ensemble; they run on 16-kHz audio (``FrameMNWrapper``'s mel: 128 bands, 25-ms window,
-10-ms hop). ``num_params`` are counted from the reference code (backbone + strong and weak heads), which the
-README rounds to 1.62 M / 3.83 M.
+The frame MobileNets and the frame-level PaSST were trained on AudioSet-Strong (447 classes, 40-ms frames); the
+MobileNets with knowledge distillation from the paper's transformer ensemble. They run on 16-kHz audio (the
+wrappers' mel: 128 bands, 25-ms window, 10-ms hop). ``num_params`` are counted from the reference code (backbone +
+strong and weak heads), which the README rounds to 1.62 M / 3.83 M for the MobileNets. The frame-level DyMNs are
+tympan's: the same frame-level design on the DyMN blocks, without published weights (``num_params`` counted here).
 """
 
 from __future__ import annotations
 
-from .. import frame
+from .. import frame, frame_passt
 from ..registry import ModelEntry, register_architecture, register_preset
 
-register_architecture(
-    "frame_mn",
-    frame.build_frame_mn,
-    default_frontend=frame.PRETRAINED_SED_FRONTEND,
-    default_labels="audioset_strong",
-    checkpoint_filter=frame.checkpoint_filter_fn,
-)
+for _arch, _builder in (
+    ("frame_mn", frame.build_frame_mn),
+    ("frame_passt", frame_passt.FramePaSST),
+    ("frame_dymn", frame.build_frame_dymn),
+):
+    register_architecture(
+        _arch,
+        _builder,
+        default_frontend=frame.PRETRAINED_SED_FRONTEND,
+        default_labels="audioset_strong",
+        checkpoint_filter=frame.checkpoint_filter_fn,
+    )
 
 _RELEASE = "https://github.com/fschmid56/PretrainedSED/releases/download/v0.0.1"
 _SOURCE = "fschmid56/PretrainedSED@1aa47e4 models/frame_mn/model.py, models/prediction_wrapper.py"
+_FPASST_SOURCE = "fschmid56/PretrainedSED@1aa47e4 models/frame_passt/fpasst.py, models/prediction_wrapper.py"
 _PAPER = (
     "Schmid, Morocutti, Foscarin, Schlüter, Koutini, Widmer: Effective Pre-Training of Audio Transformers for Sound "
     "Event Detection, ICASSP 2025, https://arxiv.org/abs/2409.09546"
@@ -44,5 +51,46 @@ for _width, _tag, _params in ((0.6, "06", 1_615_022), (1.0, "10", 3_830_798)):
             family="PretrainedSED frame MN",
             paper=_PAPER,
             training_data=_DATA,
+        )
+    )
+
+register_preset(
+    ModelEntry(
+        name="fpasst",
+        arch="frame_passt",
+        model_kwargs={"num_classes": 447},
+        frontend=frame.PRETRAINED_SED_FRONTEND,
+        labels="audioset_strong",
+        description="Frame-level PaSST for sound event detection at 40-ms resolution (250 frames per 10 s): "
+        "PaSST's transformer on one token per time column, from ImageNet DeiT-B through AudioSet (weak) to "
+        "AudioSet-Strong; PretrainedSED's fPaSST (at most 10 s per window).",
+        checkpoint_url=f"{_RELEASE}/fpasst_strong_1.pt",
+        num_params=89_109_118,
+        license="MIT (PretrainedSED repository)",
+        source=_FPASST_SOURCE,
+        family="PretrainedSED frame PaSST",
+        paper=_PAPER,
+        training_data="AudioSet-Strong (frame-level labels of 447 classes), from AudioSet weak pre-training",
+    )
+)
+
+for _width, _tag, _params in ((0.4, "04", 1_837_958), (1.0, "10", 9_502_446)):
+    register_preset(
+        ModelEntry(
+            name=f"frame_dymn{_tag}",
+            arch="frame_dymn",
+            model_kwargs={"num_classes": 447, "width_mult": _width},
+            frontend=frame.PRETRAINED_SED_FRONTEND,
+            labels="audioset_strong",
+            description=f"Frame-level DyMN of width {_width} for sound event detection at 40-ms resolution (250 "
+            "frames per 10 s): the DyMN blocks with the frame MobileNet's strides. No public weights exist: train "
+            "it (tympan finetune --task sed --no-pretrained) or distil it from a frame-level teacher.",
+            num_params=_params,
+            license="MIT (tympan)",
+            source="tympan, after fschmid56/EfficientAT@a425fdce models/dymn and PretrainedSED models/frame_mn",
+            family="tympan frame DyMN",
+            paper="Schmid, Koutini, Widmer: Dynamic Convolutional Neural Networks as Efficient Pre-trained Audio "
+            "Models, IEEE/ACM TASLP 2024, https://arxiv.org/abs/2310.15648",
+            training_data="none (no public weights)",
         )
     )
