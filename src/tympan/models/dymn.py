@@ -46,11 +46,11 @@ __all__ = [
     "DYNAMIC_BLOCK_LAYOUTS",
     "ContextGenerator",
     "DyMN",
+    "DynamicBackbone",
     "DynamicBlock",
     "DynamicConv",
     "DynamicOptions",
     "DynamicReLU",
-    "TemperatureControl",
     "TemperatureSchedule",
     "build_dynamic_layers",
     "reference_dymn_options",
@@ -134,8 +134,9 @@ class DynamicConv(nn.Module):
         kernels = (attention @ self.weight[0, 0]).view(
             batch * self.out_channels, self.in_channels // self.groups, self.kernel_size, self.kernel_size
         )
-        out = F.conv2d(x.reshape(1, -1, freq, time), kernels, None, self.stride, self.padding, self.dilation,
-                       self.groups * batch)
+        out = F.conv2d(
+            x.reshape(1, -1, freq, time), kernels, None, self.stride, self.padding, self.dilation, self.groups * batch
+        )
         return out.view(batch, self.out_channels, out.shape[-2], out.shape[-1])
 
 
@@ -344,23 +345,35 @@ def build_dynamic_layers(
     return layers
 
 
-def dymn_stem(blocks: Sequence[InvertedResidualConfig]) -> ConvNormAct:
-    """``in_c``: 3x3 conv, stride 2, from the mel to the first block's channels."""
-    return ConvNormAct(1, blocks[0].in_channels, 3, stride=2, norm_layer=NORM_LAYER, activation_layer=nn.Hardswish)
-
-
-def dymn_out_conv(blocks: Sequence[InvertedResidualConfig]) -> ConvNormAct:
-    """``out_c``: the 1x1 conv to ``6 × blocks[-1].out_channels`` channels."""
-    channels = blocks[-1].out_channels
-    return ConvNormAct(channels, 6 * channels, 1, norm_layer=NORM_LAYER, activation_layer=nn.Hardswish)
-
-
-class TemperatureControl(nn.Module):
-    """The kernel-attention temperature of a network of dynamic convolutions: a setting outside the state dict,
-    stepped once per epoch by the training callback (``update_temperature``)."""
+class DynamicBackbone(nn.Module):
+    """What DyMN and the frame-level DyMN share: the dynamic ``layers``, the stem ``in_c`` (3x3, stride 2), the
+    1x1 ``out_c`` to ``6 × blocks[-1].out_channels`` channels, and the kernel-attention temperature, a setting
+    outside the state dict stepped once per epoch by the training callback (``update_temperature``)."""
 
     temperature_schedule: TemperatureSchedule
     _temperature: float
+
+    def _build_backbone(
+        self,
+        blocks: Sequence[InvertedResidualConfig],
+        dynamic: Sequence[bool],
+        options: DynamicOptions,
+        temperature_schedule: TemperatureSchedule,
+    ) -> None:
+        """Add ``layers``, ``in_c`` and ``out_c`` (the official key order); call :meth:`set_temperature` once the
+        network is complete."""
+        self.layers = build_dynamic_layers(blocks, dynamic, options)
+        self.in_c = ConvNormAct(1, blocks[0].in_channels, 3, stride=2, norm_layer=NORM_LAYER,
+                                activation_layer=nn.Hardswish)  # fmt: skip
+        last = blocks[-1].out_channels
+        self.out_c = ConvNormAct(last, 6 * last, 1, norm_layer=NORM_LAYER, activation_layer=nn.Hardswish)
+        self.temperature_schedule = temperature_schedule
+
+    def _feature_map(self, mel: Tensor) -> Tensor:
+        x = self.in_c(mel)
+        for layer in self.layers:
+            x = layer(x)
+        return self.out_c(x)
 
     @property
     def temperature(self) -> float:
@@ -382,7 +395,7 @@ class TemperatureControl(nn.Module):
         return self._temperature
 
 
-class DyMN(TemperatureControl, EfficientATNet):
+class DyMN(DynamicBackbone, EfficientATNet):
     """EfficientAT DyMN: mel ``[batch, 1, n_mels, frames]`` -> logits ``[batch, num_classes]``.
 
     Args:
@@ -410,9 +423,7 @@ class DyMN(TemperatureControl, EfficientATNet):
         dropout: float = 0.2,
     ) -> None:
         super().__init__()
-        self.layers = build_dynamic_layers(blocks, dynamic, options)
-        self.in_c = dymn_stem(blocks)
-        self.out_c = dymn_out_conv(blocks)
+        self._build_backbone(blocks, dynamic, options, temperature_schedule)
         self.num_features = 6 * blocks[-1].out_channels
         self.head_type = head_type
         self.num_classes = num_classes
@@ -421,15 +432,8 @@ class DyMN(TemperatureControl, EfficientATNet):
         self.classifier = build_classifier(head_type, self.num_features, last_channel, num_classes, dropout)
         modules = ["in_c"] + [f"layers.{i}" for i in range(len(blocks))] + ["out_c"]
         self.feature_info = describe_features(blocks, modules)
-        self.temperature_schedule = temperature_schedule
         init_weights(self)
         self.set_temperature(temperature)
-
-    def _feature_map(self, mel: Tensor) -> Tensor:
-        x = self.in_c(mel)
-        for layer in self.layers:
-            x = layer(x)
-        return self.out_c(x)
 
     def forward_intermediates(self, mel: Tensor) -> list[Tensor]:
         maps = [self.in_c(mel)]

@@ -32,15 +32,7 @@ from torch import Tensor, nn
 from ..audio.frontend import MelFrontendConfig
 from ..errors import ConfigError
 from .base import AudioModel
-from .dymn import (
-    DynamicOptions,
-    TemperatureControl,
-    TemperatureSchedule,
-    build_dynamic_layers,
-    dymn_out_conv,
-    dymn_stem,
-    reference_dymn_options,
-)
+from .dymn import DynamicBackbone, DynamicOptions, TemperatureSchedule, reference_dymn_options
 from .mobilenet import InvertedResidualConfig, SEConfig, build_features, init_weights, mobilenet_v3_config
 
 __all__ = [
@@ -193,7 +185,7 @@ class FrameMobileNet(FrameModel):
         return self.features(mel).mean(2).transpose(1, 2)
 
 
-class FrameDyMN(TemperatureControl, FrameModel):
+class FrameDyMN(DynamicBackbone, FrameModel):
     """Frame-level DyMN: the DyMN blocks with the frame MobileNet's ``(freq, time)`` strides, frequency averaged
     at the end: mel ``[batch, 1, n_mels, frames]`` -> 40-ms frame logits. No public weights exist.
 
@@ -218,19 +210,15 @@ class FrameDyMN(TemperatureControl, FrameModel):
         mel_frames_per_output: int = MEL_FRAMES_PER_OUTPUT,
     ) -> None:
         super().__init__(6 * blocks[-1].out_channels, num_classes, mel_frames_per_output)
-        self.in_c = dymn_stem(blocks)
-        self.layers = build_dynamic_layers(blocks, dynamic, options or DynamicOptions())
-        self.out_c = dymn_out_conv(blocks)
-        self.temperature_schedule = temperature_schedule or TemperatureSchedule()
+        self._build_backbone(
+            blocks, dynamic, options or DynamicOptions(), temperature_schedule or TemperatureSchedule()
+        )
         init_weights(self)
         self.set_temperature(temperature)
 
     def forward_sequence(self, mel: Tensor) -> Tensor:
         """The last feature map averaged over its frequency bands, ``[batch, T', D]``."""
-        x = self.in_c(mel)
-        for layer in self.layers:
-            x = layer(x)
-        return self.out_c(x).mean(2).transpose(1, 2)
+        return self._feature_map(mel).mean(2).transpose(1, 2)
 
 
 def checkpoint_filter_fn(state_dict: dict[str, Any], model: nn.Module) -> dict[str, Any]:
