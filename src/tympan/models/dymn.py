@@ -35,7 +35,6 @@ from .mobilenet import (
     EfficientATNet,
     InvertedResidual,
     InvertedResidualConfig,
-    build_classifier,
     describe_features,
     init_weights,
     mobilenet_v3_config,
@@ -424,12 +423,7 @@ class DyMN(DynamicBackbone, EfficientATNet):
     ) -> None:
         super().__init__()
         self._build_backbone(blocks, dynamic, options, temperature_schedule)
-        self.num_features = 6 * blocks[-1].out_channels
-        self.head_type = head_type
-        self.num_classes = num_classes
-        self._hidden_features = last_channel
-        self._dropout = dropout
-        self.classifier = build_classifier(head_type, self.num_features, last_channel, num_classes, dropout)
+        self._build_head(6 * blocks[-1].out_channels, head_type, last_channel, num_classes, dropout)
         modules = ["in_c"] + [f"layers.{i}" for i in range(len(blocks))] + ["out_c"]
         self.feature_info = describe_features(blocks, modules)
         init_weights(self)
