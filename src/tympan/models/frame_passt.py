@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from .frame import MEL_FRAMES_PER_OUTPUT, FrameModel
-from .passt import Block, init_vit_weights, prepend_tokens, time_encodings
+from .passt import init_vit_weights, prepend_tokens, time_encodings, transformer_blocks
 
 __all__ = ["ColumnEmbed", "FramePaSST"]
 
@@ -112,9 +112,8 @@ class FramePaSST(FrameModel):
         self.freq_new_pos_embed = nn.Parameter(torch.zeros(1, embed_dim, 1, 1))
         self.time_new_pos_embed = nn.Parameter(torch.zeros(1, embed_dim, 1, time_encodings))
         self.pos_drop = nn.Dropout(drop_rate)
-        rates = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()
-        self.blocks = nn.Sequential(
-            *(Block(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, rate) for rate in rates)
+        self.blocks = transformer_blocks(
+            depth, embed_dim, num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, drop_path_rate
         )
         self.norm = nn.LayerNorm(embed_dim, eps=_BLOCK_NORM_EPS)
         for param in (self.cls_token, self.dist_token, self.new_pos_embed, self.freq_new_pos_embed,

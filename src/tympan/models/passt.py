@@ -33,7 +33,15 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from .base import AudioModel
 
-__all__ = ["Block", "PaSST", "checkpoint_filter_fn", "init_vit_weights", "prepend_tokens", "time_encodings"]
+__all__ = [
+    "Block",
+    "PaSST",
+    "checkpoint_filter_fn",
+    "init_vit_weights",
+    "prepend_tokens",
+    "time_encodings",
+    "transformer_blocks",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +156,21 @@ class Block(nn.Module):
         return x + _drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
 
 
+def transformer_blocks(
+    depth: int,
+    dim: int,
+    num_heads: int,
+    mlp_ratio: float,
+    qkv_bias: bool,
+    drop: float,
+    attn_drop: float,
+    drop_path_rate: float,
+) -> nn.Sequential:
+    """``depth`` :class:`Block` s with stochastic depth growing linearly from 0 to ``drop_path_rate``."""
+    rates = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()
+    return nn.Sequential(*(Block(dim, num_heads, mlp_ratio, qkv_bias, drop, attn_drop, rate) for rate in rates))
+
+
 class PaSST(AudioModel):
     """PaSST on mel ``[batch, in_chans, n_mels, frames]``; the arguments are the reference constructor's.
 
@@ -215,9 +238,8 @@ class PaSST(AudioModel):
         self.freq_new_pos_embed = nn.Parameter(torch.zeros(1, embed_dim, grid_f, 1))
         self.time_new_pos_embed = nn.Parameter(torch.zeros(1, embed_dim, 1, grid_t))
         self.pos_drop = nn.Dropout(drop_rate)
-        rates = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()
-        self.blocks = nn.Sequential(
-            *(Block(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, rate) for rate in rates)
+        self.blocks = transformer_blocks(
+            depth, embed_dim, num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, drop_path_rate
         )
         self.norm = nn.LayerNorm(embed_dim, eps=_BLOCK_NORM_EPS)
         self.head = nn.Sequential(nn.LayerNorm(embed_dim), self._classifier(num_classes))
