@@ -61,7 +61,7 @@ class FramePaSST(FrameModel):
     Args:
         num_classes: event classes (AudioSet-Strong: 447).
         n_mels: mel bands of the input (a multiple of 4: the stem halves them twice).
-        time_encodings: time positions the model encodes (250: 10 s of 40-ms tokens).
+        pos_embed_length: time positions the model encodes (250: 10 s of 40-ms tokens; the reference's name).
         embed_dim: token width ``E``.
         depth: transformer blocks.
         num_heads: attention heads.
@@ -83,7 +83,7 @@ class FramePaSST(FrameModel):
         self,
         num_classes: int = 447,
         n_mels: int = 128,
-        time_encodings: int = 250,
+        pos_embed_length: int = 250,
         embed_dim: int = 768,
         depth: int = 12,
         num_heads: int = 12,
@@ -95,9 +95,9 @@ class FramePaSST(FrameModel):
         mel_frames_per_output: int = MEL_FRAMES_PER_OUTPUT,
     ) -> None:
         super().__init__(embed_dim, num_classes, mel_frames_per_output)
-        if n_mels <= 0 or n_mels % 4 or time_encodings <= 0 or depth <= 0:
-            raise ConfigError(f"need n_mels a positive multiple of 4 and time_encodings, depth > 0; got n_mels="
-                              f"{n_mels}, time_encodings={time_encodings}, depth={depth}")  # fmt: skip
+        if n_mels <= 0 or n_mels % 4 or pos_embed_length <= 0 or depth <= 0:
+            raise ConfigError(f"need n_mels a positive multiple of 4 and pos_embed_length, depth > 0; got n_mels="
+                              f"{n_mels}, pos_embed_length={pos_embed_length}, depth={depth}")  # fmt: skip
         self.n_mels = n_mels
         self.generator: torch.Generator | None = None
         first, second, third = _STEM_CHANNELS
@@ -110,7 +110,7 @@ class FramePaSST(FrameModel):
         self.dist_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.new_pos_embed = nn.Parameter(torch.zeros(1, self.num_tokens, embed_dim))
         self.freq_new_pos_embed = nn.Parameter(torch.zeros(1, embed_dim, 1, 1))
-        self.time_new_pos_embed = nn.Parameter(torch.zeros(1, embed_dim, 1, time_encodings))
+        self.time_new_pos_embed = nn.Parameter(torch.zeros(1, embed_dim, 1, pos_embed_length))
         self.pos_drop = nn.Dropout(drop_rate)
         self.blocks = transformer_blocks(
             depth, embed_dim, num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, drop_path_rate
