@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from functools import cache
 
 import numpy as np
@@ -296,3 +297,31 @@ def test_htk_kind_frames_masks_and_validation():
         MelFrontendConfig(kind="slaney")
     with pytest.raises(ConfigError, match="positive"):
         MelFrontendConfig(resample_to=0)
+
+
+def _pretrained_sed_reference(waveform: torch.Tensor, config: MelFrontendConfig) -> torch.Tensor:
+    """PretrainedSED's ``AugmentMelSTFT`` in eval mode, step by step: pre-emphasis, centred STFT, power, kaldi banks,
+    ``log(clip(mel, 1e-7))``, ``(x + 4.5) / 5``."""
+    x = waveform[:, 1:] - 0.97 * waveform[:, :-1]
+    window = torch.hann_window(config.win_length, periodic=config.periodic)
+    spectrum = torch.stft(x, config.n_fft, config.hop_length, config.win_length, window, return_complex=True)
+    banks = kaldi_mel_banks(config.n_mels, config.n_fft, config.sample_rate, config.fmin, config.effective_fmax)
+    return (torch.log(torch.clip(banks @ spectrum.abs().square(), min=1e-7)) + 4.5) / 5.0
+
+
+@pytest.mark.parametrize("preset", ["frame_mn06", "fpasst"])
+def test_pretrained_sed_frontends_match_their_reference_in_near_silence(preset):
+    from tympan.models.registry import get_preset
+
+    config = get_preset(preset).frontend
+    assert config.log_floor == 1e-7 and config.periodic == (preset == "fpasst")
+    quiet = 1e-4 * torch.randn(2, 16000, generator=torch.Generator().manual_seed(0))  # -80 dBFS
+    ours = MelFrontend(config).eval()(quiet)
+    torch.testing.assert_close(ours, _pretrained_sed_reference(quiet, config), atol=MEL_ATOL, rtol=0)
+    offset = MelFrontend(dataclasses.replace(config, log_floor=None)).eval()(quiet)
+    assert (ours - offset).abs().mean() > 0.3  # log(mel + 1e-5) would hide the quietest bands from the weights
+
+
+def test_log_floor_must_be_positive():
+    with pytest.raises(ConfigError, match="log_floor"):
+        MelFrontendConfig(log_floor=0.0)

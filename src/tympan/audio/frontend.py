@@ -66,6 +66,11 @@ class MelFrontendConfig:
         kind: ``"kaldi"`` (``AugmentMelSTFT``) or ``"htk"`` (torchaudio ``MelSpectrogram``); see the module docstring.
         resample_to: the STFT rate in Hz when it differs from ``sample_rate``: the frontend resamples its input
             first (torchaudio's default windowed sinc). None: the STFT runs at ``sample_rate``.
+        log_floor: None: ``log(mel + 1e-5)`` (EfficientAT, PaSST, DCASE23); a value: ``log(max(mel, log_floor))``,
+            PretrainedSED's ``AugmentMelSTFT`` (1e-7): the two agree on sound and differ by up to 0.9 (after
+            normalisation) in near-silence, so weights trained on one must run on it.
+        periodic_window: the Hann window's form; None: the kind's own (kaldi symmetric as ``AugmentMelSTFT``, htk
+            periodic as torchaudio). PretrainedSED's frame PaSST frontend uses a periodic window with the kaldi kind.
     """
 
     sample_rate: int = 32000
@@ -81,6 +86,8 @@ class MelFrontendConfig:
     fmax_aug_range: int = 2000
     kind: str = "kaldi"
     resample_to: int | None = None
+    log_floor: float | None = None
+    periodic_window: bool | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in FRONTEND_KINDS:
@@ -93,6 +100,8 @@ class MelFrontendConfig:
             raise ConfigError(f"win_length ({self.win_length}) must not exceed n_fft ({self.n_fft})")
         if min(self.freqm, self.timem, self.fmin_aug_range, self.fmax_aug_range) < 0:
             raise ConfigError("masking widths and jitter ranges must be >= 0")
+        if self.log_floor is not None and self.log_floor <= 0:
+            raise ConfigError(f"MelFrontendConfig.log_floor must be positive (or None), got {self.log_floor}")
         if not 0 <= self.fmin < self.effective_fmax <= self.stft_sample_rate / 2 + self.fmax_aug_range / 2:
             raise ConfigError(
                 f"need 0 <= fmin < fmax <= Nyquist; got fmin={self.fmin}, fmax={self.effective_fmax} "
@@ -103,6 +112,15 @@ class MelFrontendConfig:
     def stft_sample_rate(self) -> int:
         """The rate the STFT and the filterbank run at: ``resample_to`` when set, else ``sample_rate``."""
         return self.sample_rate if self.resample_to is None else self.resample_to
+
+    @property
+    def periodic(self) -> bool:
+        """Whether the Hann window is periodic (``periodic_window``, else the kind's default)."""
+        return self.kind == "htk" if self.periodic_window is None else self.periodic_window
+
+    def log(self, mel: Tensor) -> Tensor:
+        """The log of mel power: ``log(mel + 1e-5)``, or ``log(max(mel, log_floor))`` when a floor is set."""
+        return torch.log(mel + LOG_OFFSET) if self.log_floor is None else torch.log(mel.clamp(min=self.log_floor))
 
     @property
     def effective_fmax(self) -> float:
@@ -266,8 +284,7 @@ class MelFrontend(nn.Module):
             raise ConfigError("give either a MelFrontendConfig or keyword arguments, not both")
         self.config = config if config is not None else MelFrontendConfig.from_reference(**reference_kwargs)
         cfg = self.config
-        periodic = cfg.kind == "htk"  # torchaudio's default window; AugmentMelSTFT's is symmetric
-        self.register_buffer("window", torch.hann_window(cfg.win_length, periodic=periodic), persistent=False)
+        self.register_buffer("window", torch.hann_window(cfg.win_length, periodic=cfg.periodic), persistent=False)
         self.resampler = SincResampler(cfg.sample_rate, cfg.resample_to) if cfg.resample_to is not None else None
         basis = _MEL_BANKS[cfg.kind](cfg.n_mels, cfg.n_fft, cfg.stft_sample_rate, cfg.fmin, cfg.effective_fmax)
         self.register_buffer("mel_basis", basis, persistent=False)
@@ -312,8 +329,8 @@ class MelFrontend(nn.Module):
             mel = _cat([self._log_mel(part, basis, blocks, step) for part in x.split(rows)], dim=0)
         else:  # one large kernel per step: accelerators, several threads
             mel = self._log_mel(x, basis, None, None)
-        if self.training:  # kaldi masks the log-mel with 0; htk masks the power with 0, i.e. log(0 + 1e-5)
-            fill = 0.0 if cfg.kind == "kaldi" else math.log(LOG_OFFSET)
+        if self.training:  # kaldi masks the log-mel with 0; htk masks the power with 0, i.e. the log of 0
+            fill = 0.0 if cfg.kind == "kaldi" else float(cfg.log(torch.zeros(())))
             mel = mask_along_axis(mel, cfg.freqm, axis=1, value=fill, generator=generator)
             mel = mask_along_axis(mel, cfg.timem, axis=2, value=fill, generator=generator)
         if cfg.kind == "kaldi":
@@ -323,7 +340,8 @@ class MelFrontend(nn.Module):
     def _log_mel(
         self, x: Tensor, basis: Tensor, blocks: tuple[tuple[int, int, int, int], ...] | None, step: int | None
     ) -> Tensor:
-        """``log(mel + 1e-5)`` of waveforms ``[batch, samples]``, ``step`` frames at a time (None: all at once);
+        """Log-mel (:meth:`MelFrontendConfig.log`) of waveforms ``[batch, samples]``, ``step`` frames at a time
+        (None: all at once);
         the mel product by ``blocks`` (see :func:`mel_blocks`) or dense."""
         cfg = self.config
         if cfg.kind == "kaldi":
@@ -345,7 +363,7 @@ class MelFrontend(nn.Module):
                     mel = torch.matmul(basis, power)
                 else:
                     mel = _cat([basis[a:b, c:d] @ power[:, c:d] for a, b, c, d in blocks], dim=1)
-            mels.append(torch.log(mel + LOG_OFFSET))
+            mels.append(cfg.log(mel))
         return _cat(mels, dim=2)
 
     def _check_input(self, waveform: Tensor) -> Tensor:

@@ -41,6 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=1,
         help="run this many seeds (--seed, --seed + 1, ...) and report mean ± standard error across them",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="training runs side by side in this many processes, one thread each (default: one per core, at most "
+        "3; 1 trains one run after the other in this process)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -53,7 +60,13 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("tympan.demo").setLevel(logging.INFO)  # stage-by-stage progress even without -v
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # not one "GPU available" line per model
     config = DemoConfig(
-        output=args.output, quick=args.quick, dirs=args.dirs, cache_dir=args.cache, seed=args.seed, seeds=args.seeds
+        output=args.output,
+        quick=args.quick,
+        dirs=args.dirs,
+        cache_dir=args.cache,
+        seed=args.seed,
+        seeds=args.seeds,
+        workers=args.workers,
     )
     result = run_demo(config)
     findings = result.metrics["findings"]

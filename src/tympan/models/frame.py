@@ -232,9 +232,10 @@ def checkpoint_filter_fn(state_dict: dict[str, Any], model: nn.Module) -> dict[s
 
 
 # 16 kHz, 128 mels, window 25 ms, hop 10 ms, FFT 512: PretrainedSED's FrameMNWrapper.
+# FrameMNWrapper's AugmentMelSTFT: kaldi banks, symmetric window, log(max(mel, 1e-7)), (x + 4.5) / 5.
 PRETRAINED_SED_FRONTEND = MelFrontendConfig(
     sample_rate=16000, win_length=400, hop_length=160, n_fft=512, freqm=0, timem=0, fmin_aug_range=10,
-    fmax_aug_range=2000,
+    fmax_aug_range=2000, log_floor=1e-7,
 )  # fmt: skip
 
 

@@ -28,12 +28,17 @@ loader), a state dict of the reference's ``PredictionsWrapper`` under ``model.fp
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .frame import MEL_FRAMES_PER_OUTPUT, FrameModel
+from .frame import MEL_FRAMES_PER_OUTPUT, PRETRAINED_SED_FRONTEND, FrameModel
 from .passt import init_vit_weights, prepend_tokens, time_encodings, transformer_blocks
+
+# FPaSSTWrapper's AugmentMelSTFT: the frame MobileNets' mel, but with the periodic Hann window (its default).
+FPASST_FRONTEND = replace(PRETRAINED_SED_FRONTEND, periodic_window=True)
 
 __all__ = ["ColumnEmbed", "FramePaSST"]
 

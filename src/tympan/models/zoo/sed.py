@@ -12,17 +12,17 @@ from __future__ import annotations
 from typing import Any
 
 from .. import frame, frame_passt
-from ..registry import ModelEntry, register_architecture, register_preset
+from ..registry import ModelEntry, get_architecture, register_architecture, register_preset
 
-for _arch, _builder in (
-    ("frame_mn", frame.build_frame_mn),
-    ("frame_passt", frame_passt.FramePaSST),
-    ("frame_dymn", frame.build_frame_dymn),
+for _arch, _builder, _frontend in (
+    ("frame_mn", frame.build_frame_mn, frame.PRETRAINED_SED_FRONTEND),
+    ("frame_passt", frame_passt.FramePaSST, frame_passt.FPASST_FRONTEND),
+    ("frame_dymn", frame.build_frame_dymn, frame.PRETRAINED_SED_FRONTEND),
 ):
     register_architecture(
         _arch,
         _builder,
-        default_frontend=frame.PRETRAINED_SED_FRONTEND,
+        default_frontend=_frontend,
         default_labels="audioset_strong",
         checkpoint_filter=frame.checkpoint_filter_fn,
     )
@@ -38,14 +38,14 @@ _DATA = "AudioSet-Strong (frame-level labels of 447 classes), knowledge distilla
 
 
 def _preset(name: str, arch: str, num_params: int, description: str, **facts: Any) -> None:
-    """A preset of 447 AudioSet-Strong classes at 40-ms resolution on the PretrainedSED frontend."""
+    """A preset of 447 AudioSet-Strong classes at 40-ms resolution on its architecture's PretrainedSED frontend."""
     width = facts.pop("width_mult", None)
     register_preset(
         ModelEntry(
             name=name,
             arch=arch,
             model_kwargs={"num_classes": 447, **({} if width is None else {"width_mult": width})},
-            frontend=frame.PRETRAINED_SED_FRONTEND,
+            frontend=get_architecture(arch).default_frontend,
             labels="audioset_strong",
             description=f"{description} for sound event detection at 40-ms resolution (250 frames per 10 s)"
             + facts.pop("details"),
