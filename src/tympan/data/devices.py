@@ -93,7 +93,10 @@ def measure_family(folder: str | Path, sample_rate: int = 32000, axes: int = 4) 
     deviations = shapes - shapes.mean(0)
     _, singular, directions = np.linalg.svd(deviations, full_matrices=False)
     scaled = directions[:axes] * (singular[:axes] / np.sqrt(len(paths) - 1))[:, None]
-    scaled *= np.sign(scaled.sum(1, keepdims=True))  # a fixed sign per axis, so that re-measuring compares
+    # a fixed sign per axis, so that re-measuring compares: its largest band positive (a sum over bands is near 0
+    # for some axes, and rounding differences between machines flipped it)
+    largest = np.abs(scaled).argmax(1)
+    scaled *= np.sign(scaled[np.arange(axes), largest])[:, None]
     return ResponseFamily(
         tuple(shapes.mean(0).round(1)),
         tuple(tuple(row) for row in scaled.round(1)),
