@@ -598,9 +598,9 @@ def device_impulse_responses(count: int, sample_rate: int = 32000, length: int =
     Each response takes a recording of ``a`` to a new device: the new device's response (and level) divided by
     ``a``'s. In TAU22 device A is a near-flat reference, so the real MicIRP responses, applied to its clips, give
     other devices; here ``a`` has the family's mean response, and an absolute response would colour its clips twice
-    (full demo, seed 0: the KD + DIR + Freq-MixStyle student scored 51.7 % with absolute responses, 54.2 % with
-    these). The draws use seeds disjoint from those of :data:`DEVICES`, so they never reproduce a test device. Each
-    response is causal and minimum-phase, not normalised.
+    (its mean shape added once more: clips no device of the family records). The draws use seeds disjoint from
+    those of :data:`DEVICES`, so they never reproduce a test device. Each response is causal and minimum-phase, not
+    normalised.
     """
     frequencies = np.fft.rfftfreq(2 * length, 1 / sample_rate)
     reference = DEVICES["a"]
