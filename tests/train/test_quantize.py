@@ -143,7 +143,6 @@ def quantized(tmp_path_factory) -> SimpleNamespace:
     torch.manual_seed(0)
     network = create("cp_mobile", num_classes=3, **TINY_CP_MOBILE)
     network.frontend_config = TINY_FRONTEND
-    network.tympan_arch, network.tympan_model_kwargs = "cp_mobile", {**TINY_CP_MOBILE, "num_classes": 3}
     float_system = _train_float(network, csv, tmp_path)
     checkpoint = export_checkpoint(float_system, tmp_path / "float.ckpt")
     result = quantize(checkpoint, csv, epochs=2, output=tmp_path / "q", batch_size=8, progress=False, accelerator="cpu")

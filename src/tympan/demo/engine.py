@@ -20,14 +20,13 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ..audio.frontend import MelFrontend
 from ..data import synthetic
 from ..data.datamodule import AudioDataModule
 from ..data.metadata import read_csv
 from ..distill import compute_teacher_logits
 from ..eval.complexity import check_dcase_limits, measure
 from ..export import export_onnx
-from ..models import create
+from ..models import create, frontend_of
 from ..pipeline import AudioPipeline, load
 from ..tagging import detect_events, plot_timeline, timeline
 from ..train import SceneSystem, TaggingSystem, export_checkpoint
@@ -337,7 +336,7 @@ def pretrained_passt(size: Any, cache_dir: Path | None) -> Path:
 
 
 def _pipeline(model: nn.Module, labels: Sequence[str], backend: str = "torch") -> AudioPipeline:
-    frontend = MelFrontend.from_config(model.frontend_config)
+    frontend = frontend_of(model)
     return AudioPipeline(model, frontend, labels, multilabel=False, clip_seconds=1.0, device="cpu", backend=backend)
 
 
@@ -345,7 +344,7 @@ def predict(model: nn.Module, split: Split, labels: Sequence[str], backend: str 
     """Eval-mode logits [N, classes] of ``model`` with its own frontend on a split; ``backend`` is ``"torch"`` or
     ``"onnx"`` (through :class:`tympan.pipeline.AudioPipeline`) or ``"int8"`` (a model from ``tympan quantize``)."""
     if backend == "int8":
-        frontend = MelFrontend.from_config(model.frontend_config).eval()
+        frontend = frontend_of(model)
         with torch.inference_mode():
             return torch.cat([model(frontend(chunk).unsqueeze(1)) for chunk in split.waveforms.split(256)]).numpy()
     pipeline = _pipeline(model, labels, backend)

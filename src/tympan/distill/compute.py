@@ -23,6 +23,8 @@ from ..data.dataset import ClipDataset
 from ..data.decode import ClipLoader
 from ..data.metadata import ClipTable, read_data
 from ..errors import ConfigError
+from ..models.bundles import bundle, frontend_of
+from ..models.spec import ModelSpec, spec_of
 from .store import TeacherLogitStore, write_store
 
 __all__ = ["compute_teacher_logits"]
@@ -30,16 +32,16 @@ __all__ = ["compute_teacher_logits"]
 logger = logging.getLogger(__name__)
 
 
-def _teacher(spec: str | nn.Module, device: torch.device) -> tuple[str, nn.Module, MelFrontend]:
-    if isinstance(spec, nn.Module):
-        if not hasattr(spec, "frontend_config"):
-            raise ConfigError("a teacher module needs a `frontend_config` (models from tympan.models.create have one)")
-        name = getattr(getattr(spec, "preset", None), "name", None) or type(spec).__name__
-        return name, spec.eval().to(device), MelFrontend.from_config(spec.frontend_config).eval().to(device)
-    from ..pipeline import load  # official weights, or a self-describing checkpoint "FILE.ckpt"
-
-    pipeline = load(checkpoint=spec, device=device) if Path(spec).suffix == ".ckpt" else load(spec, device=device)
-    return spec, pipeline.model, pipeline.frontend
+def _teacher(teacher: str | nn.Module, device: torch.device) -> tuple[str, nn.Module, MelFrontend, ModelSpec]:
+    """Name, network, frontend and spec of a teacher: a module with a spec, a preset (official weights) or a
+    tympan checkpoint file."""
+    if isinstance(teacher, nn.Module):
+        spec = spec_of(teacher)
+        name, model, frontend = spec.preset or type(teacher).__name__, teacher.eval(), frontend_of(teacher)
+    else:
+        source = bundle(teacher)
+        name, model, frontend, spec = teacher, source.get_model(), source.get_frontend(), source.spec
+    return name, model.to(device), frontend.to(device), spec
 
 
 def compute_teacher_logits(
@@ -56,8 +58,8 @@ def compute_teacher_logits(
     """Compute the mean logits of ``teachers`` over every clip of ``data`` and save them as a store.
 
     Args:
-        teachers: zoo presets (official weights), self-describing ``.ckpt`` files, or models with a
-            ``frontend_config``.
+        teachers: zoo presets (official weights), tympan checkpoint files, or models with a ``spec``
+            (:func:`tympan.models.create`).
         data: any layout :func:`tympan.data.read_data` reads, or a :class:`ClipTable`.
         out: the store's path (``.npy``; the ``.json`` sidecar is written beside it).
         clip_seconds: clips are padded / cut to this length (None: full length, one clip per batch).
@@ -76,13 +78,13 @@ def compute_teacher_logits(
     torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     total = None
     names, frontends = [], []
-    for spec in teachers:
-        name, model, frontend = _teacher(spec, torch_device)
-        rate = frontend.config.sample_rate if hasattr(frontend, "config") else model.frontend_config.sample_rate
-        logits = _run(model, frontend, table, rate, clip_seconds, batch_size, num_workers, cache_dir, torch_device)
+    for teacher in teachers:
+        name, model, frontend, spec = _teacher(teacher, torch_device)
+        logits = _run(model, frontend, table, spec.sample_rate, clip_seconds, batch_size, num_workers, cache_dir,
+                      torch_device)  # fmt: skip
         total = logits if total is None else total + logits
         names.append(name)
-        frontends.append(model.frontend_config.to_dict())
+        frontends.append(spec.frontend.to_dict())
         logger.info("teacher %s done (%d clips)", name, len(table))
     provenance = {
         "teachers": names,

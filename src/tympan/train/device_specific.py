@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from lightning.pytorch.loggers import CSVLogger
 
-from ..audio.frontend import MelFrontend
 from ..data.datamodule import AudioDataModule
 from ..errors import DataError
 from ..eval import metrics
-from ..files import atomic_path
+from ..models.bundles import frontend_of
 from ..models.device_specific import DeviceSpecificModel
+from ..models.tympan_checkpoint import TympanCheckpoint, save_checkpoint
 from .systems import AudioSystem
 
 __all__ = [
@@ -152,7 +152,7 @@ def evaluate_device_specific(model: DeviceSpecificModel, datamodule: AudioDataMo
     loader = datamodule.test_dataloader() or datamodule.val_dataloader()
     if not loader:
         raise DataError("no test or validation clips to evaluate the device-specific models on")
-    frontend = MelFrontend.from_config(model.frontend_config).eval()
+    frontend = frontend_of(model)
     model = model.cpu().eval()
     names = datamodule.device_names
     targets, devices, routed, general = [], [], [], []
@@ -184,15 +184,8 @@ def save_device_specific(
     The file's ``state_dict`` is the general model's (``model.*``), so :func:`tympan.load` reads it as that model;
     :func:`tympan.models.device_specific.load_device_specific` reads all of them.
     """
-    description = {**system.describe(), "device_specific": {"devices": model.devices}, "metrics": dict(results or {})}
-    payload = {
-        "tympan": description,
-        "state_dict": {f"model.{k}": v.detach().cpu() for k, v in model.general.state_dict().items()},
-        "device_state_dicts": {
-            device: {k: v.detach().cpu() for k, v in network.state_dict().items()}
-            for device, network in model.per_device.items()
-        },
-    }
-    with atomic_path(path) as temporary:
-        torch.save(payload, temporary)
-    return Path(path)
+    checkpoint = system.to_checkpoint(dict(results or {}))
+    provenance = {**checkpoint.provenance, "device_specific": {"devices": model.devices}}
+    per_device = {device: network.state_dict() for device, network in model.per_device.items()}
+    stored = TympanCheckpoint(checkpoint.spec, model.general.state_dict(), checkpoint.metrics, provenance, per_device)
+    return save_checkpoint(stored, path)

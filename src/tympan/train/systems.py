@@ -13,14 +13,15 @@ A system receives a plain network (an ``nn.Module`` or a zoo / architecture name
 * Adam / AdamW with the references' per-epoch ``exp_warmup_linear_down`` factor, or the DCASE24 baseline's
   per-step ``cosine_with_warmup``;
 * validation metrics of :mod:`tympan.eval.metrics` (mAP / d-prime; accuracy per device);
-* every checkpoint carries a ``"tympan"`` description (architecture, arguments, frontend, labels, complexity), so
-  :func:`tympan.load` rebuilds the model from the file alone.
+* every checkpoint carries the model's :class:`~tympan.models.spec.ModelSpec` (with the training frontend), its
+  complexity and metrics (:mod:`tympan.models.tympan_checkpoint`), so :func:`tympan.load` rebuilds the model from
+  the file alone.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
+import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
@@ -34,8 +35,9 @@ from ..audio.frontend import MelFrontend
 from ..distill import TeacherLogitStore
 from ..errors import ConfigError
 from ..eval import metrics
-from ..labels import get_labels
 from ..models.registry import create, get_architecture
+from ..models.spec import ModelSpec, spec_of
+from ..models.tympan_checkpoint import TympanCheckpoint, attach_entry, entry, is_tympan_checkpoint, read_checkpoint
 from . import losses
 from .complexity import enforce_limits
 from .schedules import cosine_with_warmup, exp_warmup_linear_down
@@ -57,23 +59,11 @@ def _check_sample_rate(datamodule: Any, model_rate: int) -> None:
 
 
 def describe_model(model: nn.Module, labels: Sequence[str], multilabel: bool) -> dict[str, Any]:
-    """The ``"tympan"`` entry of a checkpoint: what :func:`tympan.load` needs to rebuild ``model``."""
-    entry = getattr(model, "preset", None)
-    arch = getattr(model, "tympan_arch", None) or (entry.arch if entry is not None else None)
-    kwargs = dict(getattr(model, "tympan_model_kwargs", None) or (entry.model_kwargs if entry is not None else {}))
-    if arch is not None:
-        accepted = inspect.signature(get_architecture(arch).builder).parameters
-        key = next((k for k in ("num_classes", "n_classes") if k in kwargs or k in accepted), None)
-        if key is not None:  # the (possibly new) head size, under the architecture's own argument name
-            kwargs[key] = model.num_classes
-    return {
-        "arch": arch,
-        "model_kwargs": kwargs,
-        "frontend": model.frontend_config.to_dict(),
-        "labels": list(labels),
-        "multilabel": multilabel,
-        "preset": entry.name if entry is not None else None,
-    }
+    """Deprecated: the ``"tympan"`` entry of a checkpoint of ``model``; use ``AudioSystem.to_checkpoint`` or
+    :func:`tympan.models.tympan_checkpoint.entry` of a :class:`~tympan.models.TympanCheckpoint`."""
+    warnings.warn("describe_model is deprecated: a model's description is model.spec; checkpoints are written by "
+                  "tympan.models.save_checkpoint", DeprecationWarning, stacklevel=2)  # fmt: skip
+    return entry(TympanCheckpoint(spec_of(model).with_labels(labels, multilabel)))
 
 
 def build_model(
@@ -85,7 +75,8 @@ def build_model(
     pretrained: bool = False,
 ) -> tuple[nn.Module, list[str]]:
     """A network from a name (zoo preset or architecture) or as given, headed for ``num_classes`` labels; a preset
-    starts from its official weights with ``pretrained`` unless ``checkpoint`` names other ones.
+    starts from its official weights with ``pretrained`` unless ``checkpoint`` names other ones. Its spec names
+    ``labels`` (default: the spec's own where the head keeps its size, else ``class_0`` ...).
 
     Returns the network and the classifier keys re-initialised for the new labels (see
     :func:`tympan.train.transfer.load_pretrained`; empty when the checkpoint's head was kept or there is none).
@@ -94,35 +85,40 @@ def build_model(
         network = model
     else:
         network = create(model, pretrained=pretrained and checkpoint is None, **(model_kwargs or {}))
-        if network.preset is None:  # an architecture: remember how to rebuild it
-            network.tympan_arch = model
-            network.tympan_model_kwargs = dict(model_kwargs or {})
-    if not hasattr(network, "frontend_config"):
-        raise ConfigError("the model needs a `frontend_config` (build it with tympan.models.create)")
+    spec = spec_of(network)
     if num_classes is not None and num_classes != network.num_classes:
         logger.info("new classifier: %d -> %d classes", network.num_classes, num_classes)
         network.reset_classifier(num_classes)
+    if labels is None:
+        labels = spec.labels if spec.num_classes == network.num_classes else _numbered(network.num_classes)
+    if len(labels) != network.num_classes:
+        raise ConfigError(f"{len(labels)} labels for a head of {network.num_classes} classes")
+    network.spec = spec.with_labels(labels)
     reinitialised: list[str] = []
     if checkpoint is not None and not isinstance(model, nn.Module):
-        entry = network.preset
         reinitialised = load_pretrained(
             network,
             checkpoint,
             labels,
-            checkpoint_labels=get_labels(entry.labels) if entry is not None and entry.labels else None,
-            filter_fn=get_architecture(entry.arch if entry is not None else model).checkpoint_filter,
+            checkpoint_labels=spec.labels if spec.preset is not None else None,
+            filter_fn=get_architecture(spec.arch).checkpoint_filter,
         )
     return network.train(), reinitialised
+
+
+def _numbered(num_classes: int) -> list[str]:
+    return [f"class_{i}" for i in range(num_classes)]
 
 
 class AudioSystem(L.LightningModule):
     """Shared training logic; subclasses define the task loss and metrics.
 
     Args:
-        model: a zoo preset (``"mn10_as"``), an architecture (``"cp_mobile"``) or a network with a
-            ``frontend_config``.
+        model: a zoo preset (``"mn10_as"``), an architecture (``"cp_mobile"``) or a network with a ``spec``
+            (:func:`tympan.models.create`, ``tympan.models.bundle(...).get_model()``).
         num_classes: outputs of the head; a new head is created when it differs from the model's.
-        labels: class names (stored in checkpoints; default ``class_0`` ...).
+        labels: class names (stored in checkpoints; default: the model's where its head keeps its size, else
+            ``class_0`` ...).
         checkpoint: initial weights of a named model (any layout :func:`tympan.models.create` loads).
         pretrained: start a zoo preset from its official weights (the cache, downloaded when online), e.g. the
             ImageNet starts ``mn10_im`` / ``dymn10_im`` / ``passt_deit_bd_p16_384`` of the AudioSet recipes;
@@ -221,11 +217,9 @@ class AudioSystem(L.LightningModule):
         self.model, self.reinitialised_keys = build_model(
             model, num_classes, checkpoint, model_kwargs, labels, pretrained
         )
-        train_frontend = self.model.frontend_config.replace(**(frontend or {}))
-        self.frontend = MelFrontend.from_config(train_frontend)
-        self.labels = list(labels) if labels is not None else [f"class_{i}" for i in range(self.model.num_classes)]
-        if len(self.labels) != self.model.num_classes:
-            raise ConfigError(f"{len(self.labels)} labels for a head of {self.model.num_classes} classes")
+        self.model.spec = spec_of(self.model).replace(multilabel=self.multilabel)
+        self.frontend = MelFrontend(self.model.spec.frontend.replace(**(frontend or {})))
+        self.labels = list(self.model.spec.labels)
         self.teacher_store = None
         self.device_names: list[str] = []
         self.complexity: dict[str, Any] | None = None
@@ -241,7 +235,7 @@ class AudioSystem(L.LightningModule):
     # ------------------------------------------------------------------------------------------------ training
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        _check_sample_rate(datamodule, self.model.frontend_config.sample_rate)
+        _check_sample_rate(datamodule, self.model.spec.sample_rate)
         self.device_names = list(getattr(datamodule, "device_names", []) or [])
         if self.hparams.teacher_logits and self.teacher_store is None:
             self.teacher_store = TeacherLogitStore(self.hparams.teacher_logits)
@@ -258,7 +252,7 @@ class AudioSystem(L.LightningModule):
     def on_fit_start(self) -> None:
         self.complexity = enforce_limits(
             self.model,
-            self.model.frontend_config,
+            self.model.spec.frontend,
             self.hparams.complexity_seconds,
             self.hparams.max_params,
             self.hparams.max_macs,
@@ -309,9 +303,7 @@ class AudioSystem(L.LightningModule):
         hp = self.hparams
         if hp.dir_prob > 0 and hp.dir_folder:
             if self._dir_bank is None:
-                self._dir_bank = DeviceImpulseResponses.from_folder(
-                    hp.dir_folder, self.model.frontend_config.sample_rate
-                )
+                self._dir_bank = DeviceImpulseResponses.from_folder(hp.dir_folder, self.model.spec.sample_rate)
             devices = [self.device_names[i] if i >= 0 else "" for i in batch["device_index"].tolist()]
             chosen = torch.tensor([d in (hp.dir_devices or ["a"]) for d in devices], device=audio.device)
             audio = self._dir_bank(audio, p=hp.dir_prob, mask=chosen, generator=generator)
@@ -389,21 +381,34 @@ class AudioSystem(L.LightningModule):
         return self._classifier_keys
 
     # ------------------------------------------------------------------------------------------ checkpoints
-    def describe(self) -> dict[str, Any]:
-        """The self-description stored under ``"tympan"`` in every checkpoint (with the training clip length, the
-        window that tagging and evaluation should use)."""
+    @property
+    def spec(self) -> ModelSpec:
+        """The spec of the trained model: the network's, with the frontend it trains with (its jitter ranges set
+        the eval fmax: fmax_aug_range 1000 -> 15500 Hz at 32 kHz) and the data's clip length (the window that
+        tagging and evaluation should use)."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         clip_seconds = getattr(datamodule, "clip_seconds", None)
-        description = {**describe_model(self.model, self.labels, self.multilabel), "complexity": self.complexity}
-        # The frontend trained with: its jitter ranges set the eval fmax (fmax_aug_range 1000 -> 15500 Hz at 32 kHz).
-        description["frontend"] = self.frontend.config.to_dict()
-        return description | ({"clip_seconds": float(clip_seconds)} if clip_seconds else {})
+        spec = self.model.spec.replace(frontend=self.frontend.config)
+        return spec.replace(clip_seconds=float(clip_seconds)) if clip_seconds else spec
+
+    def provenance(self) -> dict[str, Any]:
+        """How the weights were made, stored beside them: the measured complexity (subclasses add their task)."""
+        return {"complexity": self.complexity}
+
+    def to_checkpoint(self, metrics: dict[str, float] | None = None) -> TympanCheckpoint:
+        """The model as a tympan checkpoint: spec, weights, ``metrics`` and provenance."""
+        return TympanCheckpoint(self.spec, self.model.state_dict(), dict(metrics or {}), self.provenance())
+
+    def describe(self) -> dict[str, Any]:
+        """The ``"tympan"`` entry of this system's checkpoints (see :mod:`tympan.models.tympan_checkpoint`)."""
+        return entry(self.to_checkpoint())
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["tympan"] = self.describe()
+        attach_entry(checkpoint, self.to_checkpoint())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.complexity = checkpoint.get("tympan", {}).get("complexity")
+        if is_tympan_checkpoint(checkpoint):
+            self.complexity = read_checkpoint(checkpoint).provenance.get("complexity")
 
     # ------------------------------------------------------------------------------------ task-specific
     def label_loss(self, logits: Tensor, target: Tensor, lam: Tensor | None = None, perm: Tensor | None = None):
