@@ -132,9 +132,9 @@ def spec_of(model: nn.Module) -> ModelSpec:
         labels = tuple(f"class_{i}" for i in range(model.num_classes))
         return ModelSpec(type(model).__name__, {}, frontend, labels, multilabel=False)
     raise ConfigError(
-            f"the {type(model).__name__} has no `spec` (the description of its frontend, labels and architecture); "
-            "build it with tympan.models.create or tympan.models.bundle(...).get_model()"
-        )
+        f"the {type(model).__name__} has no `spec` (the description of its frontend, labels and architecture); "
+        "build it with tympan.models.create or tympan.models.bundle(...).get_model()"
+    )
 
 
 class SpecProperties:

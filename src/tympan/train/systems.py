@@ -35,7 +35,8 @@ from ..audio.frontend import MelFrontend
 from ..distill import TeacherLogitStore
 from ..errors import ConfigError
 from ..eval import metrics
-from ..models.registry import create, get_architecture
+from ..models.bundles import bundle
+from ..models.registry import get_architecture
 from ..models.spec import ModelSpec, spec_of
 from ..models.tympan_checkpoint import TympanCheckpoint, attach_entry, entry, is_tympan_checkpoint, read_checkpoint
 from . import losses
@@ -84,7 +85,7 @@ def build_model(
     if isinstance(model, nn.Module):
         network = model
     else:
-        network = create(model, pretrained=pretrained and checkpoint is None, **(model_kwargs or {}))
+        network = bundle(model, pretrained=pretrained and checkpoint is None, **(model_kwargs or {})).get_model()
     spec = spec_of(network)
     if num_classes is not None and num_classes != network.num_classes:
         logger.info("new classifier: %d -> %d classes", network.num_classes, num_classes)
