@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,9 @@ logger = logging.getLogger(__name__)
 
 # Stage-1 hyperparameters that stage 2 does not take over: the network and its head come from the stage-1 model,
 # and the reference fine-tunes with cross-entropy alone.
-_NOT_INHERITED = ("model", "checkpoint", "num_classes", "model_kwargs", "labels", "teacher_logits")
+OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
+_NOT_INHERITED = ("model", "checkpoint", "num_classes", "model_kwargs", "labels", "teacher_logits", "lr",
+                  "weight_decay", "adamw", "max_params", "max_macs", "complexity_seconds")  # fmt: skip
 
 
 @dataclass
@@ -134,9 +136,23 @@ def devices_to_fine_tune(datamodule: AudioDataModule, settings: DeviceFineTuning
 def _device_system(system: AudioSystem, settings: DeviceFineTuning) -> AudioSystem:
     """A new system of the same kind around a copy of the general model, with the stage-2 optimisation."""
     kwargs = {k: v for k, v in system.hparams.items() if k not in _NOT_INHERITED and not k.startswith("_")}
-    kwargs.update(lr=settings.lr, weight_decay=settings.weight_decay, lr_schedule="cosine_with_warmup",
-                  warmup_steps=settings.warmup_steps, mixstyle_p=settings.mixstyle_p)  # fmt: skip
-    return type(system)(copy.deepcopy(system.model), labels=system.labels, **kwargs)
+    kwargs.update(lr_schedule="cosine_with_warmup", warmup_steps=settings.warmup_steps, mixstyle_p=settings.mixstyle_p)
+    optimizer = _with_rates(system.optimizer_factory, settings.lr, settings.weight_decay)
+    return type(system)(copy.deepcopy(system.model), labels=system.labels, optimizer=optimizer, limits=system.limits,
+                        **kwargs)  # fmt: skip
+
+
+def _with_rates(factory: OptimizerFactory, lr: float, weight_decay: float) -> OptimizerFactory:
+    """Stage 1's optimiser (its class and other settings) at stage 2's learning rate and weight decay."""
+
+    def build(parameters: Any) -> torch.optim.Optimizer:
+        optimizer = factory(parameters)
+        optimizer.defaults.update(lr=lr, weight_decay=weight_decay)
+        for group in optimizer.param_groups:
+            group.update(lr=lr, weight_decay=weight_decay)
+        return optimizer
+
+    return build
 
 
 @torch.no_grad()

@@ -10,8 +10,9 @@ A system receives a plain network (an ``nn.Module`` or a zoo / architecture name
 * an optional knowledge-distillation term from a :class:`~tympan.distill.TeacherLogitStore` read by clip id:
   EfficientAT's ``λ·BCE(labels) + (1−λ)·BCE(sigmoid(teacher/T))`` for tagging, DCASE23's ``λ·CE + (1−λ)·KL·T²``
   for scenes (losses from :mod:`tympan.train.losses`);
-* Adam / AdamW with the references' per-epoch ``exp_warmup_linear_down`` factor, or the DCASE24 baseline's
-  per-step ``cosine_with_warmup``;
+* an injected optimiser (``optimizer``: a callable of the parameters, LightningCLI's ``OptimizerCallable``; in a
+  recipe ``class_path: torch.optim.AdamW`` with its ``init_args``), with the references' per-epoch
+  ``exp_warmup_linear_down`` factor, or the DCASE24 baseline's per-step ``cosine_with_warmup``;
 * validation metrics of :mod:`tympan.eval.metrics` (mAP / d-prime; accuracy per device);
 * every checkpoint carries the model's :class:`~tympan.models.spec.ModelSpec` (with the training frontend), its
   complexity and metrics (:mod:`tympan.models.tympan_checkpoint`), so :func:`tympan.load` rebuilds the model from
@@ -20,6 +21,7 @@ A system receives a plain network (an ``nn.Module`` or a zoo / architecture name
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from collections.abc import Sequence
@@ -28,6 +30,7 @@ from typing import Any, ClassVar, Literal
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from ..audio.augment import DeviceImpulseResponses, freq_mixstyle, gain, mix_targets, mixup, roll, wavmix
@@ -40,7 +43,7 @@ from ..models.registry import get_architecture
 from ..models.spec import ModelSpec, spec_of
 from ..models.tympan_checkpoint import TympanCheckpoint, attach_entry, entry, is_tympan_checkpoint, read_checkpoint
 from . import losses
-from .complexity import enforce_limits
+from .complexity import ComplexityLimits
 from .schedules import cosine_with_warmup, exp_warmup_linear_down
 from .transfer import backbone_norms, classifier_keys, load_pretrained, parameter_groups
 
@@ -126,9 +129,8 @@ class AudioSystem(L.LightningModule):
             ``checkpoint``, when given, is used instead.
         model_kwargs: keyword arguments of the architecture / preset.
         frontend: changes to the model's mel frontend for training, e.g. ``{"freqm": 48, "timem": 192}``.
-        lr: peak learning rate.
-        weight_decay: L2 penalty (Adam) or decoupled decay (AdamW).
-        adamw: use AdamW instead of Adam.
+        lr, weight_decay: Adam's peak learning rate and L2 penalty when no ``optimizer`` is given.
+        adamw: deprecated: AdamW instead of Adam; pass ``optimizer`` (``torch.optim.AdamW`` with its arguments).
         warmup_epochs, rampdown_start, rampdown_epochs, last_lr_factor: the ``exp_warmup_linear_down`` schedule
             (stepped per epoch); ``rampdown_epochs=0`` keeps the rate constant after warm-up.
         warmup_steps, rampdown_start_step, rampdown_steps: the same schedule counted in optimizer steps (what a
@@ -151,12 +153,17 @@ class AudioSystem(L.LightningModule):
         gain_db: random gain in ``[−gain_db, gain_db)`` dB.
         dir_folder, dir_prob, dir_devices: device-impulse-response augmentation with the impulse responses of a
             folder, with probability ``dir_prob``, for clips recorded by ``dir_devices`` (DCASE23: device ``a``).
-        teacher_logits: a teacher-logit store (``tympan distill``) enabling knowledge distillation.
+        teacher_logits: a teacher-logit store (``tympan distill``; its path or the opened
+            :class:`~tympan.distill.TeacherLogitStore`) enabling knowledge distillation.
         kd_lambda: weight of the label loss; the KD term gets ``1 − kd_lambda``.
         temperature: KD temperature.
-        max_params, max_macs: complexity limits (DCASE: 128,000 / 30e6 per 1 s); training refuses a bigger model.
-        complexity_seconds: input length for the complexity measurement.
+        max_params, max_macs, complexity_seconds: deprecated: the fields of ``limits``.
         seed: seed of the augmentation draws (each step's generator is a function of seed, step and rank).
+        optimizer: builds the optimiser from the parameter groups (``optimizer(params)``), e.g.
+            ``functools.partial(torch.optim.AdamW, lr=5e-3, weight_decay=1e-4)``; its ``lr`` is the head's peak rate
+            (the backbone's follows ``backbone_lr_factor`` / ``layer_decay``). Default: Adam at ``lr``.
+        limits: complexity limits (DCASE23: ``ComplexityLimits(128_000, 30e6)``); fitting refuses a bigger model.
+            The measured complexity is stored in every checkpoint either way.
     """
 
     multilabel: ClassVar[bool] = False
@@ -201,9 +208,27 @@ class AudioSystem(L.LightningModule):
         max_macs: float | None = None,
         complexity_seconds: float = 1.0,
         seed: int = 0,
+        optimizer: OptimizerCallable | None = None,
+        limits: ComplexityLimits | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
+        objects = ["optimizer", "limits"] + ["model"] * isinstance(model, nn.Module)
+        self.save_hyperparameters(ignore=objects + ["teacher_logits"] * isinstance(teacher_logits, TeacherLogitStore))
+        if optimizer is not None and (adamw or lr != 1e-3 or weight_decay != 0.0):
+            raise ConfigError("give the learning rate and weight decay inside `optimizer`, not also as lr / "
+                              "weight_decay / adamw")  # fmt: skip
+        if adamw:
+            warnings.warn("adamw=True is deprecated: pass optimizer=functools.partial(torch.optim.AdamW, lr=..., "
+                          "weight_decay=...) (in a recipe: class_path torch.optim.AdamW)", DeprecationWarning,
+                          stacklevel=2)  # fmt: skip
+        self.optimizer_factory = optimizer or functools.partial(
+            torch.optim.AdamW if adamw else torch.optim.Adam, lr=lr, weight_decay=weight_decay
+        )
+        if max_params is not None or max_macs is not None:
+            warnings.warn("max_params / max_macs / complexity_seconds are deprecated: pass limits=ComplexityLimits("
+                          "max_params, max_macs, seconds)", DeprecationWarning, stacklevel=2)  # fmt: skip
+            limits = limits or ComplexityLimits(max_params, max_macs, complexity_seconds)
+        self.limits = limits or ComplexityLimits(seconds=complexity_seconds)
         if (warmup_steps or rampdown_steps) and (warmup_epochs or rampdown_epochs):
             raise ConfigError("give the learning-rate schedule in epochs or in steps, not both")
         if backbone_lr_factor <= 0 or (layer_decay is not None and not 0.0 < layer_decay <= 1.0):
@@ -221,7 +246,7 @@ class AudioSystem(L.LightningModule):
         self.model.spec = spec_of(self.model).replace(multilabel=self.multilabel)
         self.frontend = MelFrontend(self.model.spec.frontend.replace(**(frontend or {})))
         self.labels = list(self.model.spec.labels)
-        self.teacher_store = None
+        self.teacher_store = teacher_logits if isinstance(teacher_logits, TeacherLogitStore) else None
         self.device_names: list[str] = []
         self.complexity: dict[str, Any] | None = None
         self._dir_bank = None
@@ -238,7 +263,7 @@ class AudioSystem(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         _check_sample_rate(datamodule, self.model.spec.sample_rate)
         self.device_names = list(getattr(datamodule, "device_names", []) or [])
-        if self.hparams.teacher_logits and self.teacher_store is None:
+        if self.hparams.get("teacher_logits") and self.teacher_store is None:
             self.teacher_store = TeacherLogitStore(self.hparams.teacher_logits)
             if stage == "fit" and datamodule is not None and "train" in getattr(datamodule, "datasets", {}):
                 ids = datamodule.datasets["train"].ids
@@ -251,13 +276,7 @@ class AudioSystem(L.LightningModule):
                     )
 
     def on_fit_start(self) -> None:
-        self.complexity = enforce_limits(
-            self.model,
-            self.model.spec.frontend,
-            self.hparams.complexity_seconds,
-            self.hparams.max_params,
-            self.hparams.max_macs,
-        )
+        self.complexity = self.limits.enforce(self.model, self.model.spec.frontend)
 
     def training_step(self, batch: dict[str, Any] | None, batch_idx: int) -> Tensor | None:
         if batch is None:  # every clip of the batch was unreadable (on_error="skip")
@@ -344,12 +363,13 @@ class AudioSystem(L.LightningModule):
     # ------------------------------------------------------------------------------------------- optimisers
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        optimizer_class = torch.optim.AdamW if hp.adamw else torch.optim.Adam
-        parameters: Any = self.model.parameters()
-        if hp.backbone_lr_factor != 1.0 or hp.layer_decay is not None:
-            head = self.classifier_keys
-            parameters = parameter_groups(self.model, head, hp.lr, hp.backbone_lr_factor, hp.layer_decay)
-        optimizer = optimizer_class(parameters, lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.backbone_lr_factor == 1.0 and hp.layer_decay is None:
+            optimizer = self.optimizer_factory(self.model.parameters())
+        else:  # rates relative to the optimiser's own: the head at 1, the backbone lower
+            groups = parameter_groups(self.model, self.classifier_keys, 1.0, hp.backbone_lr_factor, hp.layer_decay)
+            optimizer = self.optimizer_factory([{"params": g["params"]} for g in groups])
+            for group, relative in zip(optimizer.param_groups, groups, strict=True):
+                group["lr"] = optimizer.defaults["lr"] * relative["lr"]
         if hp.lr_schedule == "cosine_with_warmup":  # the run's length in steps, as the reference's transformers call
             factor = cosine_with_warmup(hp.warmup_steps, int(self.trainer.estimated_stepping_batches))
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
