@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tests.train._data import write_tone_dataset
+from tympan.audio.augmentation import Augmentation, FreqMixStyle, TimeRoll
 from tympan.data import AudioDataModule
 from tympan.eval.complexity import measure
 from tympan.train.recipes import TrainCLI, resolve_recipe
@@ -49,7 +50,7 @@ def test_dcase24_recipe_trains_the_baseline_on_a_split_with_a_per_step_cosine(tm
     system = cli.model
     assert isinstance(system, SceneSystem) and system.model.preset.name == "cp_mobile_dcase24_baseline"
     assert system.limits.max_params == 64000 and system.limits.max_macs == 30e6
-    assert (system.hparams.mixstyle_p, system.hparams.mixstyle_alpha, system.hparams.roll_samples) == (0.4, 0.3, 4410)
+    assert system.augmentation == Augmentation([TimeRoll(4410)], [FreqMixStyle(0.4, 0.3)])
     assert system.frontend.config.kind == "htk" and system.frontend.config.num_frames(44100) == 65
     assert cli.datamodule.sample_rate == 44100 and system.labels == ["high", "low", "mid"]
     rates = _LearningRates()

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tests.train._data import write_tone_dataset
+from tympan.audio.augmentation import Augmentation, DeviceImpulseResponse, FreqMixStyle, Gain, TimeRoll
 from tympan.data import AudioDataModule, BalancedSampler
 from tympan.distill import TeacherLogitStore, write_store
 from tympan.errors import ConfigError, DataError
@@ -74,11 +75,19 @@ def test_waveform_and_spectrogram_augmentations_run_in_the_step(tmp_path, genera
     from tests.conftest import SHARED
 
     dirs = SHARED / "data" / "dirs"
-    system = SceneSystem(tiny_model(3), num_classes=3, roll_samples=400, gain_db=6, mixstyle_p=1.0, mixup_alpha=0.3,
-                         dir_folder=str(dirs) if dirs.is_dir() else None, dir_prob=1.0)  # fmt: skip
+    waveform = [DeviceImpulseResponse(str(dirs), 1.0)] * dirs.is_dir() + [TimeRoll(400), Gain(6)]
+    augmentation = Augmentation(waveform, [FreqMixStyle(1.0)])
+    system = SceneSystem(tiny_model(3), num_classes=3, mixup_alpha=0.3, augmentation=augmentation)
     system.device_names = ["a", "b"]
-    loss = system.training_step(_batch(generator), 0)
+    batch = _batch(generator)
+    loss = system.training_step(batch, 0)
     assert torch.isfinite(loss) and loss.requires_grad
+    with pytest.warns(DeprecationWarning, match="augmentation="):  # the flat arguments build the same steps
+        old = SceneSystem(tiny_model(3), num_classes=3, roll_samples=400, gain_db=6, mixstyle_p=1.0, mixup_alpha=0.3,
+                          dir_folder=str(dirs) if dirs.is_dir() else None, dir_prob=1.0)  # fmt: skip
+    assert old.augmentation == augmentation and "augmentation" not in old.hparams
+    old.device_names = ["a", "b"]
+    torch.testing.assert_close(old.training_step(batch, 0), loss)  # the same draws in the same order
     with pytest.raises(ConfigError, match="mixup"):
         SceneSystem(tiny_model(3), num_classes=3, mixup_alpha=0.3).kd_loss(
             torch.zeros(2, 3), torch.zeros(2, 3), torch.ones(2), torch.arange(2)

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from ..audio.augmentation import Augmentation
 from ..data import synthetic
 from ..data.datamodule import AudioDataModule
 from ..data.metadata import read_csv
@@ -279,11 +280,13 @@ def train(
         seed=recipe.seed,
     )
     ramp = recipe.epochs // 2
-    augment: dict[str, Any] = {"roll_samples": recipe.roll_samples}
-    if recipe.mixstyle is not None:
-        augment.update(mixstyle_p=recipe.mixstyle[0], mixstyle_alpha=recipe.mixstyle[1])
-    if recipe.dir_folder is not None:  # DCASE23: only device a, the one with most of the training clips
-        augment.update(dir_folder=str(recipe.dir_folder), dir_prob=recipe.dir_probability, dir_devices=["a"])
+    mixstyle_p, mixstyle_alpha = recipe.mixstyle or (0.0, 0.4)
+    augment: dict[str, Any] = {
+        "augmentation": Augmentation.from_settings(  # DIR on device a only, the one with most of the training clips
+            roll_samples=recipe.roll_samples, dir_folder=str(recipe.dir_folder) if recipe.dir_folder else None,
+            dir_prob=recipe.dir_probability, dir_devices=["a"], mixstyle_p=mixstyle_p, mixstyle_alpha=mixstyle_alpha,
+        )
+    }  # fmt: skip
     if recipe.kd:
         augment.update(teacher_logits=str(recipe.store), kd_lambda=recipe.kd_lambda, temperature=recipe.temperature)
     system_class = TaggingSystem if recipe.multilabel else SceneSystem

@@ -47,7 +47,8 @@ logger = logging.getLogger(__name__)
 # and the reference fine-tunes with cross-entropy alone.
 OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
 _NOT_INHERITED = ("model", "checkpoint", "num_classes", "model_kwargs", "labels", "teacher_logits", "lr",
-                  "weight_decay", "adamw", "max_params", "max_macs", "complexity_seconds")  # fmt: skip
+                  "weight_decay", "adamw", "max_params", "max_macs", "complexity_seconds", "roll_samples", "gain_db",
+                  "dir_folder", "dir_prob", "dir_devices", "mixstyle_p", "mixstyle_alpha")  # fmt: skip
 
 
 @dataclass
@@ -136,10 +137,11 @@ def devices_to_fine_tune(datamodule: AudioDataModule, settings: DeviceFineTuning
 def _device_system(system: AudioSystem, settings: DeviceFineTuning) -> AudioSystem:
     """A new system of the same kind around a copy of the general model, with the stage-2 optimisation."""
     kwargs = {k: v for k, v in system.hparams.items() if k not in _NOT_INHERITED and not k.startswith("_")}
-    kwargs.update(lr_schedule="cosine_with_warmup", warmup_steps=settings.warmup_steps, mixstyle_p=settings.mixstyle_p)
+    kwargs.update(lr_schedule="cosine_with_warmup", warmup_steps=settings.warmup_steps)
     optimizer = _with_rates(system.optimizer_factory, settings.lr, settings.weight_decay)
+    augmentation = system.augmentation.with_mixstyle(settings.mixstyle_p)
     return type(system)(copy.deepcopy(system.model), labels=system.labels, optimizer=optimizer, limits=system.limits,
-                        **kwargs)  # fmt: skip
+                        augmentation=augmentation, **kwargs)  # fmt: skip
 
 
 def _with_rates(factory: OptimizerFactory, lr: float, weight_decay: float) -> OptimizerFactory:

@@ -33,7 +33,8 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
-from ..audio.augment import DeviceImpulseResponses, freq_mixstyle, gain, mix_targets, mixup, roll, wavmix
+from ..audio.augment import mix_targets, mixup, wavmix
+from ..audio.augmentation import Augmentation
 from ..audio.frontend import MelFrontend
 from ..distill import TeacherLogitStore
 from ..errors import ConfigError
@@ -147,12 +148,8 @@ class AudioSystem(L.LightningModule):
         mixup_alpha: spectrogram mixup with ``λ ~ Beta(α, α)``, ``λ = max(λ, 1−λ)`` (0 disables).
         wavmix_p, wavmix_alpha: the waveform mixup of PaSST and EfficientAT (``MixupDataset``: rate 0.5,
             Beta(2, 2); 0 disables), after gain and roll; targets are mixed as one-hot / multi-hot vectors.
-        mixstyle_p, mixstyle_alpha: Freq-MixStyle probability per batch and Beta parameter (0.4: the default of
-            both references' ``mixstyle``; the DCASE23 student recipe sets 0.3).
-        roll_samples: circular time roll by up to ± this many samples.
-        gain_db: random gain in ``[−gain_db, gain_db)`` dB.
-        dir_folder, dir_prob, dir_devices: device-impulse-response augmentation with the impulse responses of a
-            folder, with probability ``dir_prob``, for clips recorded by ``dir_devices`` (DCASE23: device ``a``).
+        mixstyle_p, mixstyle_alpha, roll_samples, gain_db, dir_folder, dir_prob, dir_devices: deprecated: the steps
+            of ``augmentation`` (:meth:`tympan.audio.augmentation.Augmentation.from_settings` maps them).
         teacher_logits: a teacher-logit store (``tympan distill``; its path or the opened
             :class:`~tympan.distill.TeacherLogitStore`) enabling knowledge distillation.
         kd_lambda: weight of the label loss; the KD term gets ``1 − kd_lambda``.
@@ -163,6 +160,8 @@ class AudioSystem(L.LightningModule):
             ``functools.partial(torch.optim.AdamW, lr=5e-3, weight_decay=1e-4)``; its ``lr`` is the head's peak rate
             (the backbone's follows ``backbone_lr_factor`` / ``layer_decay``). Default: Adam at ``lr``.
         limits: complexity limits (DCASE23: ``ComplexityLimits(128_000, 30e6)``); fitting refuses a bigger model.
+        augmentation: the waveform steps (device impulse responses, time roll, gain; before ``wavmix``) and the
+            spectrogram steps (Freq-MixStyle; before ``mixup``) of :mod:`tympan.audio.augmentation`.
             The measured complexity is stored in every checkpoint either way.
     """
 
@@ -210,9 +209,10 @@ class AudioSystem(L.LightningModule):
         seed: int = 0,
         optimizer: OptimizerCallable | None = None,
         limits: ComplexityLimits | None = None,
+        augmentation: Augmentation | None = None,
     ):
         super().__init__()
-        objects = ["optimizer", "limits"] + ["model"] * isinstance(model, nn.Module)
+        objects = ["optimizer", "limits", "augmentation"] + ["model"] * isinstance(model, nn.Module)
         self.save_hyperparameters(ignore=objects + ["teacher_logits"] * isinstance(teacher_logits, TeacherLogitStore))
         if optimizer is not None and (adamw or lr != 1e-3 or weight_decay != 0.0):
             raise ConfigError("give the learning rate and weight decay inside `optimizer`, not also as lr / "
@@ -229,6 +229,15 @@ class AudioSystem(L.LightningModule):
                           "max_params, max_macs, seconds)", DeprecationWarning, stacklevel=2)  # fmt: skip
             limits = limits or ComplexityLimits(max_params, max_macs, complexity_seconds)
         self.limits = limits or ComplexityLimits(seconds=complexity_seconds)
+        flat = Augmentation.from_settings(roll_samples, gain_db, dir_folder, dir_prob, dir_devices, mixstyle_p,
+                                          mixstyle_alpha)  # fmt: skip
+        if flat != Augmentation():
+            if augmentation is not None:
+                raise ConfigError("give the augmentation as `augmentation` or as the flat arguments, not both")
+            warnings.warn("roll_samples / gain_db / dir_* / mixstyle_* are deprecated: pass augmentation="
+                          "Augmentation(waveform=[...], mel=[...]) (tympan.audio.augmentation)", DeprecationWarning,
+                          stacklevel=2)  # fmt: skip
+        self.augmentation = augmentation or flat
         if (warmup_steps or rampdown_steps) and (warmup_epochs or rampdown_epochs):
             raise ConfigError("give the learning-rate schedule in epochs or in steps, not both")
         if backbone_lr_factor <= 0 or (layer_decay is not None and not 0.0 < layer_decay <= 1.0):
@@ -249,7 +258,6 @@ class AudioSystem(L.LightningModule):
         self.teacher_store = teacher_logits if isinstance(teacher_logits, TeacherLogitStore) else None
         self.device_names: list[str] = []
         self.complexity: dict[str, Any] | None = None
-        self._dir_bank = None
         self._classifier_keys: list[str] | None = None
         self._outputs: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
 
@@ -282,15 +290,19 @@ class AudioSystem(L.LightningModule):
         if batch is None:  # every clip of the batch was unreadable (on_error="skip")
             return None
         generator = self._step_generator()
-        audio, target = self._augment_waveform(batch["audio"], batch, generator), batch["target"]
+        names = self.device_names
+        devices = [names[i] if 0 <= i < len(names) else "" for i in batch["device_index"].tolist()]
+        audio = self.augmentation.augment_waveform(
+            batch["audio"], generator, devices=devices, sample_rate=self.model.spec.sample_rate
+        )
+        target = batch["target"]
         if self.hparams.wavmix_p > 0:
             audio, wave_lam, wave_perm = wavmix(audio, self.hparams.wavmix_alpha, self.hparams.wavmix_p, generator)
             if target.dim() == 1:  # class indices of single-label data: mix them as one-hot vectors
                 target = torch.nn.functional.one_hot(target, self.model.num_classes)
             target = mix_targets(target.float(), wave_lam, wave_perm)
         mel = self.frontend(audio, generator=generator).unsqueeze(1)
-        if self.hparams.mixstyle_p > 0:
-            mel = freq_mixstyle(mel, self.hparams.mixstyle_p, self.hparams.mixstyle_alpha, generator=generator)
+        mel = self.augmentation.augment_mel(mel, generator)
         teacher = available = None
         if self.teacher_store is not None:
             teacher, available = (t.to(mel.device) for t in self.teacher_store.lookup(batch["id"]))
@@ -318,20 +330,6 @@ class AudioSystem(L.LightningModule):
         """
         seed = (self.hparams.seed * 1_000_003 + self.global_step) * 64 + self.global_rank
         return torch.Generator().manual_seed(seed)
-
-    def _augment_waveform(self, audio: Tensor, batch: dict[str, Any], generator: torch.Generator) -> Tensor:
-        hp = self.hparams
-        if hp.dir_prob > 0 and hp.dir_folder:
-            if self._dir_bank is None:
-                self._dir_bank = DeviceImpulseResponses.from_folder(hp.dir_folder, self.model.spec.sample_rate)
-            devices = [self.device_names[i] if i >= 0 else "" for i in batch["device_index"].tolist()]
-            chosen = torch.tensor([d in (hp.dir_devices or ["a"]) for d in devices], device=audio.device)
-            audio = self._dir_bank(audio, p=hp.dir_prob, mask=chosen, generator=generator)
-        if hp.roll_samples > 0:
-            audio = roll(audio, hp.roll_samples, generator=generator)
-        if hp.gain_db > 0:
-            audio = gain(audio, hp.gain_db, generator=generator)
-        return audio
 
     # ------------------------------------------------------------------------------------------------ eval
     def validation_step(self, batch: dict[str, Any] | None, batch_idx: int) -> None:
