@@ -9,7 +9,8 @@ import pytest
 
 from tympan.cli import main
 from tympan.data import synthetic
-from tympan.demo import engine, pipeline, report
+from tympan.demo import engine, pipeline, report, workers
+from tympan.errors import TympanError
 from tympan.models import create
 
 
@@ -100,3 +101,21 @@ def test_compare_uses_the_standard_error_of_paired_differences():
     assert result["verdict"] == "better"
     assert report.compare(old, new)["verdict"] == "worse"
     assert report.compare([1, 0, 1, 0], [0, 1, 0, 1])["verdict"] == "within noise"
+
+
+def test_progress_board_draws_one_bar_per_run_and_closes_it_at_the_last_step(capsys):
+    board = workers.ProgressBoard()
+    board("teacher", 0, 4, "")
+    board("student", 1, 2, "")
+    board("teacher", 4, 4, "epoch 2/2, val accuracy 0.500")
+    drawn = capsys.readouterr().err
+    assert "teacher" in drawn and "student" in drawn and "4/4" in drawn and "val accuracy 0.500" in drawn
+
+
+def test_a_failing_run_reaches_the_caller_through_its_future(tmp_path):
+    recipe = engine.student_recipe(pipeline.QUICK, 10, 0, kd=False)
+    with workers.TrainingPool(workers=1) as pool:
+        labels = [f"scene{i}" for i in range(10)]
+        run = pool.submit(tmp_path / "missing.csv", labels, recipe, "student", tmp_path / "student.ckpt")
+    with pytest.raises(TympanError, match=r"missing\.csv"):
+        run.result()

@@ -21,6 +21,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "event table (filename,onset,offset,event_label TSV or file,onset,offset,label CSV)",
     )
     parser.add_argument(
+        "--weak-data",
+        help="with --task sed: a weak (clip-level) label table beside --data, its files trained on their clip "
+        "labels only (DESED weak.tsv: filename,event_labels with comma-separated labels; or a file,labels CSV)",
+    )
+    parser.add_argument(
+        "--weak-fraction",
+        type=float,
+        help="share of every batch taken from --weak-data (DCASE Task 4: 0.5; default: one shuffled pool)",
+    )
+    parser.add_argument(
         "--task",
         choices=("classify", "sed"),
         default="classify",
@@ -74,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         args.data,
         args.model,
         task=args.task,
+        weak_data=args.weak_data,
+        weak_fraction=args.weak_fraction,
         checkpoint=args.checkpoint,
         epochs=args.epochs,
         steps=args.steps,

@@ -18,7 +18,6 @@ import numpy as np
 import soundfile
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from ..audio.augmentation import Augmentation
 from ..data import synthetic
@@ -32,8 +31,10 @@ from ..pipeline import AudioPipeline, load
 from ..tagging import detect_events, plot_timeline, timeline
 from ..train import SceneSystem, TaggingSystem, export_checkpoint
 from ..train.quantize import load_quantized, quantize
+from .workers import ProgressBoard, ProgressReport
 
 __all__ = [
+    "Pretraining",
     "Recipe",
     "Split",
     "Splits",
@@ -41,8 +42,9 @@ __all__ = [
     "dcase_student",
     "deploy",
     "load_splits",
+    "load_trained",
+    "passt_pretraining",
     "predict",
-    "pretrained_passt",
     "pretraining_recipe",
     "store_teacher_logits",
     "student_recipe",
@@ -241,35 +243,39 @@ class _Curve(L.Callback):
 
 
 class _Progress(L.Callback):
-    """One bar per training run, counting its optimizer steps, with the epoch and the last validation metric."""
+    """Reports a run's optimizer steps, epoch and last validation metric as ``(name, done, total, status)``."""
 
-    def __init__(self, name: str, metric: str) -> None:
-        self.name, self.metric = name, metric
-        self._bar: tqdm | None = None
+    def __init__(self, name: str, metric: str, report: ProgressReport) -> None:
+        self.name, self.metric, self.report = name, metric, report
+        self._status = ""
+
+    def _send(self, trainer: L.Trainer) -> None:
+        self.report(self.name, trainer.global_step, int(trainer.estimated_stepping_batches), self._status)
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        total = int(trainer.estimated_stepping_batches)
-        self._bar = tqdm(total=total, desc=self.name, unit="step", dynamic_ncols=True, leave=True)
+        self._send(trainer)
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
-        self._bar.update(1)
+        self._send(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         value = float(trainer.callback_metrics[f"val/{self.metric}"])
-        self._bar.set_postfix_str(
-            f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}, val {self.metric} {value:.3f}"
-        )
-
-    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self._bar.close()
+        self._status = f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}, val {self.metric} {value:.3f}"
+        self._send(trainer)
 
 
 def train(
-    metadata: Path, labels: Sequence[str], recipe: Recipe, name: str, checkpoint: Path | None = None
+    metadata: Path,
+    labels: Sequence[str],
+    recipe: Recipe,
+    name: str,
+    checkpoint: Path | None = None,
+    report: ProgressReport | None = None,
 ) -> tuple[nn.Module, dict[str, list[float]]]:
     """Train ``recipe`` on the corpus CSV ``metadata`` with :class:`tympan.train.SceneSystem` (or
-    :class:`~tympan.train.TaggingSystem` for a multi-label recipe) under a progress bar named ``name``; returns the
-    network (eval mode) and its per-epoch curve, and writes a self-describing checkpoint when asked."""
+    :class:`~tympan.train.TaggingSystem` for a multi-label recipe), its progress reported under ``name`` (to a
+    :class:`~tympan.demo.workers.ProgressBoard` of its own by default); returns the network (eval mode) and its
+    per-epoch curve, and writes a self-describing checkpoint when asked."""
     L.seed_everything(recipe.seed, verbose=False)
     datamodule = AudioDataModule(
         str(metadata),
@@ -312,7 +318,7 @@ def train(
         accelerator="cpu",
         devices=1,
         logger=False,
-        callbacks=[curve, _Progress(name, metric)],
+        callbacks=[curve, _Progress(name, metric, report or ProgressBoard())],
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -324,18 +330,32 @@ def train(
     return system.model.eval(), curve.curve
 
 
-def pretrained_passt(size: Any, cache_dir: Path | None) -> Path:
-    """The small PaSST pre-trained on source tagging of generated audio, trained once and cached next to the
-    generated corpora (``$TYMPAN_CACHE/data`` by default): later runs start from the stored weights."""
+@dataclass(frozen=True)
+class Pretraining:
+    """The small PaSST's source-tagging pre-training: its corpus, recipe and the cached checkpoint it writes."""
+
+    corpus: Path
+    recipe: Recipe
+    checkpoint: Path
+
+    @property
+    def cached(self) -> bool:
+        return self.checkpoint.exists()
+
+
+def passt_pretraining(size: Any, cache_dir: Path | None) -> Pretraining:
+    """The PaSST pre-training on source tagging of generated audio (the source corpus generated when missing). Its
+    checkpoint lives next to the generated corpora (``$TYMPAN_CACHE/data`` by default), keyed by recipe and corpus,
+    so that only the first run trains it."""
     recipe = pretraining_recipe(size)
     corpus = synthetic.ensure_source_corpus(size.pretrain_corpus, cache_dir)
     key = hashlib.sha256(repr((recipe, size.pretrain_corpus)).encode()).hexdigest()[:12]
-    path = corpus.parent.parent / f"passt-sources-{key}.ckpt"
-    if path.exists():
-        logger.info("reusing the pre-trained PaSST in %s", path)
-        return path
-    train(corpus, synthetic.SOURCES, recipe, "pre-train PaSST (source tagging)", checkpoint=path)
-    return path
+    return Pretraining(corpus, recipe, corpus.parent.parent / f"passt-sources-{key}.ckpt")
+
+
+def load_trained(checkpoint: Path) -> nn.Module:
+    """The network of a checkpoint written by :func:`train`, in eval mode on the CPU."""
+    return load(checkpoint=checkpoint, device="cpu").model.eval()
 
 
 def _pipeline(model: nn.Module, labels: Sequence[str], backend: str = "torch") -> AudioPipeline:

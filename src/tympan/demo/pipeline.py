@@ -12,6 +12,7 @@ import datetime
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import torch
 from ..data import synthetic
 from ..errors import ConfigError
 from ..eval.metrics import classification_metrics
-from . import engine, plots, report
+from . import engine, plots, report, workers
 
 __all__ = ["DemoConfig", "DemoResult", "run_demo"]
 
@@ -53,9 +54,9 @@ class Size:
 FULL = Size(
     corpus=synthetic.CorpusConfig(train_per_class=150, val_per_class=20, test_per_class=20),
     pretrain_corpus=synthetic.SourceCorpusConfig(train_clips=2000, val_clips=200),
-    pretrain_epochs=6,
-    teacher_epochs=10,
-    passt_epochs=6,
+    pretrain_epochs=30,
+    teacher_epochs=30,
+    passt_epochs=30,
     student_epochs=8,
     qat_epochs=1,
     student_width=16,
@@ -92,6 +93,8 @@ class DemoConfig:
         seed: seeds the corpus and every model initialisation.
         seeds: how many seeds to run (``seed``, ``seed + 1``, ...): the report gives each comparison's mean and
             standard error across them; only the first seed is deployed and tags the recording.
+        workers: training runs side by side in worker processes (default: one per core, at most 3; 1 trains in
+            this process, one run after the other).
     """
 
     output: Path = Path("demo_output")
@@ -100,6 +103,7 @@ class DemoConfig:
     cache_dir: Path | None = None
     seed: int = 0
     seeds: int = 1
+    workers: int | None = None
 
     @property
     def size(self) -> Size:
@@ -176,9 +180,21 @@ class _SeedRun:
 
 
 def _train_and_evaluate(
-    config: DemoConfig, seed: int, output: Path, dirs: Path, passt_start: Path, timer: _Timer, prefix: str = ""
+    config: DemoConfig,
+    seed: int,
+    output: Path,
+    dirs: Path,
+    passt_start: Path,
+    pretraining: Future[workers.TrainedRun] | None,
+    pool: workers.TrainingPool,
+    timer: _Timer,
+    prefix: str = "",
 ) -> _SeedRun:
-    """Corpus, teachers, stored ensemble logits and the three students of one seed, evaluated per device."""
+    """Corpus, teachers, stored ensemble logits and the three students of one seed, evaluated per device.
+
+    Runs start as soon as what they need is there: the CP-ResNet teacher and the student without KD at once, the
+    PaSST teacher when its pre-training (``pretraining``, None when cached) is done, the KD students when both
+    teachers' logits are stored."""
     size = config.size
     corpus_config = dataclasses.replace(size.corpus, seed=seed)
     corpus = timer.run(f"{prefix}corpus", synthetic.ensure_corpus, corpus_config, config.cache_dir)
@@ -188,19 +204,23 @@ def _train_and_evaluate(
     curves: dict[str, dict[str, list[float]]] = {}
     logits_of: dict[str, np.ndarray] = {}
 
-    def fit(name: str, role: str, recipe: engine.Recipe, checkpoint: Path | None = None) -> torch.nn.Module:
-        stage = f"{prefix}train {name}"
-        trained, curve = timer.run(stage, engine.train, data.metadata, data.labels, recipe, stage, checkpoint)
+    def submit(name: str, recipe: engine.Recipe, checkpoint: Path) -> Future[workers.TrainedRun]:
+        return pool.submit(data.metadata, labels, recipe, f"{prefix}train {name}", checkpoint)
+
+    def collect(name: str, role: str, future: Future[workers.TrainedRun]) -> torch.nn.Module:
+        run = future.result()
+        trained = engine.load_trained(run.checkpoint)
         logits_of[name] = engine.predict(trained, data.test, labels)
         measured = engine.complexity(trained)
+        timer.seconds[run.name] = run.seconds
         models[name] = {
             "role": role,
             "params": measured["params"],
             "macs": measured["macs"],
-            "train_seconds": timer.seconds[stage],
+            "train_seconds": run.seconds,
             **_evaluate(logits_of[name], data.test, labels),
         }
-        curves[name] = curve
+        curves[name] = run.curve
         logger.info(
             "demo: %s: test accuracy %.1f %% (seen devices %.1f %%, unseen %.1f %%)",
             name,
@@ -208,15 +228,7 @@ def _train_and_evaluate(
         )
         return trained
 
-    # teachers, and their ensemble logits stored once for the students
     teacher_specs = engine.teacher_recipes(size, len(labels), seed, dirs, passt_start)
-    teachers = [fit(name, "teacher", recipe) for name, recipe in teacher_specs.items()]
-    store = timer.run(
-        f"{prefix}store ensemble logits", engine.store_teacher_logits, teachers, data, output / "teacher_logits.npy"
-    )
-    ensemble_logits = np.mean([logits_of[name] for name in teacher_specs], axis=0)
-    ensemble = _evaluate(ensemble_logits, data.test, labels)
-
     # students: same initialisation and schedule, only the training signal differs
     variants = {
         "student, no KD": engine.student_recipe(size, len(labels), seed, kd=False),
@@ -224,20 +236,36 @@ def _train_and_evaluate(
         "student + KD + DIR + FMS": engine.student_recipe(size, len(labels), seed, kd=True, dir_folder=dirs),
     }
     checkpoints = {name: output / "checkpoints" / f"student{index}.ckpt" for index, name in enumerate(variants)}
-    students = {
-        name: fit(name, "student", recipe.with_store(store), checkpoints[name]) for name, recipe in variants.items()
-    }
+    cp_resnet, passt = teacher_specs
+    alone = next(iter(variants))
+    teacher_runs = {cp_resnet: submit(cp_resnet, teacher_specs[cp_resnet], output / "checkpoints" / "teacher0.ckpt")}
+    student_runs = {alone: submit(alone, variants[alone], checkpoints[alone])}  # needs no teacher logits
+    if pretraining is not None:
+        pretraining.result()
+    teacher_runs[passt] = submit(passt, teacher_specs[passt], output / "checkpoints" / "teacher1.ckpt")
+    teachers = [collect(name, "teacher", run) for name, run in teacher_runs.items()]
+
+    # the ensemble's logits, stored once for the KD students
+    store = timer.run(
+        f"{prefix}store ensemble logits", engine.store_teacher_logits, teachers, data, output / "teacher_logits.npy"
+    )
+    ensemble_logits = np.mean([logits_of[name] for name in teacher_specs], axis=0)
+    ensemble = _evaluate(ensemble_logits, data.test, labels)
+    for name, recipe in variants.items():
+        if name not in student_runs:
+            student_runs[name] = submit(name, recipe.with_store(store), checkpoints[name])
+    students = {name: collect(name, "student", student_runs[name]) for name in variants}
     test = data.test
-    alone, kd, augmented = (logits_of[name].argmax(1) == test.targets for name in variants)
+    alone_hits, kd, augmented = (logits_of[name].argmax(1) == test.targets for name in variants)
     unseen = np.isin(test.devices, synthetic.UNSEEN_DEVICES)
     findings = {
-        "kd_vs_no_kd": report.compare(kd, alone),
+        "kd_vs_no_kd": report.compare(kd, alone_hits),
         "device_augmentation_unseen": report.compare(augmented[unseen], kd[unseen]),
         "seen_vs_unseen": report.compare(
-            _instance_accuracy(alone, test, synthetic.SEEN_DEVICES),
-            _instance_accuracy(alone, test, synthetic.UNSEEN_DEVICES),
+            _instance_accuracy(alone_hits, test, synthetic.SEEN_DEVICES),
+            _instance_accuracy(alone_hits, test, synthetic.UNSEEN_DEVICES),
         ),
-        "ensemble_vs_student": report.compare(ensemble_logits.argmax(1) == test.targets, alone),
+        "ensemble_vs_student": report.compare(ensemble_logits.argmax(1) == test.targets, alone_hits),
         "unseen_clips": int(unseen.sum()),
     }
     return _SeedRun(data, corpus, list(teacher_specs), models, curves, students, checkpoints, ensemble, findings)
@@ -254,14 +282,28 @@ def run_demo(config: DemoConfig) -> DemoResult:
     start, cpu_start = time.perf_counter(), time.process_time()
 
     dirs, dir_source = _dir_folder(config, output / "generated_dirs")
-    passt_start = timer.run(
-        "pre-trained PaSST (trained once, then cached)", engine.pretrained_passt, size, config.cache_dir
-    )
-    run = _train_and_evaluate(config, config.seed, output, dirs, passt_start, timer)
-    extra = [
-        _train_and_evaluate(config, seed, output / f"seed-{seed}", dirs, passt_start, timer, f"seed {seed}: ")
-        for seed in range(config.seed + 1, config.seed + config.seeds)
-    ]
+    with workers.TrainingPool(config.workers) as pool:
+        pretraining = timer.run("source corpus", engine.passt_pretraining, size, config.cache_dir)
+        pending = None
+        if pretraining.cached:
+            logger.info("demo: reusing the pre-trained PaSST in %s", pretraining.checkpoint)
+        else:  # trained once, then cached; the scene corpus is generated meanwhile
+            pending = pool.submit(
+                pretraining.corpus,
+                synthetic.SOURCES,
+                pretraining.recipe,
+                "pre-train PaSST (source tagging)",
+                pretraining.checkpoint,
+            )
+        run = _train_and_evaluate(config, config.seed, output, dirs, pretraining.checkpoint, pending, pool, timer)
+        if pending is not None:
+            timer.seconds[pending.result().name] = pending.result().seconds
+        extra = [
+            _train_and_evaluate(
+                config, seed, output / f"seed-{seed}", dirs, pretraining.checkpoint, None, pool, timer, f"seed {seed}: "
+            )
+            for seed in range(config.seed + 1, config.seed + config.seeds)
+        ]
     data, models, curves, labels = run.data, run.models, run.curves, run.corpus.labels
 
     # complexity against the DCASE limits, then int8 and ONNX of the best student
@@ -304,6 +346,7 @@ def run_demo(config: DemoConfig) -> DemoResult:
             "seconds": timer.seconds["total"],
             "cpu_seconds": time.process_time() - cpu_start,
             "threads": torch.get_num_threads(),
+            "training_workers": pool.workers,
             "seed": config.seed,
             "seeds": list(range(config.seed, config.seed + config.seeds)),
             "dir_source": dir_source,

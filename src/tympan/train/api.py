@@ -76,6 +76,8 @@ def finetune(
     model: str = "mn10_as",
     *,
     task: str = "classify",
+    weak_data: str | Path | None = None,
+    weak_fraction: float | None = None,
     checkpoint: str | Path | None = None,
     epochs: int | None = None,
     steps: int | None = None,
@@ -112,6 +114,9 @@ def finetune(
         model: a zoo preset (official weights unless ``pretrained=False`` or ``checkpoint``) or an architecture.
         task: ``"classify"`` (clip labels) or ``"sed"``: ``data`` is an event table (:mod:`tympan.sed.events`) and
             ``model`` a frame-level model (``frame_mn06``), trained by :class:`~tympan.train.sed.SedSystem`.
+        weak_data: with ``task="sed"``, a weak (clip-level) label table (DESED ``weak.tsv``, a ``file,labels`` CSV)
+            whose files train the clip head only, in the same batches as the strong files.
+        weak_fraction: share of every batch taken from ``weak_data`` (DCASE Task 4: 0.5); default one shuffled pool.
         checkpoint: initial weights instead of the official ones. A head for other labels is re-initialised (the
             log names its keys); everything else loads strictly.
         epochs: passes over the training clips (default 10), stretched to ``min_steps`` optimizer steps if shorter.
@@ -142,11 +147,13 @@ def finetune(
         the checkpoint path, the validation metrics (empty without validation clips), the labels and the run folder.
 
     Raises:
-        ConfigError: both ``epochs`` and ``steps``, or a non-positive length.
+        ConfigError: both ``epochs`` and ``steps``, a non-positive length, or ``weak_data`` without ``sed``.
         DataError: no training clips.
     """
     if task not in TASKS:
         raise ConfigError(f"task must be one of {TASKS}, got {task!r}")
+    if (weak_data is not None or weak_fraction is not None) and task != "sed":
+        raise ConfigError("weak_data / weak_fraction (clip labels beside strong ones) need task='sed'")
     defaults = TASK_DEFAULTS[task]
     batch_size = batch_size or defaults["batch_size"]
     lr = lr if lr is not None else defaults["lr"]
@@ -157,7 +164,8 @@ def finetune(
     if task == "sed":
         from ..sed.data import EventDataModule
 
-        module: Any = EventDataModule(data, clip_seconds=clip_seconds, batch_size=batch_size, num_workers=num_workers,
+        module: Any = EventDataModule(data, weak_data, clip_seconds=clip_seconds, batch_size=batch_size,
+                                      weak_fraction=weak_fraction, num_workers=num_workers,
                                       val_fraction=val_fraction, seed=seed)  # fmt: skip
     else:
         module = AudioDataModule(

@@ -8,7 +8,8 @@ the logs of every run. For the tagging and scene systems the number of classes a
 the data to the model; recipes of other LightningModules (text-to-audio retrieval) run through the same command with
 their own data module. A recipe with a ``device_specific`` section (DCASE25) is two stages: the recipe trains the
 general model, then each training device gets a fine-tuned copy (:mod:`tympan.train.device_specific`), and the
-routed models are evaluated per device.
+routed models are evaluated per device. A recipe of :class:`~tympan.train.sed.SedSystem` reads event tables through
+:class:`~tympan.sed.data.EventDataModule`.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def train_from_config(args: Sequence[str]) -> dict[str, float]:
         a.startswith(f"--{_DEVICE_SECTION}.") for a in args
     )
     cli_class, model, data = (
-        (DeviceSpecificCLI if two_stages else TrainCLI, AudioSystem, AudioDataModule)
+        (DeviceSpecificCLI if two_stages else TrainCLI, AudioSystem, _data_module(model_class))
         if tagging_or_scenes
         else (RecipeCLI, L.LightningModule, None)
     )
@@ -143,6 +144,17 @@ def train_from_config(args: Sequence[str]) -> dict[str, float]:
     if isinstance(cli, DeviceSpecificCLI):
         metrics.update(_device_stage(cli))
     return {k: float(v) for k, v in metrics.items()}
+
+
+def _data_module(model_class: type | None) -> type[L.LightningDataModule]:
+    """The data module of an :class:`AudioSystem` recipe: event tables for sound event detection, else clips."""
+    from .sed import SedSystem
+
+    if model_class is not None and issubclass(model_class, SedSystem):
+        from ..sed.data import EventDataModule
+
+        return EventDataModule
+    return AudioDataModule
 
 
 def _device_stage(cli: DeviceSpecificCLI) -> dict[str, float]:

@@ -6,7 +6,10 @@ It trains a :class:`~tympan.models.frame.FrameModel` with the shared machinery o
 
 * the time roll shifts waveform and targets together, by whole frames;
 * spectrogram mixup mixes frame and clip targets (and the teacher's frame logits) with the same draws;
-* the loss is ``BCE(frames) + weak_weight · BCE(clip)``, and with a teacher store (``[clips, classes, frames]``,
+* the loss is ``BCE(frames) + weak_weight · BCE(clip)``, the frame term over the items with strong labels only
+  (``has_strong``; weak-only items of a DESED ``weak.tsv`` have clip targets alone), the clip term over all, as the
+  DCASE Task 4 baseline masks its batches (which applies the clip term to the weak items only); under mixup an item
+  keeps frame targets only when both clips of its mix have them. With a teacher store (``[clips, classes, frames]``,
   memory-mapped, by clip id) ``λ · that + (1 − λ) · BCE(frames, sigmoid(teacher / T))``, as PretrainedSED trains
   its students (λ = 0.1 there: ``distillation_loss_weight=0.9``).
 """
@@ -40,10 +43,11 @@ def roll_frames(
 
 
 class SedSystem(AudioSystem):
-    """Frame-level sound event detection (strong labels; see the module docstring).
+    """Frame-level sound event detection from strong and weak labels (see the module docstring).
 
     Args:
-        weak_weight: weight of the clip-level loss on the weak head.
+        weak_weight: weight of the clip-level loss on the weak head (over all items; the frame loss covers those
+            with ``has_strong``). 0: the strong head only, as PretrainedSED on AudioSet-Strong.
         roll_seconds: time roll of up to ± this many seconds (0 disables).
         bn_momentum: BatchNorm momentum while training (None: the model's own). EfficientAT's 0.01 suits hundreds
             of epochs; after a short run from scratch the running statistics would still be near their initial
@@ -73,6 +77,16 @@ class SedSystem(AudioSystem):
                     module.momentum = bn_momentum
         self._val_losses: list[Tensor] = []
 
+    def setup(self, stage: str) -> None:
+        """:meth:`AudioSystem.setup`, and refuse a teacher store whose classes are in another order."""
+        super().setup(stage)
+        stored = self.teacher_store.metadata.get("labels") if self.teacher_store is not None else None
+        if stored is not None and list(stored) != self.labels:
+            raise ConfigError(
+                f"the teacher logits of {self.teacher_store.path} are for other classes or another "
+                f"order ({len(stored)} labels, first {stored[:3]}) than the model ({self.labels[:3]})"
+            )
+
     @property
     def frame_seconds(self) -> float:
         """The output frame hop in seconds."""
@@ -92,6 +106,7 @@ class SedSystem(AudioSystem):
             return None
         hp, generator = self.hparams, self._step_generator()
         audio, strong, weak = batch["audio"], batch["target"].float(), batch["weak_target"].float()
+        has_strong = batch["has_strong"].float()
         if hp.roll_seconds > 0:
             samples_per_frame = round(self.frame_seconds * self.model.frontend_config.sample_rate)
             audio, strong = roll_frames(audio, strong, round(hp.roll_seconds / self.frame_seconds),
@@ -104,8 +119,9 @@ class SedSystem(AudioSystem):
         if hp.mixup_alpha > 0:
             mel, lam, perm = mixup(mel, hp.mixup_alpha, generator=generator)
             strong, weak = mix_targets(strong, lam, perm), mix_targets(weak, lam, perm)
+            has_strong = has_strong * has_strong[perm]
         frame_logits, clip_logits = self.model.forward_detection(mel)
-        label_loss = self._label_loss(frame_logits, clip_logits, strong, weak)
+        label_loss = self._label_loss(frame_logits, clip_logits, strong, weak, has_strong)
         loss = label_loss
         if teacher is not None:
             teacher = _match_frames(teacher, frame_logits.shape[-1])
@@ -116,8 +132,12 @@ class SedSystem(AudioSystem):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(mel))
         return loss
 
-    def _label_loss(self, frame_logits: Tensor, clip_logits: Tensor, strong: Tensor, weak: Tensor) -> Tensor:
-        strong_loss = F.binary_cross_entropy_with_logits(frame_logits, strong)
+    def _label_loss(
+        self, frame_logits: Tensor, clip_logits: Tensor, strong: Tensor, weak: Tensor, has_strong: Tensor
+    ) -> Tensor:
+        """Frame BCE averaged over the items with ``has_strong`` (0 when none), plus the weighted clip BCE of all."""
+        per_item = F.binary_cross_entropy_with_logits(frame_logits, strong, reduction="none").mean(dim=(1, 2))
+        strong_loss = (per_item * has_strong).sum() / has_strong.sum().clamp(min=1)
         return strong_loss + self.hparams.weak_weight * F.binary_cross_entropy_with_logits(clip_logits, weak)
 
     def validation_step(self, batch: dict[str, Any] | None, batch_idx: int) -> None:
@@ -125,7 +145,8 @@ class SedSystem(AudioSystem):
             return
         mel = self.frontend(batch["audio"]).unsqueeze(1)
         frame_logits, clip_logits = self.model.forward_detection(mel)
-        loss = self._label_loss(frame_logits, clip_logits, batch["target"].float(), batch["weak_target"].float())
+        loss = self._label_loss(frame_logits, clip_logits, batch["target"].float(), batch["weak_target"].float(),
+                                batch["has_strong"].float())  # fmt: skip
         self.log("val/loss", loss, batch_size=len(mel), sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
