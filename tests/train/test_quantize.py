@@ -20,7 +20,7 @@ from tests.conftest import load_reference
 from tympan.audio.frontend import MelFrontend
 from tympan.cli import main
 from tympan.errors import CheckpointError, ConfigError
-from tympan.models import create
+from tympan.models import bundle, create
 from tympan.models.cp_mobile import GlobalResponseNorm
 from tympan.train import SceneSystem, export_checkpoint
 from tympan.train.quantize import (
@@ -170,6 +170,11 @@ def test_saved_program_reloads_with_its_description(quantized, tmp_path):
     assert any(t.dtype == torch.int8 and t.dim() == 4 for t in reloaded.buffers())  # int8 conv weights
     with torch.no_grad():
         assert reloaded(torch.randn(3, 1, TINY_FRONTEND.n_mels, 50)).shape == (3, 3)  # batch and frames are dynamic
+    source = bundle(path)  # the same model through a bundle, with its frontend
+    assert source.labels == quantized.labels and source.get_frontend().config == TINY_FRONTEND
+    assert source.checkpoint.provenance["quantized"]["epochs"] == 2
+    with torch.no_grad():
+        assert source.get_model().eval()(torch.randn(2, 1, TINY_FRONTEND.n_mels, 50)).shape == (2, 3)
     (tmp_path / "model_int8.json").unlink()
     with pytest.raises(CheckpointError, match="description"):
         load_quantized(path)
