@@ -15,6 +15,8 @@ from tympan import load
 from tympan.cli import main
 from tympan.errors import ConfigError
 from tympan.models import read_checkpoint
+from tympan.models.frame import FrameDyMN
+from tympan.sed import read_events
 from tympan.sed.corpus import generate_event_set
 from tympan.sed.detect import detect, frame_scores
 from tympan.train.api import export_checkpoint
@@ -82,3 +84,17 @@ def test_detect_plots_frame_scores_with_the_events(checkpoint: Path, tmp_path: P
     assert main(["detect", str(audio), "--checkpoint", str(checkpoint), "--plot", str(tmp_path / "plots")]) == 0
     record = json.loads(capsys.readouterr().out)[0]
     assert Path(record["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_finetune_trains_a_frame_dymn_from_scratch_for_detect(tmp_path: Path, capsys) -> None:
+    table = generate_event_set(tmp_path / "data", files=6, seconds=2.0, max_events=1, seed=5)
+    run = tmp_path / "run"
+    args = ["finetune", "--task", "sed", "--data", str(table), "--model", "frame_dymn04", "--no-pretrained",
+            "--steps", "2", "--output", str(run), "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    pipeline = load(checkpoint=run / "model.ckpt", device="cpu")
+    assert isinstance(pipeline.model, FrameDyMN) and pipeline.labels == read_events(table).labels
+    capsys.readouterr()
+    files = sorted(str(p) for p in table.parent.glob("*.wav"))[:2]
+    assert main(["detect", *files, "--checkpoint", str(run / "model.ckpt"), "--format", "json"]) == 0
+    assert [r["file"] for r in json.loads(capsys.readouterr().out)] == files

@@ -18,8 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "detect",
         help="sound event detection: events with onset and offset per file (frame-level models)",
-        description="Detect sound events at 40-ms resolution with a frame-level model (frame_mn06, frame_mn10, or "
-        "a checkpoint of `tympan finetune --task sed`): one record per file with its events.",
+        description="Detect sound events at 40-ms resolution with a frame-level model (frame_mn06, frame_mn10, "
+        "fpasst, or a checkpoint of `tympan finetune --task sed`): one record per file with its events.",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders")
     parser.add_argument("--model", help="frame-level zoo preset; optional with a tympan checkpoint")

@@ -76,7 +76,9 @@ def _start_worker(messages: Any) -> None:
     global _messages
     _messages = messages
     torch.set_num_threads(1)
-    logging.getLogger("lightning").setLevel(logging.WARNING)  # no "GPU available" block and no tips per run
+    import lightning.pytorch  # noqa: F401  (its import sets its logger's level: quieten it afterwards)
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no "GPU available" block nor tips per run
     logging.getLogger("torch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")

@@ -21,20 +21,20 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .layers import ConvNormAct, LayerFactory, make_divisible
+from .layers import ConvNormAct, LayerFactory, make_divisible, pair
 from .mobilenet import (
     ACTIVATIONS,
     NORM_LAYER,
     EfficientATNet,
     InvertedResidual,
     InvertedResidualConfig,
-    build_classifier,
     describe_features,
     init_weights,
     mobilenet_v3_config,
@@ -45,10 +45,14 @@ __all__ = [
     "DYNAMIC_BLOCK_LAYOUTS",
     "ContextGenerator",
     "DyMN",
+    "DynamicBackbone",
     "DynamicBlock",
     "DynamicConv",
+    "DynamicOptions",
     "DynamicReLU",
     "TemperatureSchedule",
+    "build_dynamic_layers",
+    "reference_dymn_options",
 ]
 
 # Which of the 15 blocks are dynamic: all, or only those where MobileNetV3 has SE ("replace_se").
@@ -91,7 +95,7 @@ class DynamicConv(nn.Module):
         out_channels: output channels.
         context_dim: size of the context vector.
         kernel_size: square kernel.
-        stride: stride (both axes).
+        stride: stride, one for both axes or ``(freq, time)``.
         dilation: dilation (both axes).
         groups: conv groups.
         num_kernels: K.
@@ -103,7 +107,7 @@ class DynamicConv(nn.Module):
         out_channels: int,
         context_dim: int,
         kernel_size: int,
-        stride: int = 1,
+        stride: int | tuple[int, int] = 1,
         dilation: int = 1,
         groups: int = 1,
         num_kernels: int = 4,
@@ -114,7 +118,7 @@ class DynamicConv(nn.Module):
         if num_kernels < 1:
             raise ConfigError(f"dyconv_k must be >= 1, got {num_kernels}")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
+        self.kernel_size, self.stride, self.dilation = kernel_size, pair(stride), dilation
         self.padding = (kernel_size - 1) // 2 * dilation
         self.temperature = 1.0
         self.residuals = nn.Sequential(nn.Linear(context_dim, num_kernels))
@@ -129,8 +133,9 @@ class DynamicConv(nn.Module):
         kernels = (attention @ self.weight[0, 0]).view(
             batch * self.out_channels, self.in_channels // self.groups, self.kernel_size, self.kernel_size
         )
-        out = F.conv2d(x.reshape(1, -1, freq, time), kernels, None, self.stride, self.padding, self.dilation,
-                       self.groups * batch)
+        out = F.conv2d(
+            x.reshape(1, -1, freq, time), kernels, None, self.stride, self.padding, self.dilation, self.groups * batch
+        )
         return out.view(batch, self.out_channels, out.shape[-2], out.shape[-1])
 
 
@@ -188,12 +193,17 @@ class ContextGenerator(nn.Module):
         in_channels: block input channels.
         context_dim: H.
         expanded_channels: channels the coordinate attention gates.
-        stride: the block's depthwise stride (the sequences are pooled with it).
+        strides: the block's depthwise ``(freq, time)`` strides (each sequence is pooled with its own).
         norm_layer: norm factory.
     """
 
     def __init__(
-        self, in_channels: int, context_dim: int, expanded_channels: int, stride: int, norm_layer: LayerFactory
+        self,
+        in_channels: int,
+        context_dim: int,
+        expanded_channels: int,
+        strides: tuple[int, int],
+        norm_layer: LayerFactory,
     ) -> None:
         super().__init__()
         self.joint_conv = nn.Conv2d(in_channels, context_dim, 1, bias=False)
@@ -201,11 +211,9 @@ class ContextGenerator(nn.Module):
         self.joint_act = nn.Hardswish(inplace=True)
         self.conv_f = nn.Conv2d(context_dim, expanded_channels, 1)
         self.conv_t = nn.Conv2d(context_dim, expanded_channels, 1)
-        if stride > 1:  # count_include_pad=True, as the reference
-            self.pool_f: nn.Module = nn.AvgPool2d((3, 1), (stride, 1), (1, 0))
-            self.pool_t: nn.Module = nn.AvgPool2d((1, 3), (1, stride), (0, 1))
-        else:
-            self.pool_f = self.pool_t = nn.Identity()
+        freq_stride, time_stride = strides  # pools with count_include_pad=True, as the reference
+        self.pool_f = nn.AvgPool2d((3, 1), (freq_stride, 1), (1, 0)) if freq_stride > 1 else nn.Identity()
+        self.pool_t = nn.AvgPool2d((1, 3), (1, time_stride), (0, 1)) if time_stride > 1 else nn.Identity()
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``x [batch, in, freq, time]`` -> (context ``[batch, H]``, freq logits, time logits)."""
@@ -246,9 +254,11 @@ class DynamicBlock(nn.Module):
     ) -> None:
         super().__init__()
         act = ACTIVATIONS[cfg.activation]
-        exp, stride = cfg.expanded_channels, cfg.depthwise_stride
+        exp, strides = cfg.expanded_channels, cfg.depthwise_strides
 
-        def conv(cin: int, cout: int, kernel: int, stride: int = 1, dilation: int = 1, groups: int = 1) -> nn.Module:
+        def conv(
+            cin: int, cout: int, kernel: int, stride: tuple[int, int] = (1, 1), dilation: int = 1, groups: int = 1
+        ) -> nn.Module:
             if dynamic_conv:
                 return DynamicConv(cin, cout, context_dim, kernel, stride, dilation, groups, num_kernels)
             padding = (kernel - 1) // 2 * dilation
@@ -259,12 +269,12 @@ class DynamicBlock(nn.Module):
             self.exp_conv = conv(cfg.in_channels, exp, 1)
             self.exp_norm = norm_layer(exp)
             self.exp_act = act(inplace=True)
-        self.depth_conv = conv(exp, exp, cfg.kernel_size, stride, cfg.dilation, groups=exp)
+        self.depth_conv = conv(exp, exp, cfg.kernel_size, strides, cfg.dilation, groups=exp)
         self.depth_norm = norm_layer(exp)
         self.depth_act = DynamicReLU(exp, context_dim, relu_pieces) if dynamic_relu else act(inplace=True)
         self.proj_conv = conv(exp, cfg.out_channels, 1)
         self.proj_norm = norm_layer(cfg.out_channels)
-        self.context_gen = ContextGenerator(cfg.in_channels, context_dim, exp, stride, norm_layer)
+        self.context_gen = ContextGenerator(cfg.in_channels, context_dim, exp, strides, norm_layer)
         self.coord_att = coord_att
         self.use_residual = cfg.use_residual
 
@@ -283,14 +293,11 @@ class DynamicBlock(nn.Module):
         return out
 
 
-class DyMN(EfficientATNet):
-    """EfficientAT DyMN: mel ``[batch, 1, n_mels, frames]`` -> logits ``[batch, num_classes]``.
+@dataclass(frozen=True)
+class DynamicOptions:
+    """How the dynamic blocks are built (what DyMN and the frame-level DyMN share).
 
-    Args:
-        blocks: the 15 block rows (:func:`tympan.models.mobilenet.mobilenet_v3_config`).
-        dynamic: per block, dynamic block (True) or a plain inverted residual without SE (False).
-        last_channel: hidden width of the MLP head.
-        num_classes: outputs.
+    Attributes:
         context_ratio: H = ``make_divisible(expanded // context_ratio, 8)`` ...
         context_range: ... clipped to this ``(min, max)`` (already width-scaled).
         num_kernels: K of the dynamic convolutions.
@@ -298,60 +305,74 @@ class DyMN(EfficientATNet):
         dynamic_conv: False for static convolutions.
         dynamic_relu: False for static activations.
         coord_att: False to leave out the coordinate attention.
-        temperature: initial kernel-attention temperature.
-        temperature_schedule: what :meth:`update_temperature` follows.
-        head_type: ``"mlp"`` or ``"fully_convolutional"``.
-        dropout: dropout of the MLP head.
     """
 
-    def __init__(
+    context_ratio: int = 4
+    context_range: tuple[int, int] = (32, 128)
+    num_kernels: int = 4
+    relu_pieces: int = 2
+    dynamic_conv: bool = True
+    dynamic_relu: bool = True
+    coord_att: bool = True
+
+    def __post_init__(self) -> None:
+        if self.context_ratio <= 0 or not 0 < self.context_range[0] <= self.context_range[1]:
+            raise ConfigError(f"need context_ratio > 0 and 0 < min <= max context, got {self.context_ratio}, "
+                              f"{self.context_range}")  # fmt: skip
+
+    def context_dim(self, expanded_channels: int) -> int:
+        """H of a block with ``expanded_channels`` channels."""
+        low, high = self.context_range
+        return min(max(make_divisible(expanded_channels // self.context_ratio, 8), low), high)
+
+
+def build_dynamic_layers(
+    blocks: Sequence[InvertedResidualConfig], dynamic: Sequence[bool], options: DynamicOptions
+) -> nn.ModuleList:
+    """The 15 blocks of a DyMN: a :class:`DynamicBlock` where ``dynamic`` says so, else an inverted residual
+    without SE. The blocks' ``(freq, time)`` strides are kept, so frame-level configs build the same way."""
+    if not blocks or len(dynamic) != len(blocks):
+        raise ConfigError(f"need one dynamic flag per block: {len(dynamic)} flags for {len(blocks)} blocks")
+    layers = nn.ModuleList()
+    for cfg, is_dynamic in zip(blocks, dynamic, strict=True):
+        if is_dynamic:
+            layers.append(DynamicBlock(cfg, options.context_dim(cfg.expanded_channels), options.num_kernels,
+                                       options.relu_pieces, options.dynamic_conv, options.dynamic_relu,
+                                       options.coord_att))  # fmt: skip
+        else:
+            layers.append(InvertedResidual(replace(cfg, use_se=False), None, NORM_LAYER))
+    return layers
+
+
+class DynamicBackbone(nn.Module):
+    """What DyMN and the frame-level DyMN share: the dynamic ``layers``, the stem ``in_c`` (3x3, stride 2), the
+    1x1 ``out_c`` to ``6 × blocks[-1].out_channels`` channels, and the kernel-attention temperature, a setting
+    outside the state dict stepped once per epoch by the training callback (``update_temperature``)."""
+
+    temperature_schedule: TemperatureSchedule
+    _temperature: float
+
+    def _build_backbone(
         self,
         blocks: Sequence[InvertedResidualConfig],
         dynamic: Sequence[bool],
-        last_channel: int,
-        num_classes: int = 527,
-        context_ratio: int = 4,
-        context_range: tuple[int, int] = (32, 128),
-        num_kernels: int = 4,
-        relu_pieces: int = 2,
-        dynamic_conv: bool = True,
-        dynamic_relu: bool = True,
-        coord_att: bool = True,
-        temperature: float = 1.0,
-        temperature_schedule: TemperatureSchedule = TemperatureSchedule(),
-        head_type: str = "mlp",
-        dropout: float = 0.2,
+        options: DynamicOptions,
+        temperature_schedule: TemperatureSchedule,
     ) -> None:
-        super().__init__()
-        if not blocks or len(dynamic) != len(blocks):
-            raise ConfigError(f"need one dynamic flag per block: {len(dynamic)} flags for {len(blocks)} blocks")
-        if context_ratio <= 0 or not 0 < context_range[0] <= context_range[1]:
-            raise ConfigError(f"need context_ratio > 0 and 0 < min <= max context, got {context_ratio}, "
-                              f"{context_range}")
-        self.layers = nn.ModuleList()
-        for cfg, is_dynamic in zip(blocks, dynamic, strict=True):
-            if is_dynamic:
-                context_dim = min(max(make_divisible(cfg.expanded_channels // context_ratio, 8), context_range[0]),
-                                  context_range[1])
-                self.layers.append(DynamicBlock(cfg, context_dim, num_kernels, relu_pieces, dynamic_conv,
-                                                dynamic_relu, coord_att))
-            else:
-                self.layers.append(InvertedResidual(replace(cfg, use_se=False), None, NORM_LAYER))
+        """Add ``layers``, ``in_c`` and ``out_c`` (the official key order); call :meth:`set_temperature` once the
+        network is complete."""
+        self.layers = build_dynamic_layers(blocks, dynamic, options)
         self.in_c = ConvNormAct(1, blocks[0].in_channels, 3, stride=2, norm_layer=NORM_LAYER,
-                                activation_layer=nn.Hardswish)
-        self.num_features = 6 * blocks[-1].out_channels
-        self.out_c = ConvNormAct(blocks[-1].out_channels, self.num_features, 1, norm_layer=NORM_LAYER,
-                                 activation_layer=nn.Hardswish)
-        self.head_type = head_type
-        self.num_classes = num_classes
-        self._hidden_features = last_channel
-        self._dropout = dropout
-        self.classifier = build_classifier(head_type, self.num_features, last_channel, num_classes, dropout)
-        modules = ["in_c"] + [f"layers.{i}" for i in range(len(blocks))] + ["out_c"]
-        self.feature_info = describe_features(blocks, modules)
+                                activation_layer=nn.Hardswish)  # fmt: skip
+        last = blocks[-1].out_channels
+        self.out_c = ConvNormAct(last, 6 * last, 1, norm_layer=NORM_LAYER, activation_layer=nn.Hardswish)
         self.temperature_schedule = temperature_schedule
-        init_weights(self)
-        self.set_temperature(temperature)
+
+    def _feature_map(self, mel: Tensor) -> Tensor:
+        x = self.in_c(mel)
+        for layer in self.layers:
+            x = layer(x)
+        return self.out_c(x)
 
     @property
     def temperature(self) -> float:
@@ -372,11 +393,41 @@ class DyMN(EfficientATNet):
         self.set_temperature(self.temperature_schedule.at(epoch))
         return self._temperature
 
-    def _feature_map(self, mel: Tensor) -> Tensor:
-        x = self.in_c(mel)
-        for layer in self.layers:
-            x = layer(x)
-        return self.out_c(x)
+
+class DyMN(DynamicBackbone, EfficientATNet):
+    """EfficientAT DyMN: mel ``[batch, 1, n_mels, frames]`` -> logits ``[batch, num_classes]``.
+
+    Args:
+        blocks: the 15 block rows (:func:`tympan.models.mobilenet.mobilenet_v3_config`).
+        dynamic: per block, dynamic block (True) or a plain inverted residual without SE (False).
+        last_channel: hidden width of the MLP head.
+        num_classes: outputs.
+        options: how the dynamic blocks are built.
+        temperature: initial kernel-attention temperature.
+        temperature_schedule: what :meth:`update_temperature` follows.
+        head_type: ``"mlp"`` or ``"fully_convolutional"``.
+        dropout: dropout of the MLP head.
+    """
+
+    def __init__(
+        self,
+        blocks: Sequence[InvertedResidualConfig],
+        dynamic: Sequence[bool],
+        last_channel: int,
+        num_classes: int = 527,
+        options: DynamicOptions = DynamicOptions(),
+        temperature: float = 1.0,
+        temperature_schedule: TemperatureSchedule = TemperatureSchedule(),
+        head_type: str = "mlp",
+        dropout: float = 0.2,
+    ) -> None:
+        super().__init__()
+        self._build_backbone(blocks, dynamic, options, temperature_schedule)
+        self._build_head(6 * blocks[-1].out_channels, head_type, last_channel, num_classes, dropout)
+        modules = ["in_c"] + [f"layers.{i}" for i in range(len(blocks))] + ["out_c"]
+        self.feature_info = describe_features(blocks, modules)
+        init_weights(self)
+        self.set_temperature(temperature)
 
     def forward_intermediates(self, mel: Tensor) -> list[Tensor]:
         maps = [self.in_c(mel)]
@@ -386,11 +437,8 @@ class DyMN(EfficientATNet):
         return maps
 
 
-def build_dymn(
-    num_classes: int = 527,
-    pretrained_name: str | None = None,
+def reference_dymn_options(
     width_mult: float = 1.0,
-    strides: Sequence[int] = (2, 2, 2, 2),
     context_ratio: int = 4,
     max_context_size: int = 128,
     min_context_size: int = 32,
@@ -405,28 +453,35 @@ def build_dymn(
     pretrain_final_temp: float = 1.0,
     no_ca: bool = False,
     use_dy_blocks: str = "all",
-) -> DyMN:
-    """DyMN from the reference ``models.dymn.model.get_model`` keyword arguments (same names and defaults).
+) -> dict[str, Any]:
+    """The reference ``get_model`` arguments of the dynamic parts (same names and defaults) as our constructor's
+    ``dynamic``, ``options``, ``temperature`` and ``temperature_schedule``.
 
     The model starts at temperature ``pretrain_final_temp``; ``T_max`` ... ``T_min`` define the schedule.
     """
-    reject_pretrained_name(pretrained_name)
     if use_dy_blocks not in DYNAMIC_BLOCK_LAYOUTS:
         raise ConfigError(f"use_dy_blocks must be one of {tuple(DYNAMIC_BLOCK_LAYOUTS)}, got {use_dy_blocks!r}")
-    blocks, last_channel = mobilenet_v3_config(width_mult, strides=strides)
     context_range = (make_divisible(min_context_size * width_mult, 8), make_divisible(max_context_size * width_mult, 8))
-    return DyMN(
-        blocks,
-        DYNAMIC_BLOCK_LAYOUTS[use_dy_blocks],
-        last_channel,
-        num_classes=num_classes,
-        context_ratio=context_ratio,
-        context_range=context_range,
-        num_kernels=dyconv_k,
-        relu_pieces=dyrelu_k,
-        dynamic_conv=not no_dyconv,
-        dynamic_relu=not no_dyrelu,
-        coord_att=not no_ca,
-        temperature=pretrain_final_temp,
-        temperature_schedule=TemperatureSchedule(T_max, T0_slope, T1_slope, T_min),
-    )
+    return {
+        "dynamic": DYNAMIC_BLOCK_LAYOUTS[use_dy_blocks],
+        "options": DynamicOptions(
+            context_ratio, context_range, dyconv_k, dyrelu_k, not no_dyconv, not no_dyrelu, not no_ca
+        ),
+        "temperature": pretrain_final_temp,
+        "temperature_schedule": TemperatureSchedule(T_max, T0_slope, T1_slope, T_min),
+    }
+
+
+def build_dymn(
+    num_classes: int = 527,
+    pretrained_name: str | None = None,
+    width_mult: float = 1.0,
+    strides: Sequence[int] = (2, 2, 2, 2),
+    **dynamic_kwargs: Any,
+) -> DyMN:
+    """DyMN from the reference ``models.dymn.model.get_model`` keyword arguments (same names and defaults; the
+    dynamic ones, ``context_ratio`` ... ``use_dy_blocks``, as :func:`reference_dymn_options`)."""
+    reject_pretrained_name(pretrained_name)
+    blocks, last_channel = mobilenet_v3_config(width_mult, strides=strides)
+    return DyMN(blocks, last_channel=last_channel, num_classes=num_classes,
+                **reference_dymn_options(width_mult, **dynamic_kwargs))  # fmt: skip

@@ -15,7 +15,9 @@ a frame model also tags like any other network; :meth:`FrameModel.forward_frames
 strides, frequency pooled to one band by six stride-2 blocks, time by 4 in all (stem and block 1), so that a
 10-ms-hop mel gives 250 frames per 10 s. Its state-dict keys are ours (``features.*``, ``strong_head.*``,
 ``weak_head.*``); the published checkpoints nest the backbone in two wrappers (``model.frame_mn.features.*``), which
-:func:`checkpoint_filter_fn` removes before the strict load.
+:func:`checkpoint_filter_fn` removes before the strict load. ``frame_dymn`` is the same frame-level design on the
+DyMN blocks (:class:`FrameDyMN`; PretrainedSED publishes no such model), and the frame-level PaSST is in
+:mod:`tympan.models.frame_passt`.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ from torch import Tensor, nn
 from ..audio.frontend import MelFrontendConfig
 from ..errors import ConfigError
 from .base import AudioModel
+from .dymn import DynamicBackbone, DynamicOptions, TemperatureSchedule, reference_dymn_options
 from .mobilenet import InvertedResidualConfig, SEConfig, build_features, init_weights, mobilenet_v3_config
 
 __all__ = [
     "FRAME_MN_STRIDES",
+    "FrameDyMN",
     "FrameMobileNet",
     "FrameModel",
     "checkpoint_filter_fn",
@@ -53,8 +57,8 @@ FRAME_MN_STRIDES: tuple[tuple[int, int], ...] = (
 CHANNEL_SE = SEConfig()  # the reference's se_dims="c"
 # Mel frames per output frame: 4 × 10 ms = 40 ms, PretrainedSED's 250 frames per 10 s.
 MEL_FRAMES_PER_OUTPUT = 4
-# The wrappers around the backbone in the published checkpoints (PredictionsWrapper.model.frame_mn).
-_REFERENCE_BACKBONE_PREFIX = "frame_mn."
+# The reference wrappers' attribute of the backbone (PredictionsWrapper.model.frame_mn / .fpasst).
+_REFERENCE_BACKBONE_PREFIXES = ("frame_mn.", "fpasst.")
 
 
 def resample_sequence(sequence: Tensor, frames: int) -> Tensor:
@@ -181,12 +185,50 @@ class FrameMobileNet(FrameModel):
         return self.features(mel).mean(2).transpose(1, 2)
 
 
+class FrameDyMN(DynamicBackbone, FrameModel):
+    """Frame-level DyMN: the DyMN blocks with the frame MobileNet's ``(freq, time)`` strides, frequency averaged
+    at the end: mel ``[batch, 1, n_mels, frames]`` -> 40-ms frame logits. No public weights exist.
+
+    Args:
+        blocks: the 15 block rows (:func:`frame_mobilenet_config`).
+        dynamic: per block, dynamic block (True) or a plain inverted residual without SE (False).
+        num_classes: event classes.
+        options: how the dynamic blocks are built (None: :class:`~tympan.models.dymn.DynamicOptions` defaults).
+        temperature: initial kernel-attention temperature.
+        temperature_schedule: what :meth:`update_temperature` follows (None: the paper's schedule).
+        mel_frames_per_output: mel frames per output frame.
+    """
+
+    def __init__(
+        self,
+        blocks: Sequence[InvertedResidualConfig],
+        dynamic: Sequence[bool],
+        num_classes: int = 447,
+        options: DynamicOptions | None = None,
+        temperature: float = 1.0,
+        temperature_schedule: TemperatureSchedule | None = None,
+        mel_frames_per_output: int = MEL_FRAMES_PER_OUTPUT,
+    ) -> None:
+        super().__init__(6 * blocks[-1].out_channels, num_classes, mel_frames_per_output)
+        self._build_backbone(
+            blocks, dynamic, options or DynamicOptions(), temperature_schedule or TemperatureSchedule()
+        )
+        init_weights(self)
+        self.set_temperature(temperature)
+
+    def forward_sequence(self, mel: Tensor) -> Tensor:
+        """The last feature map averaged over its frequency bands, ``[batch, T', D]``."""
+        return self._feature_map(mel).mean(2).transpose(1, 2)
+
+
 def checkpoint_filter_fn(state_dict: dict[str, Any], model: nn.Module) -> dict[str, Any]:
-    """Remove the reference wrappers' ``frame_mn.`` level (``model.`` is stripped by the generic loader)."""
-    if not any(key.startswith(_REFERENCE_BACKBONE_PREFIX) for key in state_dict):
+    """Remove the reference wrappers' backbone level, ``frame_mn.`` or ``fpasst.`` (``model.`` is stripped by the
+    generic loader)."""
+    prefix = next((p for p in _REFERENCE_BACKBONE_PREFIXES if any(k.startswith(p) for k in state_dict)), None)
+    if prefix is None:
         return state_dict
-    logger.debug("renaming the PretrainedSED wrapper keys 'model.frame_mn.*' to 'features.*'")
-    return {key.removeprefix(_REFERENCE_BACKBONE_PREFIX): value for key, value in state_dict.items()}
+    logger.debug("removing the PretrainedSED wrapper level %r from the checkpoint keys", prefix)
+    return {key.removeprefix(prefix): value for key, value in state_dict.items()}
 
 
 # 16 kHz, 128 mels, window 25 ms, hop 10 ms, FFT 512: PretrainedSED's FrameMNWrapper.
@@ -217,3 +259,17 @@ def build_frame_mn(
         input_size=(input_dim_f, input_dim_t),
         mel_frames_per_output=mel_frames_per_output,
     )
+
+
+def build_frame_dymn(
+    num_classes: int = 447,
+    width_mult: float = 1.0,
+    strides: Sequence[Sequence[int]] = FRAME_MN_STRIDES,
+    mel_frames_per_output: int = MEL_FRAMES_PER_OUTPUT,
+    **dynamic_kwargs: Any,
+) -> FrameDyMN:
+    """Frame-level DyMN from the width, the ``(freq, time)`` strides and the reference DyMN arguments
+    (``context_ratio`` ... ``use_dy_blocks``, as :func:`tympan.models.dymn.reference_dymn_options`)."""
+    return FrameDyMN(frame_mobilenet_config(width_mult, strides), num_classes=num_classes,
+                     mel_frames_per_output=mel_frames_per_output,
+                     **reference_dymn_options(width_mult, **dynamic_kwargs))  # fmt: skip

@@ -318,13 +318,24 @@ class EfficientATNet(AudioModel):
     """What MN and DyMN share: the head, pooling and the forward contract.
 
     Subclasses implement ``forward_intermediates`` (the 17 feature maps) and ``_feature_map`` (the last one)
-    and set ``classifier``, ``head_type``, ``num_features``, ``num_classes``, ``_hidden_features``, ``_dropout``.
+    and call :meth:`_build_head`.
     """
 
     classifier: nn.Sequential
     head_type: str
     _hidden_features: int
     _dropout: float
+
+    def _build_head(
+        self, num_features: int, head_type: str, hidden_features: int, num_classes: int, dropout: float
+    ) -> None:
+        """Set the head and the attributes it is described by (``num_features`` ... ``_dropout``)."""
+        self.num_features = num_features
+        self.head_type = head_type
+        self.num_classes = num_classes
+        self._hidden_features = hidden_features
+        self._dropout = dropout
+        self.classifier = build_classifier(head_type, num_features, hidden_features, num_classes, dropout)
 
     def _feature_map(self, mel: Tensor) -> Tensor:
         raise NotImplementedError
@@ -393,12 +404,7 @@ class MobileNet(EfficientATNet):
     ) -> None:
         super().__init__()
         self.features = build_features(blocks, se, input_size, norm_layer)
-        self.num_features = 6 * blocks[-1].out_channels
-        self.head_type = head_type
-        self.num_classes = num_classes
-        self._hidden_features = last_channel
-        self._dropout = dropout
-        self.classifier = build_classifier(head_type, self.num_features, last_channel, num_classes, dropout)
+        self._build_head(6 * blocks[-1].out_channels, head_type, last_channel, num_classes, dropout)
         self.feature_info = describe_features(blocks, [f"features.{i}" for i in range(len(self.features))])
         init_weights(self)
 

@@ -33,7 +33,15 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from .base import AudioModel
 
-__all__ = ["PaSST", "checkpoint_filter_fn"]
+__all__ = [
+    "Block",
+    "PaSST",
+    "checkpoint_filter_fn",
+    "init_vit_weights",
+    "prepend_tokens",
+    "time_encodings",
+    "transformer_blocks",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +53,23 @@ def _pair(value: int | Sequence[int]) -> tuple[int, int]:
         return value, value
     first, second = value
     return int(first), int(second)
+
+
+def time_encodings(encodings: Tensor, length: int, training: bool, generator: torch.Generator | None) -> Tensor:
+    """The ``length`` time encodings ``[1, E, 1, length]`` of an input of ``length`` columns (at most as many as
+    ``encodings`` holds): the first ones in eval, a random window of them in training (one offset per batch)."""
+    offset = 0
+    if training and length < encodings.shape[-1]:
+        offset = int(torch.randint(encodings.shape[-1] - length + 1, (1,), generator=generator))
+    return encodings[..., offset : offset + length]
+
+
+def prepend_tokens(patches: Tensor, cls_token: Tensor, dist_token: Tensor | None, token_embed: Tensor) -> Tensor:
+    """``[B, N, E]`` patch tokens after the cls (and dist) token, each token with its own encoding."""
+    tokens = cls_token + token_embed[:, :1]
+    if dist_token is not None:
+        tokens = torch.cat((tokens, dist_token + token_embed[:, 1:]), dim=1)
+    return torch.cat((tokens.expand(patches.shape[0], -1, -1), patches), dim=1)
 
 
 def _drop_path(x: Tensor, rate: float, training: bool) -> Tensor:
@@ -131,6 +156,21 @@ class Block(nn.Module):
         return x + _drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
 
 
+def transformer_blocks(
+    depth: int,
+    dim: int,
+    num_heads: int,
+    mlp_ratio: float,
+    qkv_bias: bool,
+    drop: float,
+    attn_drop: float,
+    drop_path_rate: float,
+) -> nn.Sequential:
+    """``depth`` :class:`Block` s with stochastic depth growing linearly from 0 to ``drop_path_rate``."""
+    rates = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()
+    return nn.Sequential(*(Block(dim, num_heads, mlp_ratio, qkv_bias, drop, attn_drop, rate) for rate in rates))
+
+
 class PaSST(AudioModel):
     """PaSST on mel ``[batch, in_chans, n_mels, frames]``; the arguments are the reference constructor's.
 
@@ -198,9 +238,8 @@ class PaSST(AudioModel):
         self.freq_new_pos_embed = nn.Parameter(torch.zeros(1, embed_dim, grid_f, 1))
         self.time_new_pos_embed = nn.Parameter(torch.zeros(1, embed_dim, 1, grid_t))
         self.pos_drop = nn.Dropout(drop_rate)
-        rates = torch.linspace(0, drop_path_rate, depth, device="cpu").tolist()
-        self.blocks = nn.Sequential(
-            *(Block(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, rate) for rate in rates)
+        self.blocks = transformer_blocks(
+            depth, embed_dim, num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, drop_path_rate
         )
         self.norm = nn.LayerNorm(embed_dim, eps=_BLOCK_NORM_EPS)
         self.head = nn.Sequential(nn.LayerNorm(embed_dim), self._classifier(num_classes))
@@ -216,7 +255,7 @@ class PaSST(AudioModel):
             if param is not None:
                 nn.init.trunc_normal_(param, std=0.02)
         nn.init.trunc_normal_(self.time_new_pos_embed, std=0.02)
-        self.apply(_init_module)
+        self.apply(init_vit_weights)
 
     def _check_patchout(self, grid_f: int, grid_t: int, where: str) -> None:
         if self.s_patchout_t >= grid_t or self.s_patchout_f >= grid_f:
@@ -245,19 +284,13 @@ class PaSST(AudioModel):
             self.head_dist = self._classifier(num_classes)
         for module in (self.head[1], self.head_dist):
             if module is not None:
-                module.apply(_init_module)
+                module.apply(init_vit_weights)
                 module.to(device=norm.device, dtype=norm.dtype).train(self.training)
-
-    def _random_ints(self, high: int, size: int | None = None) -> Tensor:
-        """A random permutation of ``range(high)`` (size None) or one integer in ``[0, high)``, on the CPU."""
-        if size is None:
-            return torch.randperm(high, generator=self.generator)
-        return torch.randint(high, (size,), generator=self.generator)
 
     def _keep(self, x: Tensor, dim: int, drop: int) -> Tensor:
         """Keep a random subset of ``size - drop`` entries along ``dim``, in order, the same for the whole batch."""
         size = x.shape[dim]
-        kept = self._random_ints(size)[: size - drop].sort().values.to(x.device)
+        kept = torch.randperm(size, generator=self.generator)[: size - drop].sort().values.to(x.device)
         return x.index_select(dim, kept)
 
     def _embed_patches(self, mel: Tensor) -> Tensor:
@@ -280,10 +313,7 @@ class PaSST(AudioModel):
             self._warned_long_input = True
         x = x[..., :grid_t]
         num_t = x.shape[-1]
-        offset = 0
-        if self.training and num_t < grid_t:
-            offset = int(self._random_ints(grid_t - num_t + 1, size=1))
-        x = x + self.time_new_pos_embed[..., offset : offset + num_t] + self.freq_new_pos_embed
+        x = x + time_encodings(self.time_new_pos_embed, num_t, self.training, self.generator) + self.freq_new_pos_embed
         if self.training:
             self._check_patchout(x.shape[2], num_t, where="this input's patch grid")
             if self.s_patchout_t:
@@ -300,11 +330,7 @@ class PaSST(AudioModel):
 
         Adapters that act between blocks (:mod:`tympan.models.congater`) start from here.
         """
-        x = self._embed_patches(mel)
-        tokens = self.cls_token + self.new_pos_embed[:, :1]
-        if self.dist_token is not None:
-            tokens = torch.cat((tokens, self.dist_token + self.new_pos_embed[:, 1:]), dim=1)
-        x = torch.cat((tokens.expand(x.shape[0], -1, -1), x), dim=1)
+        x = prepend_tokens(self._embed_patches(mel), self.cls_token, self.dist_token, self.new_pos_embed)
         return self.pos_drop(x)
 
     def forward_tokens(self, mel: Tensor) -> Tensor:
@@ -321,7 +347,8 @@ class PaSST(AudioModel):
         return self.head(features)
 
 
-def _init_module(module: nn.Module) -> None:
+def init_vit_weights(module: nn.Module) -> None:
+    """timm's ViT init of one module: Linear weights truncated normal (std 0.02), zero biases; LayerNorm 1 / 0."""
     if isinstance(module, nn.Linear):
         nn.init.trunc_normal_(module.weight, std=0.02)
         if module.bias is not None:

@@ -1,48 +1,79 @@
 """PretrainedSED presets: frame-level models of ``fschmid56/PretrainedSED`` release v0.0.1 (data only).
 
-The frame MobileNets were trained on AudioSet-Strong (447 classes, 40-ms frames) with knowledge distillation from
-the paper's transformer ensemble; they run on 16-kHz audio (``FrameMNWrapper``'s mel: 128 bands, 25-ms window,
-10-ms hop). ``num_params`` are counted from the reference code (backbone + strong and weak heads), which the
-README rounds to 1.62 M / 3.83 M.
+The frame MobileNets and the frame-level PaSST were trained on AudioSet-Strong (447 classes, 40-ms frames); the
+MobileNets with knowledge distillation from the paper's transformer ensemble. They run on 16-kHz audio (the
+wrappers' mel: 128 bands, 25-ms window, 10-ms hop). ``num_params`` are counted from the reference code (backbone +
+strong and weak heads), which the README rounds to 1.62 M / 3.83 M for the MobileNets. The frame-level DyMNs are
+tympan's: the same frame-level design on the DyMN blocks, without published weights (``num_params`` counted here).
 """
 
 from __future__ import annotations
 
-from .. import frame
+from typing import Any
+
+from .. import frame, frame_passt
 from ..registry import ModelEntry, register_architecture, register_preset
 
-register_architecture(
-    "frame_mn",
-    frame.build_frame_mn,
-    default_frontend=frame.PRETRAINED_SED_FRONTEND,
-    default_labels="audioset_strong",
-    checkpoint_filter=frame.checkpoint_filter_fn,
-)
+for _arch, _builder in (
+    ("frame_mn", frame.build_frame_mn),
+    ("frame_passt", frame_passt.FramePaSST),
+    ("frame_dymn", frame.build_frame_dymn),
+):
+    register_architecture(
+        _arch,
+        _builder,
+        default_frontend=frame.PRETRAINED_SED_FRONTEND,
+        default_labels="audioset_strong",
+        checkpoint_filter=frame.checkpoint_filter_fn,
+    )
 
 _RELEASE = "https://github.com/fschmid56/PretrainedSED/releases/download/v0.0.1"
 _SOURCE = "fschmid56/PretrainedSED@1aa47e4 models/frame_mn/model.py, models/prediction_wrapper.py"
+_FPASST_SOURCE = "fschmid56/PretrainedSED@1aa47e4 models/frame_passt/fpasst.py, models/prediction_wrapper.py"
 _PAPER = (
     "Schmid, Morocutti, Foscarin, Schlüter, Koutini, Widmer: Effective Pre-Training of Audio Transformers for Sound "
     "Event Detection, ICASSP 2025, https://arxiv.org/abs/2409.09546"
 )
 _DATA = "AudioSet-Strong (frame-level labels of 447 classes), knowledge distillation from a transformer ensemble"
 
-for _width, _tag, _params in ((0.6, "06", 1_615_022), (1.0, "10", 3_830_798)):
+
+def _preset(name: str, arch: str, num_params: int, description: str, **facts: Any) -> None:
+    """A preset of 447 AudioSet-Strong classes at 40-ms resolution on the PretrainedSED frontend."""
+    width = facts.pop("width_mult", None)
     register_preset(
         ModelEntry(
-            name=f"frame_mn{_tag}",
-            arch="frame_mn",
-            model_kwargs={"num_classes": 447, "width_mult": _width},
+            name=name,
+            arch=arch,
+            model_kwargs={"num_classes": 447, **({} if width is None else {"width_mult": width})},
             frontend=frame.PRETRAINED_SED_FRONTEND,
             labels="audioset_strong",
-            description=f"Frame-level MobileNet of width {_width} for sound event detection at 40-ms resolution "
-            "(250 frames per 10 s), PretrainedSED's low-complexity model.",
-            checkpoint_url=f"{_RELEASE}/frame_mn{_tag}_strong_1.pt",
-            num_params=_params,
-            license="MIT (PretrainedSED repository)",
-            source=_SOURCE,
-            family="PretrainedSED frame MN",
-            paper=_PAPER,
-            training_data=_DATA,
+            description=f"{description} for sound event detection at 40-ms resolution (250 frames per 10 s)"
+            + facts.pop("details"),
+            num_params=num_params,
+            **facts,
         )
     )
+
+
+_PRETRAINED_SED = {"license": "MIT (PretrainedSED repository)", "paper": _PAPER}
+for _width, _tag, _params in ((0.6, "06", 1_615_022), (1.0, "10", 3_830_798)):
+    _preset(f"frame_mn{_tag}", "frame_mn", _params, f"Frame-level MobileNet of width {_width}",
+            details=", PretrainedSED's low-complexity model.", width_mult=_width,
+            checkpoint_url=f"{_RELEASE}/frame_mn{_tag}_strong_1.pt", source=_SOURCE, family="PretrainedSED frame MN",
+            training_data=_DATA, **_PRETRAINED_SED)  # fmt: skip
+
+_preset("fpasst", "frame_passt", 89_109_118, "Frame-level PaSST",
+        details=": PaSST's transformer on one token per time column, from ImageNet DeiT-B through AudioSet (weak) "
+        "to AudioSet-Strong; PretrainedSED's fPaSST (at most 10 s per window).",
+        checkpoint_url=f"{_RELEASE}/fpasst_strong_1.pt", source=_FPASST_SOURCE, family="PretrainedSED frame PaSST",
+        training_data="AudioSet-Strong (frame-level labels of 447 classes), from AudioSet weak pre-training",
+        **_PRETRAINED_SED)  # fmt: skip
+
+for _width, _tag, _params in ((0.4, "04", 1_837_958), (1.0, "10", 9_502_446)):
+    _preset(f"frame_dymn{_tag}", "frame_dymn", _params, f"Frame-level DyMN of width {_width}",
+            details=": the DyMN blocks with the frame MobileNet's strides. No public weights exist: train it (tympan "
+            "finetune --task sed --no-pretrained) or distil it from a frame-level teacher.", width_mult=_width,
+            license="MIT (tympan)", family="tympan frame DyMN", training_data="none (no public weights)",
+            source="tympan, after fschmid56/EfficientAT@a425fdce models/dymn and PretrainedSED models/frame_mn",
+            paper="Schmid, Koutini, Widmer: Dynamic Convolutional Neural Networks as Efficient Pre-trained Audio "
+            "Models, IEEE/ACM TASLP 2024, https://arxiv.org/abs/2310.15648")  # fmt: skip
