@@ -38,7 +38,7 @@ from scipy.signal import resample_poly
 
 from tympan.audio.frontend import MelFrontend, MelFrontendConfig
 from tympan.data import ClipDataset, ClipLoader, ClipRecord, read_data
-from tympan.models import create
+from tympan.models import create, frontend_of
 
 SOURCE_RATE = 44100
 
@@ -106,7 +106,7 @@ def _student_steps(folder: Path, steps: int, batch: int, preloaded: bool) -> tup
     (folder / "steps.csv").write_text("\n".join(lines) + "\n")
     torch.manual_seed(0)
     student = create("cp_mobile_dcase23").train()
-    frontend = MelFrontend.from_config(student.frontend_config).train()
+    frontend = frontend_of(student).train()
     optimizer = torch.optim.Adam(student.parameters(), lr=1e-4)
     dataset = ClipDataset(read_data(folder / "steps.csv"), ClipLoader(32000, 32000))
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch, num_workers=1, prefetch_factor=4)

@@ -29,10 +29,9 @@ import numpy as np
 import soundfile
 import torch
 
-from tympan.audio.frontend import MelFrontend
 from tympan.data import ClipDataset, ClipLoader, read_data
 from tympan.distill import TeacherLogitStore, compute_teacher_logits
-from tympan.models import create
+from tympan.models import create, frontend_of
 from tympan.train.losses import kd_kl_loss
 
 
@@ -90,9 +89,9 @@ def main(argv: list[str] | None = None) -> None:
         passt = create("passt_s_swa_p16_128_ap476")
         passt.reset_classifier(10)
         teacher_models.append(passt.eval())
-    teachers = [(t, MelFrontend.from_config(t.frontend_config).eval()) for t in teacher_models]
+    teachers = [(t, frontend_of(t)) for t in teacher_models]
     student = create("cp_mobile_dcase23")
-    student_frontend = MelFrontend.from_config(student.frontend_config).eval()  # eval: same work in both arms
+    student_frontend = frontend_of(student)  # eval: same work in both arms
 
     folder = Path(tempfile.mkdtemp(prefix="tympan_bench_kd_"))
     try:

@@ -147,10 +147,10 @@ def test_presets_bring_their_clip_length_and_activation() -> None:
     scenes = tympan.load("cp_mobile_dcase23", pretrained=False, device="cpu")
     assert (scenes.clip_seconds, scenes.multilabel) == (1.0, False)
     # ESC-50 PaSST was trained on 5 s clips; FSD50K and OpenMIC are multi-label like AudioSet (sigmoid scores).
-    from tympan.pipeline import _clip_seconds
+    from tympan.models import resolve_spec
 
-    assert _clip_seconds("esc50_passt_s_n_f128_p16_s10_fold1_acc967", "esc50") == 5.0
-    assert _clip_seconds("cp_mobile", "tau22") == 1.0 and _clip_seconds("mn", "audioset") == 10.0
+    assert resolve_spec("esc50_passt_s_n_f128_p16_s10_fold1_acc967").clip_seconds == 5.0
+    assert resolve_spec("cp_mobile").clip_seconds == 1.0 and resolve_spec("mn").clip_seconds == 10.0
 # Written out independently of tympan.labels: which reference trains each label set with BCE (sigmoid scores).
 MULTILABEL_BY_SET = {
     "audioset": True, "audioset_strong": True, "fsd50k": True, "openmic": True, "esc50": False, "tau22": False,
@@ -180,7 +180,7 @@ def test_every_preset_scores_as_its_label_set_is_trained(name: str, monkeypatch:
     entry = get_preset(name)
     assert entry.multilabel is MULTILABEL_BY_SET[entry.labels]
     stub = _StubNetwork(len(get_labels(entry.labels)), entry.frontend)
-    monkeypatch.setattr("tympan.pipeline.create", lambda *args, **kwargs: stub)
+    monkeypatch.setattr("tympan.models.bundles.ModelBundle.get_model", lambda self: stub)
     if entry.initial_weights:  # an ImageNet start: refused, with what to do instead
         with pytest.raises(ConfigError, match="initial weights for training"):
             tympan.load(name, pretrained=False, device="cpu")

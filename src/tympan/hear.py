@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import AudioLoadError, ConfigError
-from .models import create
+from .models import bundle
 from .models.base import AudioModel
 
 __all__ = ["VARIANTS", "HearModel", "get_scene_embeddings", "get_timestamp_embeddings", "load_model", "wrap"]
@@ -182,11 +182,11 @@ def wrap(
 
     Args:
         model: any :class:`AudioModel` (PaSST, MobileNet, ...), in eval mode or not (the API sets eval).
-        frontend: the mel frontend the model expects, e.g. ``MelFrontend.from_config(model.frontend_config)``.
+        frontend: the mel frontend the model expects, e.g. ``tympan.models.frontend_of(model)``.
         variant: ``"base"``, ``"2level"`` (timestamp windows ×1 and ×5) or ``"2levelmel"`` (×1, ×4 and the
             flattened log-mel of a 6-frame window), as the ``hear21passt`` modules of the same names.
         sample_rate: input rate in Hz; by default the frontend's (``frontend.config.sample_rate`` or
-            ``model.frontend_config.sample_rate``).
+            ``model.spec.sample_rate``).
         **wrapper_config: ``max_model_window_ms`` (10000; 20000 / 30000 for the 20 s / 30 s PaSST presets, see
             :data:`PRESET_WINDOWS`), ``timestamp_window_ms`` (160), ``timestamp_hop_ms`` (50), ``scene_hop_ms``
             (2500; 5000 / 10000 for the 20 s / 30 s presets), ``mode`` (``"all"``: logits then embedding;
@@ -236,12 +236,10 @@ def load_model(model_file_path: str = "", **options: Any) -> HearModel:
             ``"passt"`` together with ``model_kwargs``, its constructor arguments, for a model trained with another
             configuration) and :func:`wrap`'s options (``variant``, ``mode``, window sizes, ...).
     """
-    from .audio.frontend import MelFrontend
-
     name = options.pop("model", DEFAULT_MODEL)
     model_kwargs = options.pop("model_kwargs", {})
-    model = create(name, checkpoint=model_file_path or None, pretrained=not model_file_path, **model_kwargs)
-    hear_model = wrap(model, MelFrontend.from_config(model.frontend_config), **options)
+    source = bundle(name, checkpoint=model_file_path or None, pretrained=not model_file_path, **model_kwargs)
+    hear_model = wrap(source.get_model(), source.get_frontend(), **options)
     if torch.cuda.is_available():
         hear_model = hear_model.cuda()
     return hear_model

@@ -1,7 +1,7 @@
 """Model, mel frontend, labels and sample rate in one object: waveform (or file) in, named scores out.
 
-In the manner of a torchaudio bundle: :func:`load` reads everything a checkpoint needs from its zoo entry (or from a
-self-describing fine-tuned checkpoint), so that callers never copy frontend settings by hand. The pipeline accepts
+:func:`load` takes everything from the model's bundle (:func:`tympan.models.bundle`: a zoo entry's spec, or a
+tympan checkpoint's), so that callers never copy frontend settings by hand. The pipeline accepts
 audio at any sample rate and channel count, single clips or batches, and pads clips shorter than the model's
 minimum input (noting it), so tagging never fails on a short sound.
 """
@@ -19,21 +19,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .audio.frontend import MelFrontend, MelFrontendConfig
-from .errors import AudioLoadError, CheckpointError, ConfigError
-from .labels import is_multilabel, top_labels
-from .models import create, get_preset, read_state_dict
-from .models.checkpoint import read_checkpoint_file
-from .models.registry import get_architecture
+from .audio.frontend import MelFrontendConfig
+from .errors import AudioLoadError, ConfigError
+from .labels import top_labels
+from .models.bundles import ModelBundle, bundle
+from .models.spec import DEFAULT_CLIP_SECONDS
 
 __all__ = ["AudioPipeline", "Clip", "load"]
 
 logger = logging.getLogger(__name__)
 
 AudioInput = str | Path | np.ndarray | Tensor | Sequence[Any]
-# Length of the clips a label set's models were trained on; the default tagging window.
-CLIP_SECONDS = {"tau22": 1.0}
-DEFAULT_CLIP_SECONDS = 10.0
 # Inference precisions: fp32 (the default), or fp16 autocast on CUDA as the references' GPU inference
 # (EfficientAT inference.py / ex_audioset.py evaluate, PaSST trainer.precision=16).
 PRECISIONS = ("32", "16-mixed")
@@ -108,6 +104,12 @@ class AudioPipeline:
             from .export import OnnxNetwork
 
             self._onnx = OnnxNetwork.from_model(self.model, self.frontend_config, seconds=clip_seconds)
+
+    @classmethod
+    def from_bundle(cls, source: ModelBundle, **options: Any) -> AudioPipeline:
+        """The pipeline of a bundle's model, frontend, labels and clip length (``options``: device, backend, ...)."""
+        return cls(source.get_model(), source.get_frontend(), source.labels, multilabel=source.multilabel,
+                   clip_seconds=source.clip_seconds, name=source.name, **options)  # fmt: skip
 
     def with_backend(self, backend: str) -> AudioPipeline:
         """The same model, frontend and labels on another backend (``"onnx"`` runs on the CPU)."""
@@ -310,106 +312,18 @@ def load(
     Raises:
         UnknownModelError, ConfigError, CheckpointError: with a message that says what to do.
     """
-    description, state = _read_checkpoint(checkpoint)
-    if description is not None:
-        arch = description.get("arch")
-        if name_or_arch is None and not arch:
-            raise CheckpointError("the checkpoint's 'tympan' entry names no 'arch'; pass the model name")
-        name = name_or_arch or arch
-        model_kwargs = {**description.get("model_kwargs", {}), **kwargs} if name == arch else kwargs
-        model = create(name, checkpoint=state, **model_kwargs)
-        if "frontend" in description:
-            model.frontend_config = MelFrontendConfig(**description["frontend"])
-        label_set = description.get("label_set") or (None if description.get("labels") else _label_set(name))
-        labels = description.get("labels") or _label_names(label_set, model.num_classes)
-        multilabel = bool(description.get("multilabel", _multilabel(label_set)))
+    if name_or_arch is None and checkpoint is None:
+        raise ConfigError("name a model (e.g. 'mn10_as'), or pass a self-describing tympan checkpoint")
+    if name_or_arch is None:
+        source = bundle(checkpoint)  # type: ignore[arg-type]
     else:
-        if name_or_arch is None:
-            raise ConfigError("name a model (e.g. 'mn10_as'), or pass a self-describing tympan checkpoint")
-        name = name_or_arch
-        if name_or_arch not in _architectures() and get_preset(name_or_arch).initial_weights:
-            raise ConfigError(
-                f"{name_or_arch!r} holds initial weights for training (an ImageNet start with an untrained head), "
-                "not a model to run; train from it (`tympan train --config efficientat_audioset_kd`, or "
-                f"tympan.models.create({name_or_arch!r}, pretrained=True)) or pick a trained preset"
-            )
-        if state is None and pretrained:
-            state = _official_checkpoint(name_or_arch)
-        model = create(name_or_arch, checkpoint=state, **kwargs)
-        label_set = _label_set(name_or_arch)
-        labels = _label_names(label_set, model.num_classes)
-        multilabel = _multilabel(label_set)
-    frontend = MelFrontend.from_config(model.frontend_config)
-    return AudioPipeline(
-        model,
-        frontend,
-        labels,
-        multilabel=multilabel,
-        clip_seconds=(description or {}).get("clip_seconds") or _clip_seconds(name, label_set),
-        device=device,
-        backend=backend,
-        name=name_or_arch or (description or {}).get("arch"),
-        precision=precision,
-    )
-
-
-def _read_checkpoint(checkpoint: str | Path | dict[str, Any] | None) -> tuple[dict[str, Any] | None, Any]:
-    """Split a self-describing tympan checkpoint into its description and its ``model.`` weights."""
-    if checkpoint is None:
-        return None, None
-    obj = read_checkpoint_file(checkpoint) if isinstance(checkpoint, (str, Path)) else checkpoint
-    if not (isinstance(obj, dict) and isinstance(obj.get("tympan"), dict)):
-        return None, read_state_dict(obj)
-    weights = obj.get("state_dict", {})
-    state = {k[len("model.") :]: v for k, v in weights.items() if k.startswith("model.")}
-    if not state:
-        raise CheckpointError("the tympan checkpoint holds no 'model.' weights under 'state_dict'")
-    return obj["tympan"], state
-
-
-def _architectures() -> list[str]:
-    from .models.registry import list_architectures
-
-    return list_architectures()
-
-
-def _official_checkpoint(name: str) -> Path | None:
-    from .hub import preset_checkpoint
-
-    if name in _architectures():
-        logger.warning("architecture %r built with random weights (pass checkpoint=FILE for trained ones)", name)
-        return None
-    return preset_checkpoint(get_preset(name))
-
-
-def _clip_seconds(name: str, label_set: str | None) -> float:
-    """The training clip length of a preset; for an architecture, that of its default label set."""
-    from .models.registry import list_architectures
-
-    if name in list_architectures():
-        return CLIP_SECONDS.get(label_set or "", DEFAULT_CLIP_SECONDS)
-    return get_preset(name).clip_seconds
-
-
-def _label_set(name: str) -> str | None:
-    """The label set of a preset, or the default one of an architecture."""
-    from .models.registry import list_architectures
-
-    return get_architecture(name).default_labels if name in list_architectures() else get_preset(name).labels
-
-
-def _multilabel(label_set: str | None) -> bool:
-    """Sigmoid scores for a multi-label set (AudioSet, FSD50K, OpenMIC), else a softmax (see :mod:`tympan.labels`)."""
-
-    return label_set is not None and is_multilabel(label_set)
-
-
-def _label_names(label_set: str | None, num_classes: int) -> list[str]:
-    """Names of the classes: the label set where it fits the head, else ``class_0``, ``class_1``, ..."""
-    from .labels import get_labels
-
-    if label_set is not None:
-        names = list(get_labels(label_set))
-        if len(names) == num_classes:
-            return names
-    return [f"class_{i}" for i in range(num_classes)]
+        source = bundle(name_or_arch, checkpoint=checkpoint, pretrained=pretrained, **kwargs)
+    if source.checkpoint is None and source.entry is not None and source.entry.initial_weights:
+        raise ConfigError(
+            f"{name_or_arch!r} holds initial weights for training (an ImageNet start with an untrained head), "
+            "not a model to run; train from it (`tympan train --config efficientat_audioset_kd`, or "
+            f"tympan.models.create({name_or_arch!r}, pretrained=True)) or pick a trained preset"
+        )
+    if source.entry is None and source.weights is None and pretrained:
+        logger.warning("architecture %r built with random weights (pass checkpoint=FILE for trained ones)", source.name)
+    return AudioPipeline.from_bundle(source, device=device, backend=backend, precision=precision)

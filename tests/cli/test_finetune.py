@@ -13,7 +13,7 @@ from tests.train._data import write_tone_dataset
 from tests.train._tiny import TINY_FRONTEND
 from tympan.cli import main
 from tympan.distill import TeacherLogitStore
-from tympan.models import create
+from tympan.models import build, create, read_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -30,18 +30,17 @@ def finetuned(tmp_path_factory):
 
 def test_finetune_writes_a_self_describing_checkpoint(finetuned, capsys):
     root, _ = finetuned
-    checkpoint = torch.load(root / "run" / "model.ckpt", weights_only=True)
-    description = checkpoint["tympan"]
-    assert description["arch"] == "tiny_test" and description["labels"] == ["low", "mid"]
-    assert description["frontend"] == TINY_FRONTEND.to_dict() and description["multilabel"] is False
-    assert description["metrics"]["val/accuracy"] == 1.0
-    assert description["clip_seconds"] == pytest.approx(0.5)  # the median file duration, the window tagging uses
+    stored = read_checkpoint(root / "run" / "model.ckpt")
+    spec = stored.spec
+    assert spec.arch == "tiny_test" and spec.labels == ("low", "mid")
+    assert spec.frontend == TINY_FRONTEND and spec.multilabel is False
+    assert stored.metrics["val/accuracy"] == 1.0
+    assert spec.clip_seconds == pytest.approx(0.5)  # the median file duration, the window tagging uses
     assert tympan.load(checkpoint=root / "run" / "model.ckpt").clip_seconds == pytest.approx(0.5)
     params = sum(p.numel() for p in create("tiny_test", num_classes=2).parameters())
-    assert description["complexity"]["params"] == params
-    assert all(k.startswith("model.") for k in checkpoint["state_dict"])
-    model = create(description["arch"], **description["model_kwargs"])
-    model.load_state_dict({k[6:]: v for k, v in checkpoint["state_dict"].items()})  # strict
+    assert stored.provenance["complexity"]["params"] == params
+    assert all(k.startswith("model.") for k in torch.load(root / "run" / "model.ckpt", weights_only=True)["state_dict"])
+    build(spec).load_state_dict(stored.state_dict)  # strict
 
 
 def test_evaluate_prints_writes_json_and_plots(finetuned, capsys):

@@ -14,6 +14,7 @@ import torch
 from tympan import load
 from tympan.cli import main
 from tympan.errors import ConfigError
+from tympan.models import read_checkpoint
 from tympan.models.frame import FrameDyMN
 from tympan.sed import read_events
 from tympan.sed.corpus import generate_event_set
@@ -32,8 +33,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_checkpoint_describes_a_frame_level_detector(checkpoint: Path) -> None:
-    description = torch.load(checkpoint, weights_only=True)["tympan"]
-    assert description["task"] == "sed" and description["frame_seconds"] == pytest.approx(0.04)
+    provenance = read_checkpoint(checkpoint).provenance
+    assert provenance["task"] == "sed" and provenance["frame_seconds"] == pytest.approx(0.04)
     pipeline = load(checkpoint=checkpoint, device="cpu")
     assert pipeline.labels == LABELS and pipeline.sample_rate == 16000
 

@@ -7,8 +7,10 @@ import warnings
 
 import lightning as L
 import pytest
+import torch
 
 from tests.train._data import write_tone_dataset
+from tympan.audio.augmentation import Augmentation, FreqMixStyle, TimeRoll
 from tympan.data import AudioDataModule
 from tympan.eval.complexity import measure
 from tympan.train.recipes import TrainCLI, resolve_recipe
@@ -47,13 +49,16 @@ def test_dcase24_recipe_trains_the_baseline_on_a_split_with_a_per_step_cosine(tm
     ])  # fmt: skip
     system = cli.model
     assert isinstance(system, SceneSystem) and system.model.preset.name == "cp_mobile_dcase24_baseline"
-    assert system.hparams.adamw and system.hparams.lr == 0.005 and system.hparams.weight_decay == 1e-4
-    assert (system.hparams.mixstyle_p, system.hparams.mixstyle_alpha, system.hparams.roll_samples) == (0.4, 0.3, 4410)
+    assert system.limits.max_params == 64000 and system.limits.max_macs == 30e6
+    assert system.augmentation == Augmentation([TimeRoll(4410)], [FreqMixStyle(0.4, 0.3)])
     assert system.frontend.config.kind == "htk" and system.frontend.config.num_frames(44100) == 65
     assert cli.datamodule.sample_rate == 44100 and system.labels == ["high", "low", "mid"]
     rates = _LearningRates()
     cli.trainer.callbacks.append(rates)
     cli.trainer.fit(system, datamodule=cli.datamodule)
+    optimizer = cli.trainer.optimizers[0]
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["lr"] == 0.005
+    assert optimizer.defaults["weight_decay"] == 1e-4
     assert len(cli.datamodule.datasets["train"]) == 12  # the split's clips only: 3 steps of 4 per epoch
     measured = measure(system.model, (1, 1, 256, 65))  # the limits were checked on 1 s = 65 frames (3-class head)
     assert (system.complexity["params"], system.complexity["macs"]) == (measured.params, measured.macs)

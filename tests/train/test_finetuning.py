@@ -14,7 +14,7 @@ from tests.train._data import RATE, TONES, write_tone_dataset
 from tympan.data.metadata import ClipRecord, ClipTable
 from tympan.data.splits import stratified_split
 from tympan.errors import CheckpointError, ConfigError
-from tympan.models import create
+from tympan.models import TympanCheckpoint, create, save_checkpoint
 from tympan.train import SceneSystem, finetune
 from tympan.train.schedules import plan_steps
 from tympan.train.systems import build_model
@@ -92,8 +92,8 @@ def test_frozen_backbone_batchnorm_keeps_its_statistics_in_training(generator):
 # ---------------------------------------------------------------------------------------- head re-initialisation
 
 
-def _described(model, labels):
-    return {"tympan": {"labels": labels}, "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}
+def _described(model, labels, path):
+    return save_checkpoint(TympanCheckpoint(model.spec.with_labels(labels), model.state_dict()), path)
 
 
 def test_other_labels_reinitialise_the_head_and_load_the_rest_strictly(tmp_path, caplog):
@@ -113,7 +113,7 @@ def test_other_labels_reinitialise_the_head_and_load_the_rest_strictly(tmp_path,
 
 def test_the_head_is_kept_only_for_the_same_labels(tmp_path):
     source = tiny_model(2, seed=1)
-    torch.save(_described(source, ["x", "y"]), tmp_path / "described.ckpt")
+    _described(source, ["x", "y"], tmp_path / "described.ckpt")
     kept, reinitialised = build_model("tiny_test", 2, str(tmp_path / "described.ckpt"), None, ["x", "y"])
     assert reinitialised == [] and torch.equal(kept.head.weight, source.head.weight)
     renamed, reinitialised = build_model("tiny_test", 2, str(tmp_path / "described.ckpt"), None, ["y", "z"])

@@ -20,7 +20,7 @@ from tests.conftest import load_reference
 from tympan.audio.frontend import MelFrontend
 from tympan.cli import main
 from tympan.errors import CheckpointError, ConfigError
-from tympan.models import create
+from tympan.models import bundle, create
 from tympan.models.cp_mobile import GlobalResponseNorm
 from tympan.train import SceneSystem, export_checkpoint
 from tympan.train.quantize import (
@@ -143,7 +143,6 @@ def quantized(tmp_path_factory) -> SimpleNamespace:
     torch.manual_seed(0)
     network = create("cp_mobile", num_classes=3, **TINY_CP_MOBILE)
     network.frontend_config = TINY_FRONTEND
-    network.tympan_arch, network.tympan_model_kwargs = "cp_mobile", {**TINY_CP_MOBILE, "num_classes": 3}
     float_system = _train_float(network, csv, tmp_path)
     checkpoint = export_checkpoint(float_system, tmp_path / "float.ckpt")
     result = quantize(checkpoint, csv, epochs=2, output=tmp_path / "q", batch_size=8, progress=False, accelerator="cpu")
@@ -171,6 +170,11 @@ def test_saved_program_reloads_with_its_description(quantized, tmp_path):
     assert any(t.dtype == torch.int8 and t.dim() == 4 for t in reloaded.buffers())  # int8 conv weights
     with torch.no_grad():
         assert reloaded(torch.randn(3, 1, TINY_FRONTEND.n_mels, 50)).shape == (3, 3)  # batch and frames are dynamic
+    source = bundle(path)  # the same model through a bundle, with its frontend
+    assert source.labels == quantized.labels and source.get_frontend().config == TINY_FRONTEND
+    assert source.checkpoint.provenance["quantized"]["epochs"] == 2
+    with torch.no_grad():
+        assert source.get_model().eval()(torch.randn(2, 1, TINY_FRONTEND.n_mels, 50)).shape == (2, 3)
     (tmp_path / "model_int8.json").unlink()
     with pytest.raises(CheckpointError, match="description"):
         load_quantized(path)

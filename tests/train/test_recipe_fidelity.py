@@ -36,10 +36,10 @@ SETTINGS = [
     ("dcase_task4_desed", "data.weak_fraction", 0.5, "12 synthetic + 12 weak clips per batch"),
     ("dcase_task4_desed", "model.init_args.warmup_epochs", 50, "n_epochs_warmup: 50"),
     ("dcase_task4_desed", "trainer.max_epochs", 200, "n_epochs: 200"),
-    ("dcase_task4_desed", "model.init_args.lr", 0.001, "opt lr: 0.001"),
+    ("dcase_task4_desed", "model.init_args.optimizer.init_args.lr", 0.001, "opt lr: 0.001"),
     # PretrainedSED ex_audioset_strong.py
     ("audioset_strong_frame_mn_kd", "model.init_args.kd_lambda", 0.1, "--distillation_loss_weight 0.9"),
-    ("audioset_strong_frame_mn_kd", "model.init_args.lr", 0.003, "--max_lr 0.003"),
+    ("audioset_strong_frame_mn_kd", "model.init_args.optimizer.init_args.lr", 0.003, "--max_lr 0.003"),
     ("audioset_strong_frame_mn_kd", "model.init_args.warmup_steps", 5000, "--warmup_steps 5000"),
     ("audioset_strong_frame_mn_kd", "trainer.max_epochs", 120, "--n_epochs 120"),
     ("audioset_strong_frame_mn_kd", "trainer.precision", "16-mixed", "--precision 16"),

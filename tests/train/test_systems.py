@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+
 import lightning as L
 import numpy as np
 import pytest
 import torch
 
 from tests.train._data import write_tone_dataset
+from tympan.audio.augmentation import Augmentation, DeviceImpulseResponse, FreqMixStyle, Gain, TimeRoll
 from tympan.data import AudioDataModule, BalancedSampler
-from tympan.distill import write_store
+from tympan.distill import TeacherLogitStore, write_store
 from tympan.errors import ConfigError, DataError
+from tympan.models import read_checkpoint
 from tympan.train import SceneSystem, TaggingSystem, losses
+from tympan.train.complexity import ComplexityLimits
 
 from ._tiny import tiny_model
 
@@ -70,11 +75,19 @@ def test_waveform_and_spectrogram_augmentations_run_in_the_step(tmp_path, genera
     from tests.conftest import SHARED
 
     dirs = SHARED / "data" / "dirs"
-    system = SceneSystem(tiny_model(3), num_classes=3, roll_samples=400, gain_db=6, mixstyle_p=1.0, mixup_alpha=0.3,
-                         dir_folder=str(dirs) if dirs.is_dir() else None, dir_prob=1.0)  # fmt: skip
+    waveform = [DeviceImpulseResponse(str(dirs), 1.0)] * dirs.is_dir() + [TimeRoll(400), Gain(6)]
+    augmentation = Augmentation(waveform, [FreqMixStyle(1.0)])
+    system = SceneSystem(tiny_model(3), num_classes=3, mixup_alpha=0.3, augmentation=augmentation)
     system.device_names = ["a", "b"]
-    loss = system.training_step(_batch(generator), 0)
+    batch = _batch(generator)
+    loss = system.training_step(batch, 0)
     assert torch.isfinite(loss) and loss.requires_grad
+    with pytest.warns(DeprecationWarning, match="augmentation="):  # the flat arguments build the same steps
+        old = SceneSystem(tiny_model(3), num_classes=3, roll_samples=400, gain_db=6, mixstyle_p=1.0, mixup_alpha=0.3,
+                          dir_folder=str(dirs) if dirs.is_dir() else None, dir_prob=1.0)  # fmt: skip
+    assert old.augmentation == augmentation and "augmentation" not in old.hparams
+    old.device_names = ["a", "b"]
+    torch.testing.assert_close(old.training_step(batch, 0), loss)  # the same draws in the same order
     with pytest.raises(ConfigError, match="mixup"):
         SceneSystem(tiny_model(3), num_classes=3, mixup_alpha=0.3).kd_loss(
             torch.zeros(2, 3), torch.zeros(2, 3), torch.ones(2), torch.arange(2)
@@ -114,11 +127,29 @@ def test_wavmix_of_single_label_clips_mixes_one_hot_targets(generator):
 def test_training_refuses_a_model_over_the_complexity_limits(tmp_path):
     csv = write_tone_dataset(tmp_path / "data", per_class=4)
     module = AudioDataModule(str(csv), sample_rate=8000, clip_seconds=0.5, batch_size=2)
-    system = SceneSystem("tiny_test", num_classes=2, max_params=50, max_macs=30e6)
+    system = SceneSystem("tiny_test", num_classes=2, limits=ComplexityLimits(max_params=50, max_macs=30e6))
     trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
                         enable_checkpointing=False, enable_model_summary=False)  # fmt: skip
     with pytest.raises(ConfigError, match=r"parameters > 50"):
         trainer.fit(system, datamodule=module)
+    with pytest.warns(DeprecationWarning, match="limits=ComplexityLimits"):  # the old arguments still work
+        old = SceneSystem("tiny_test", num_classes=2, max_params=50, max_macs=30e6)
+    assert old.limits == ComplexityLimits(50, 30e6, 1.0)
+
+
+def test_the_optimiser_is_injected_and_the_old_switch_still_works():
+    system = SceneSystem("tiny_test", num_classes=2, backbone_lr_factor=0.1,
+                         optimizer=functools.partial(torch.optim.SGD, lr=0.5, momentum=0.9))  # fmt: skip
+    optimizer = system.configure_optimizers()["optimizer"]
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0.9
+    assert sorted({group["lr"] for group in optimizer.param_groups}) == pytest.approx([0.05, 0.5])  # backbone, head
+    assert "optimizer" not in system.hparams  # a callable would make the checkpoint unreadable with weights_only
+    with pytest.warns(DeprecationWarning, match="torch.optim.AdamW"):
+        old = SceneSystem("tiny_test", num_classes=2, lr=0.01, weight_decay=0.1, adamw=True)
+    optimizer = old.configure_optimizers()["optimizer"]
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["weight_decay"] == 0.1
+    with pytest.raises(ConfigError, match="inside `optimizer`"):
+        SceneSystem("tiny_test", num_classes=2, lr=0.01, optimizer=torch.optim.SGD)
 
 
 def test_store_for_other_clips_is_refused_before_training(tmp_path):
@@ -146,11 +177,17 @@ def test_balanced_sampler_is_seeded_per_epoch_and_follows_the_weights():
 
 def test_checkpoint_description_keeps_the_frontend_trained_with():
     """A frontend jitter range moves the eval fmax (DCASE23 PaSST teacher: 1000 Hz -> 15500 Hz at 32 kHz)."""
-    from tympan.audio.frontend import MelFrontendConfig
-
     system = SceneSystem(tiny_model(3), num_classes=3, frontend={"fmax_aug_range": 200})
-    described = MelFrontendConfig(**system.describe()["frontend"])
+    described = read_checkpoint({"tympan": system.describe(), "state_dict": {"model.w": torch.zeros(1)}}).spec.frontend
     assert described.fmax_aug_range == 200 and described.effective_fmax == 3900
+
+
+def test_an_opened_teacher_store_is_taken_as_it_is(tmp_path, generator):
+    logits = torch.randn(1, 3, generator=generator).numpy()
+    store = TeacherLogitStore(write_store(tmp_path / "t.npy", ["c0"], logits, {}))
+    system = TaggingSystem(tiny_model(3), num_classes=3, teacher_logits=store, kd_lambda=0.5)
+    system.setup("fit")
+    assert system.teacher_store is store and "teacher_logits" not in system.hparams
 
 
 def test_clips_without_teacher_logits_get_a_zero_kd_term_and_stay_in_the_mean(tmp_path, generator):

@@ -189,7 +189,7 @@ def scaling_sweep(
                 )
         if freq_damping:
             apply_frequency_damping(model)
-        model.frontend_config = model.frontend_config.replace(**frontend)
+        model.spec = model.spec.replace(frontend=model.spec.frontend.replace(**frontend))
         row = {
             "arch": arch,
             "width": width,

@@ -12,7 +12,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train from a YAML recipe (a file or a bundled recipe's name); override any field: --trainer.max_epochs 5",
         description="Train from a YAML recipe. All further arguments go to LightningCLI: --config FILE, "
-        "--model.init_args.lr 1e-4, --data.batch_size 64, --trainer.devices 2, --ckpt_path last.ckpt, "
+        "--model.init_args.optimizer.init_args.lr 1e-4, --data.batch_size 64, --trainer.devices 2, "
+        "--ckpt_path last.ckpt, "
         "--print_config. `tympan train -- --help` lists every field.",
         add_help=False,
     )

@@ -19,14 +19,14 @@ import soundfile
 import torch
 from torch import Tensor, nn
 
-from ..audio.frontend import MelFrontend
+from ..audio.augmentation import Augmentation
 from ..data import synthetic
 from ..data.datamodule import AudioDataModule
 from ..data.metadata import read_csv
 from ..distill import compute_teacher_logits
 from ..eval.complexity import check_dcase_limits, measure
 from ..export import export_onnx
-from ..models import create
+from ..models import create, frontend_of
 from ..pipeline import AudioPipeline, load
 from ..tagging import detect_events, plot_timeline, timeline
 from ..train import SceneSystem, TaggingSystem, export_checkpoint
@@ -286,11 +286,13 @@ def train(
         seed=recipe.seed,
     )
     ramp = recipe.epochs // 2
-    augment: dict[str, Any] = {"roll_samples": recipe.roll_samples}
-    if recipe.mixstyle is not None:
-        augment.update(mixstyle_p=recipe.mixstyle[0], mixstyle_alpha=recipe.mixstyle[1])
-    if recipe.dir_folder is not None:  # DCASE23: only device a, the one with most of the training clips
-        augment.update(dir_folder=str(recipe.dir_folder), dir_prob=recipe.dir_probability, dir_devices=["a"])
+    mixstyle_p, mixstyle_alpha = recipe.mixstyle or (0.0, 0.4)
+    augment: dict[str, Any] = {
+        "augmentation": Augmentation.from_settings(  # DIR on device a only, the one with most of the training clips
+            roll_samples=recipe.roll_samples, dir_folder=str(recipe.dir_folder) if recipe.dir_folder else None,
+            dir_prob=recipe.dir_probability, dir_devices=["a"], mixstyle_p=mixstyle_p, mixstyle_alpha=mixstyle_alpha,
+        )
+    }  # fmt: skip
     if recipe.kd:
         augment.update(teacher_logits=str(recipe.store), kd_lambda=recipe.kd_lambda, temperature=recipe.temperature)
     system_class = TaggingSystem if recipe.multilabel else SceneSystem
@@ -357,7 +359,7 @@ def load_trained(checkpoint: Path) -> nn.Module:
 
 
 def _pipeline(model: nn.Module, labels: Sequence[str], backend: str = "torch") -> AudioPipeline:
-    frontend = MelFrontend.from_config(model.frontend_config)
+    frontend = frontend_of(model)
     return AudioPipeline(model, frontend, labels, multilabel=False, clip_seconds=1.0, device="cpu", backend=backend)
 
 
@@ -365,7 +367,7 @@ def predict(model: nn.Module, split: Split, labels: Sequence[str], backend: str 
     """Eval-mode logits [N, classes] of ``model`` with its own frontend on a split; ``backend`` is ``"torch"`` or
     ``"onnx"`` (through :class:`tympan.pipeline.AudioPipeline`) or ``"int8"`` (a model from ``tympan quantize``)."""
     if backend == "int8":
-        frontend = MelFrontend.from_config(model.frontend_config).eval()
+        frontend = frontend_of(model)
         with torch.inference_mode():
             return torch.cat([model(frontend(chunk).unsqueeze(1)) for chunk in split.waveforms.split(256)]).numpy()
     pipeline = _pipeline(model, labels, backend)

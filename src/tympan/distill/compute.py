@@ -24,6 +24,8 @@ from ..data.decode import ClipLoader
 from ..data.metadata import ClipTable, read_data
 from ..engine import Record, run_sources
 from ..errors import ConfigError, DataError
+from ..models.bundles import bundle, frontend_of
+from ..models.spec import ModelSpec, spec_of
 from .job import TeacherEnsemble, TeacherLogitsJob
 from .store import TeacherLogitStore, write_store
 
@@ -32,16 +34,16 @@ __all__ = ["compute_teacher_logits"]
 logger = logging.getLogger(__name__)
 
 
-def _teacher(spec: str | nn.Module, device: torch.device) -> tuple[str, nn.Module, MelFrontend]:
-    if isinstance(spec, nn.Module):
-        if not hasattr(spec, "frontend_config"):
-            raise ConfigError("a teacher module needs a `frontend_config` (models from tympan.models.create have one)")
-        name = getattr(getattr(spec, "preset", None), "name", None) or type(spec).__name__
-        return name, spec.eval().to(device), MelFrontend.from_config(spec.frontend_config).eval().to(device)
-    from ..pipeline import load  # official weights, or a self-describing checkpoint "FILE.ckpt"
-
-    pipeline = load(checkpoint=spec, device=device) if Path(spec).suffix == ".ckpt" else load(spec, device=device)
-    return spec, pipeline.model, pipeline.frontend
+def _teacher(teacher: str | nn.Module, device: torch.device) -> tuple[str, nn.Module, MelFrontend, ModelSpec]:
+    """Name, network, frontend and spec of a teacher: a module with a spec, a preset (official weights) or a
+    tympan checkpoint file."""
+    if isinstance(teacher, nn.Module):
+        spec = spec_of(teacher)
+        name, model, frontend = spec.preset or type(teacher).__name__, teacher.eval(), frontend_of(teacher)
+    else:
+        source = bundle(teacher)
+        name, model, frontend, spec = teacher, source.get_model(), source.get_frontend(), source.spec
+    return name, model.to(device), frontend.to(device), spec
 
 
 def compute_teacher_logits(
@@ -65,8 +67,8 @@ def compute_teacher_logits(
     ``failed`` in its provenance.
 
     Args:
-        teachers: zoo presets (official weights), self-describing ``.ckpt`` files, or models with a
-            ``frontend_config``.
+        teachers: zoo presets (official weights), tympan checkpoint files, or models with a ``spec``
+            (:func:`tympan.models.create`).
         data: any layout :func:`tympan.data.read_data` reads, or a :class:`ClipTable`.
         out: the store's path (``.npy``; the ``.json`` sidecar is written beside it).
         clip_seconds: clips are padded / cut to this length (None: full length; clips of one length share a
@@ -88,10 +90,10 @@ def compute_teacher_logits(
     table = data if isinstance(data, ClipTable) else read_data(data)
     table.check_unique_ids()
     torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    loaded = [_teacher(spec, torch_device) for spec in teachers]
+    loaded = [_teacher(teacher, torch_device) for teacher in teachers]
     by_rate: dict[int, list[tuple[nn.Module, nn.Module]]] = {}
-    for _, model, frontend in loaded:
-        by_rate.setdefault(_sample_rate(model, frontend), []).append((model, frontend))
+    for _, model, frontend, spec in loaded:
+        by_rate.setdefault(spec.sample_rate, []).append((model, frontend))
     sources = [(clip.id, clip) for clip in table.records]
     total: np.ndarray | None = None
     failed: dict[str, str] = {}
@@ -113,8 +115,8 @@ def compute_teacher_logits(
         logger.warning("%d clips could not be read and have no teacher logits (see 'failed' in the store)", len(failed))
     keep = [row for row, clip_id in enumerate(table.ids) if clip_id not in failed]
     provenance = {
-        "teachers": [name for name, _, _ in loaded],
-        "frontends": [model.frontend_config.to_dict() for _, model, _ in loaded],
+        "teachers": [name for name, *_ in loaded],
+        "frontends": [spec.frontend.to_dict() for *_, spec in loaded],
         "data": table.name,
         "labels": list(table.labels),
         "clip_seconds": clip_seconds,
@@ -138,8 +140,3 @@ def _add(
             total = np.zeros((clips, *record.logits.shape), dtype=np.float32)
         total[record.index] += weight * record.logits
     return total
-
-
-def _sample_rate(model: nn.Module, frontend: nn.Module) -> int:
-    config = getattr(frontend, "config", None) or model.frontend_config
-    return config.sample_rate

@@ -192,7 +192,8 @@ def with_backend(pipeline: Any, backend: str, *, windowed: bool = False) -> Any:
     """``pipeline`` on ``backend``, resolving ``"auto"`` (see :func:`load_network`)."""
     chosen = backend
     if backend == "auto":
-        arch = pipeline.model.preset.arch if pipeline.model.preset is not None else None
+        spec = getattr(pipeline.model, "spec", None)
+        arch = spec.arch if spec is not None and spec.preset is not None else None
         faster = ONNX_FASTER_WINDOWED if windowed else ONNX_FASTER
         chosen = "onnx" if pipeline.device.type == "cpu" and arch in faster else "torch"
     if chosen == pipeline.backend:

@@ -227,11 +227,11 @@ def measure_model(
         UnknownModelError: no such model.
         ConfigError: a non-positive length or an unknown rule.
     """
-    from ..models.registry import create, get_architecture
+    from ..labels import get_labels
+    from ..models.registry import create
 
     model = create(name)
-    labels = model.preset.labels if model.preset is not None else get_architecture(name).default_labels
-    scene_model = labels == "tau22"
+    scene_model = model.spec.labels == tuple(get_labels("tau22"))
     seconds = (1.0 if scene_model else 10.0) if seconds is None else float(seconds)
     rule = ("dcase" if scene_model else "full") if rule is None else rule
     if seconds <= 0:

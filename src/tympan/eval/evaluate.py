@@ -100,10 +100,7 @@ def evaluate(
     """
     from ..pipeline import load
 
-    if Path(model).suffix == ".ckpt":
-        pipeline = load(checkpoint=model, device=device)
-    else:
-        pipeline = load(model, checkpoint=checkpoint, device=device)
+    pipeline = load(model, checkpoint=checkpoint, device=device)  # a name, or a tympan checkpoint file
     table = _in_model_order(read_data(data), pipeline.labels)
     evaluated = _select_split(table, split)
     if len(evaluated) == 0:

@@ -9,29 +9,23 @@ methods (``forward_intermediates``). ``forward`` never returns a tuple.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from torch import Tensor, nn
 
-if TYPE_CHECKING:
-    from ..audio.frontend import MelFrontendConfig
-    from .registry import ModelEntry
+from .spec import SpecProperties
 
 __all__ = ["AudioModel"]
 
 
-class AudioModel(nn.Module):
+class AudioModel(SpecProperties, nn.Module):
     """Base class of the networks: mel ``[batch, 1, n_mels, frames]`` in, logits ``[batch, num_classes]`` out.
 
     Subclasses set ``num_features`` and ``num_classes`` and implement ``forward_features``,
-    ``forward_head`` and ``reset_classifier``. :func:`tympan.models.create` attaches ``frontend_config``
-    (the mel frontend the model expects) and ``preset`` (its zoo entry, or None).
+    ``forward_head`` and ``reset_classifier``. :func:`tympan.models.create` sets ``spec`` (the model's
+    :class:`~tympan.models.spec.ModelSpec`); ``frontend_config`` and ``preset`` are views of it.
     """
 
     num_features: int
     num_classes: int
-    frontend_config: MelFrontendConfig
-    preset: ModelEntry | None = None
 
     def forward_features(self, mel: Tensor) -> Tensor:
         """Pooled embedding ``[batch, num_features]`` of mel ``[batch, 1, n_mels, frames]``."""

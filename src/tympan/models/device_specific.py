@@ -16,20 +16,20 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..audio.frontend import MelFrontendConfig
 from ..errors import CheckpointError, ConfigError
 from .checkpoint import read_checkpoint_file
-from .registry import create
+from .registry import build
+from .spec import SpecProperties, spec_of
+from .tympan_checkpoint import is_tympan_checkpoint, read_checkpoint
 
 __all__ = ["DeviceSpecificModel", "load_device_specific"]
 
 
-class DeviceSpecificModel(nn.Module):
+class DeviceSpecificModel(SpecProperties, nn.Module):
     """Logits ``[batch, classes]`` of mels ``[batch, 1, n_mels, frames]``, each clip by its device's model.
 
     Args:
@@ -38,8 +38,7 @@ class DeviceSpecificModel(nn.Module):
             frontend and classes.
 
     Attributes:
-        frontend_config, num_classes: those of ``general``.
-        labels: class names when known (set by :func:`load_device_specific`).
+        spec, num_classes: those of ``general`` (``frontend_config`` and ``labels`` are views of the spec).
     """
 
     def __init__(self, general: nn.Module, per_device: Mapping[str, nn.Module]):
@@ -48,13 +47,17 @@ class DeviceSpecificModel(nn.Module):
             raise ConfigError("a device-specific model needs at least one device's model")
         self.general = general
         self.per_device = nn.ModuleDict(dict(sorted(per_device.items())))
-        self.frontend_config: MelFrontendConfig = general.frontend_config
+        self.spec = spec_of(general)
         self.num_classes: int = general.num_classes
-        self.labels: list[str] | None = None
         for device, model in self.per_device.items():
             if model.num_classes != self.num_classes:
                 raise ConfigError(f"the model of device {device!r} has {model.num_classes} classes, the general one "
                                   f"{self.num_classes}")  # fmt: skip
+
+    @property
+    def labels(self) -> list[str]:
+        """Class names, in logit order."""
+        return list(self.spec.labels)
 
     @classmethod
     def from_general(cls, general: nn.Module, devices: Iterable[str]) -> DeviceSpecificModel:
@@ -96,24 +99,15 @@ class DeviceSpecificModel(nn.Module):
 
 
 def load_device_specific(path: str | Path) -> DeviceSpecificModel:
-    """The device-specific model a DCASE25 run wrote (eval mode, on the CPU, ``labels`` attached).
+    """The device-specific model a DCASE25 run wrote (eval mode, on the CPU).
 
     Raises:
         CheckpointError: the file is not a device-specific checkpoint, or its weights do not fit.
     """
-    payload: Any = read_checkpoint_file(path, "device-specific checkpoint")
-    description = payload.get("tympan", {}) if isinstance(payload, Mapping) else {}
-    states = payload.get("device_state_dicts") if isinstance(payload, Mapping) else None
-    if not description.get("arch") or not isinstance(states, Mapping) or not states:
+    content = read_checkpoint_file(path, "device-specific checkpoint")
+    stored = read_checkpoint(content) if is_tympan_checkpoint(content) else None
+    if stored is None or not stored.device_state_dicts:
         raise CheckpointError(f"{path} is not a device-specific checkpoint (written by a DCASE25 run of `tympan "
                               "train`); load a single model with tympan.load instead")  # fmt: skip
-
-    def build(state: Mapping[str, Tensor]) -> nn.Module:
-        model = create(description["arch"], checkpoint=state, **description.get("model_kwargs", {}))
-        model.frontend_config = MelFrontendConfig(**description["frontend"])
-        return model
-
-    general = build({k.removeprefix("model."): v for k, v in payload["state_dict"].items()})
-    model = DeviceSpecificModel(general, {device: build(state) for device, state in states.items()})
-    model.labels = list(description.get("labels") or []) or None
-    return model.eval()
+    per_device = {device: build(stored.spec, state) for device, state in stored.device_state_dicts.items()}
+    return DeviceSpecificModel(build(stored.spec, stored.state_dict), per_device).eval()

@@ -1,9 +1,11 @@
 """The model registry: architectures by name, and named presets (zoo entries) as data.
 
 In the manner of timm's ``create_model``: an architecture is a builder function registered under a short
-name (``"mn"``, ``"dymn"``, ``"cp_mobile"``, ``"cp_resnet"``, ``"passt"``) that takes the reference
-constructor's keyword arguments; a preset is a frozen :class:`ModelEntry` that names an architecture, its
-arguments, the frontend it was trained with, its labels and its published figures.
+name (``"mn"``, ``"dymn"``, ``"cp_mobile"``, ``"cp_resnet"``, ``"passt"``) with the family's
+``from_reference_kwargs`` adapter (the reference constructor's argument names to ours); a preset is a frozen
+:class:`ModelEntry`: a :class:`~tympan.models.spec.ModelSpec` (:attr:`ModelEntry.spec`) plus where its weights are
+and its published figures. :func:`resolve_spec` turns a name and keyword arguments into a spec, :func:`build` a spec
+(and weights) into a model that owns it, and :func:`create` is the two in one.
 """
 
 from __future__ import annotations
@@ -19,36 +21,58 @@ from torch import nn
 
 from ..audio.frontend import MelFrontendConfig
 from ..errors import ConfigError, UnknownModelError
-from ..labels import is_multilabel
+from ..labels import get_labels, is_multilabel
 from .checkpoint import StateDictSource, load_checkpoint
+from .spec import DEFAULT_CLIP_SECONDS, ModelSpec, label_names
 
 __all__ = [
     "Architecture",
     "ModelEntry",
+    "build",
     "create",
     "get_architecture",
     "get_preset",
+    "is_registered",
     "list_aliases",
     "list_architectures",
     "list_models",
+    "official_checkpoint",
     "register_alias",
     "register_architecture",
     "register_preset",
+    "resolve_spec",
 ]
 
 Builder = Callable[..., nn.Module]
 CheckpointFilter = Callable[[dict[str, Any], nn.Module], dict[str, Any]]
+KwargsAdapter = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+def same_names(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The adapter of a family whose reference argument names are tympan's (EfficientAT, PaSST)."""
+    return dict(kwargs)
 
 
 @dataclass(frozen=True)
 class Architecture:
-    """A registered architecture: its builder and what a model built from it needs outside the weights."""
+    """A registered architecture: its builder and what a model built from it needs outside the weights.
+
+    Attributes:
+        builder: ``builder(**config, num_classes=n) -> nn.Module``, ``config`` in tympan's names.
+        from_reference_kwargs: the family's adapter from the reference constructor's argument names to the
+            builder's (``n_classes`` -> ``num_classes`` for the DCASE families), so that
+            ``create(arch, **reference_kwargs)`` builds what the reference builds.
+        default_frontend, default_labels, default_clip_seconds: what a model of the architecture without a preset
+            expects and predicts.
+    """
 
     name: str
     builder: Builder
     default_frontend: MelFrontendConfig
     default_labels: str | None = None
     checkpoint_filter: CheckpointFilter | None = None
+    from_reference_kwargs: KwargsAdapter = same_names
+    default_clip_seconds: float = DEFAULT_CLIP_SECONDS
 
 
 @dataclass(frozen=True)
@@ -110,6 +134,11 @@ class ModelEntry:
         return is_multilabel(self.labels)
 
     @property
+    def spec(self) -> ModelSpec:
+        """What a model of this preset is: its architecture, arguments, frontend, labels and clip length."""
+        return resolve_spec(self.name)
+
+    @property
     def checkpoint_filename(self) -> str | None:
         """File name of the official checkpoint, as the release publishes it."""
         return None if self.checkpoint_url is None else self.checkpoint_url.rsplit("/", 1)[-1]
@@ -127,11 +156,15 @@ def register_architecture(
     default_frontend: MelFrontendConfig,
     default_labels: str | None = None,
     checkpoint_filter: CheckpointFilter | None = None,
+    from_reference_kwargs: KwargsAdapter = same_names,
+    default_clip_seconds: float = DEFAULT_CLIP_SECONDS,
 ) -> None:
-    """Register ``builder(**reference_kwargs) -> nn.Module`` under ``name`` (the zoo modules call this)."""
+    """Register ``builder(**config) -> nn.Module`` under ``name`` (the zoo modules call this)."""
     if name in _ARCHITECTURES or name in _PRESETS:
         raise ConfigError(f"model name {name!r} is registered twice")
-    _ARCHITECTURES[name] = Architecture(name, builder, default_frontend, default_labels, checkpoint_filter)
+    _ARCHITECTURES[name] = Architecture(
+        name, builder, default_frontend, default_labels, checkpoint_filter, from_reference_kwargs, default_clip_seconds
+    )
 
 
 def register_preset(entry: ModelEntry) -> ModelEntry:
@@ -182,6 +215,11 @@ def get_preset(name: str) -> ModelEntry:
         raise _unknown(name, "model", sorted(_PRESETS) + sorted(_ALIASES) + sorted(_ARCHITECTURES)) from None
 
 
+def is_registered(name: str) -> bool:
+    """``name`` is a preset, an alias of one, or an architecture."""
+    return name in _PRESETS or name in _ALIASES or name in _ARCHITECTURES
+
+
 def list_models(pattern: str = "*", *, exclude: str | None = None) -> list[str]:
     """Names of the zoo presets matching a wildcard ``pattern`` (and not ``exclude``), sorted."""
     names = [n for n in sorted(_PRESETS) if fnmatch.fnmatch(n, pattern)]
@@ -193,6 +231,71 @@ def list_architectures() -> list[str]:
     return sorted(_ARCHITECTURES)
 
 
+def resolve_spec(name: str, **kwargs: Any) -> ModelSpec:
+    """The spec of a preset or an architecture (with ``kwargs``, in the reference's or tympan's names).
+
+    The class count is ``num_classes`` (``n_classes``) where given, else the size of the preset's (or the
+    architecture's default) label set; the labels are that set where it fits, else ``class_0`` ...
+
+    Raises:
+        UnknownModelError: the name is not registered.
+        ConfigError: a keyword argument contradicts the preset.
+    """
+    name = _ALIASES.get(name, name)
+    if name in _PRESETS:
+        entry = _PRESETS[name]
+        arch = get_architecture(entry.arch)
+        defined = arch.from_reference_kwargs(entry.model_kwargs)
+        given = arch.from_reference_kwargs(kwargs)
+        conflicts = {k: v for k, v in given.items() if k in defined and _plain(defined[k]) != _plain(v)}
+        if conflicts:
+            hint = (
+                " To train on other labels, build the preset and call model.reset_classifier(num_classes)."
+                if "num_classes" in conflicts
+                else f" Use the architecture {entry.arch!r} to build another configuration."
+            )
+            raise ConfigError(f"{name!r} is defined with {dict(entry.model_kwargs)}; got {conflicts}.{hint}")
+        config, label_set, frontend, clip_seconds = (
+            {**defined, **given},
+            entry.labels,
+            entry.frontend,
+            entry.clip_seconds,
+        )
+    elif name in _ARCHITECTURES:
+        entry, arch = None, _ARCHITECTURES[name]
+        config, label_set = arch.from_reference_kwargs(kwargs), arch.default_labels
+        frontend, clip_seconds = arch.default_frontend, arch.default_clip_seconds
+    else:
+        raise _unknown(name, "model", sorted(_PRESETS) + sorted(_ALIASES) + sorted(_ARCHITECTURES))
+    num_classes = config.pop("num_classes", None)
+    if num_classes is None:  # the label set sizes the head; without one, the builder's default does
+        num_classes = len(get_labels(label_set)) if label_set else arch.builder(**config).num_classes
+    return ModelSpec(
+        arch=arch.name,
+        config=config,
+        frontend=frontend,
+        labels=tuple(label_names(label_set, int(num_classes))),
+        multilabel=label_set is not None and is_multilabel(label_set),
+        clip_seconds=clip_seconds,
+        preset=None if entry is None else entry.name,
+    )
+
+
+def build(spec: ModelSpec, checkpoint: StateDictSource | Path | None = None) -> nn.Module:
+    """The model of ``spec`` in eval mode, owning it as ``model.spec``, with ``checkpoint`` loaded strictly.
+
+    Raises:
+        UnknownModelError: the spec's architecture is not registered.
+        CheckpointError: the checkpoint does not fit the model, cannot be read, or changed in the cache.
+    """
+    arch = get_architecture(spec.arch)
+    model = arch.builder(**spec.config, num_classes=spec.num_classes)
+    model.spec = spec
+    if checkpoint is not None:
+        _load_verified(model, checkpoint, arch.checkpoint_filter)
+    return model.eval()
+
+
 def create(
     name: str,
     *,
@@ -200,7 +303,7 @@ def create(
     pretrained: bool = False,
     **kwargs: Any,
 ) -> nn.Module:
-    """Build a model by preset name or architecture name.
+    """Build a model by preset name or architecture name: :func:`build` of :func:`resolve_spec`.
 
     Args:
         name: a zoo preset (``"mn10_as"``, or a reference name of one: :func:`list_aliases`) or an architecture
@@ -215,7 +318,8 @@ def create(
             changes through ``model.reset_classifier`` instead.
 
     Returns:
-        the model in eval mode, with ``frontend_config`` and ``preset`` (the entry or None) attached.
+        the model in eval mode, owning its :class:`~tympan.models.spec.ModelSpec` as ``model.spec``
+        (``model.frontend_config`` and ``model.preset`` are views of it).
 
     Raises:
         UnknownModelError: the name is not registered.
@@ -223,43 +327,28 @@ def create(
             together with ``checkpoint``.
         CheckpointError: the checkpoint does not fit the model, cannot be fetched, or changed in the cache.
     """
-    name = _ALIASES.get(name, name)
-    entry: ModelEntry | None = None
-    if name in _PRESETS:
-        entry = _PRESETS[name]
-        conflicts = {
-            k: v for k, v in kwargs.items() if k in entry.model_kwargs and _plain(entry.model_kwargs[k]) != _plain(v)
-        }
-        if conflicts:
-            hint = (
-                " To train on other labels, build the preset and call model.reset_classifier(num_classes)."
-                if "num_classes" in conflicts
-                else f" Use the architecture {entry.arch!r} to build another configuration."
-            )
-            raise ConfigError(f"{name!r} is defined with {dict(entry.model_kwargs)}; got {conflicts}.{hint}")
-        arch = get_architecture(entry.arch)
-        model = arch.builder(**{**entry.model_kwargs, **kwargs})
-        model.frontend_config = entry.frontend
-    elif name in _ARCHITECTURES:
-        arch = _ARCHITECTURES[name]
-        model = arch.builder(**kwargs)
-        model.frontend_config = arch.default_frontend
-    else:
-        raise _unknown(name, "model", sorted(_PRESETS) + sorted(_ALIASES) + sorted(_ARCHITECTURES))
-    model.preset = entry
+    spec = resolve_spec(name, **kwargs)
     if pretrained:
-        if entry is None or checkpoint is not None:
+        if spec.preset is None or checkpoint is not None:
             raise ConfigError(
                 f"pretrained=True loads a preset's official weights; {name!r} is an architecture: pass checkpoint=FILE"
-                if entry is None
+                if spec.preset is None
                 else "pass either checkpoint=... or pretrained=True, not both"
             )
-        from ..hub import preset_checkpoint
+        checkpoint = official_checkpoint(spec.preset)
+    return build(spec, checkpoint)
 
-        checkpoint = preset_checkpoint(entry)
-    if checkpoint is not None:
-        _load_verified(model, checkpoint, arch.checkpoint_filter)
-    return model.eval()
+
+def official_checkpoint(name: str) -> Path:
+    """The file of preset ``name``'s published weights: from the cache, downloaded (and verified) when online.
+
+    Raises:
+        UnknownModelError: no such preset.
+        CheckpointError: the preset publishes no weights, or they cannot be fetched.
+    """
+    from ..hub import preset_checkpoint
+
+    return preset_checkpoint(get_preset(name))
 
 
 def _load_verified(model: nn.Module, checkpoint: StateDictSource | Path, filter_fn: CheckpointFilter | None) -> None:

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from ..audio.frontend import MelFrontend
 from ..errors import ConfigError
 from ..models.base import AudioModel
+from ..models.bundles import frontend_of
 
 __all__ = ["AudioEncoder"]
 
@@ -29,7 +30,7 @@ class AudioEncoder(nn.Module):
 
     Args:
         model: the network; its ``forward_features`` gives the per-segment embedding.
-        frontend: the mel frontend the model expects (default: ``MelFrontend(model.frontend_config)``).
+        frontend: the mel frontend the model expects (default: ``tympan.models.frontend_of(model)``).
         segment_seconds: length of the chunks the model sees.
         max_seconds: audio beyond this is ignored (the reference crops training audio to 30 s).
     """
@@ -45,7 +46,7 @@ class AudioEncoder(nn.Module):
         if not 0 < segment_seconds <= max_seconds:
             raise ConfigError(f"need 0 < segment_seconds <= max_seconds; got {segment_seconds} and {max_seconds}")
         self.model = model
-        self.frontend = frontend if frontend is not None else MelFrontend(model.frontend_config)
+        self.frontend = frontend if frontend is not None else frontend_of(model)
         self.segment_seconds, self.max_seconds = segment_seconds, max_seconds
         self.num_features: int = model.num_features
 
@@ -74,8 +75,8 @@ class AudioEncoder(nn.Module):
 
         model = create(name, checkpoint=checkpoint, **model_kwargs)
         if frontend_changes:
-            model.frontend_config = model.frontend_config.replace(**frontend_changes)
-        return cls(model, MelFrontend(model.frontend_config), segment_seconds, max_seconds)
+            model.spec = model.spec.replace(frontend=model.spec.frontend.replace(**frontend_changes))
+        return cls(model, frontend_of(model), segment_seconds, max_seconds)
 
     @property
     def sample_rate(self) -> int:

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from ..data.datamodule import AudioDataModule
 from ..errors import ConfigError, DataError
-from ..files import atomic_path
+from ..models.bundles import bundle
+from ..models.tympan_checkpoint import read_checkpoint, save_checkpoint
 from .schedules import StepPlan, plan_steps
 from .systems import AudioSystem, SceneSystem, TaggingSystem
 
@@ -67,12 +67,8 @@ def system_class(multi_label: bool) -> type[AudioSystem]:
 
 
 def export_checkpoint(system: AudioSystem, path: str | Path, metrics: dict[str, float] | None = None) -> Path:
-    """Write the minimal self-describing checkpoint: ``{"tympan": description, "state_dict": {"model.*": ...}}``."""
-    state = {f"model.{k}": v.detach().cpu() for k, v in system.model.state_dict().items()}
-    payload = {"tympan": {**system.describe(), "metrics": dict(metrics or {})}, "state_dict": state}
-    with atomic_path(path) as temporary:
-        torch.save(payload, temporary)
-    return Path(path)
+    """Write the system's model as a tympan checkpoint (spec, weights, ``metrics``, provenance) to ``path``."""
+    return save_checkpoint(system.to_checkpoint(metrics), path)
 
 
 def finetune(
@@ -189,7 +185,7 @@ def finetune(
         min_steps=min_steps,
     )  # fmt: skip
     module.batch_size = plan.batch_size
-    initial = _initial_weights(model, checkpoint, pretrained)
+    initial = str(checkpoint) if checkpoint is not None else _official_weights(model, pretrained)
     from_pretrained = initial is not None
     if backbone_lr_factor is None:
         backbone_lr_factor = 0.1 if from_pretrained else 1.0
@@ -210,7 +206,7 @@ def finetune(
         **(system_kwargs or {}),
     }
     system = _system_class(task, module.multi_label)(model, **kwargs)
-    module.sample_rate = system.model.frontend_config.sample_rate
+    module.sample_rate = system.spec.sample_rate
     if task == "sed":
         clip_samples = round(module.clip_seconds * module.sample_rate)
         module.set_frame_grid(system.output_frames(clip_samples), system.frame_seconds)
@@ -241,8 +237,7 @@ def finetune(
     metrics: dict[str, float] = {}
     if validating:
         if checkpointing.best_model_path:
-            best = torch.load(checkpointing.best_model_path, map_location="cpu", weights_only=False)
-            system.load_state_dict(best["state_dict"])
+            system.model.load_state_dict(read_checkpoint(checkpointing.best_model_path).state_dict)
         metrics = {k: float(v) for k, v in trainer.validate(system, datamodule=module, verbose=False)[0].items()}
     path = export_checkpoint(system, output / "model.ckpt", metrics)
     logger.info("fine-tuned model written to %s", path)
@@ -271,13 +266,7 @@ def _log_plan(plan: StepPlan, requested_batch: int, system: AudioSystem) -> None
     )  # fmt: skip
 
 
-def _initial_weights(model: str, checkpoint: str | Path | None, pretrained: bool) -> str | None:
-    if checkpoint is not None:
-        return str(checkpoint)
-    from ..models.registry import get_preset, list_architectures
-
-    if not pretrained or model in list_architectures():
-        return None
-    from ..hub import preset_checkpoint
-
-    return str(preset_checkpoint(get_preset(model)))
+def _official_weights(model: str, pretrained: bool) -> str | None:
+    """The file of a preset's published weights (fetched now), or None for an architecture or without ``pretrained``."""
+    weights = bundle(model, pretrained=pretrained).weights_source() if pretrained else None
+    return None if weights is None else str(weights)

@@ -13,6 +13,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback, WeightAveraging
 
 from ..errors import ConfigError
+from ..models.dymn import DyMN
 
 __all__ = ["DyMNTemperature", "PeriodicWeightAveraging"]
 
@@ -25,7 +26,7 @@ class DyMNTemperature(Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         model = pl_module.model
-        if not callable(getattr(model, "update_temperature", None)):
+        if not isinstance(model, DyMN):
             raise ConfigError(f"DyMNTemperature needs a DyMN model, got {type(model).__name__}; remove the callback")
         pl_module.log("train/temperature", model.update_temperature(trainer.current_epoch))
 

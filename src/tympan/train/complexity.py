@@ -6,6 +6,7 @@ itself is :func:`tympan.eval.complexity.measure` (the reference's counting rule)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
@@ -14,7 +15,26 @@ from ..audio.frontend import MelFrontendConfig
 from ..errors import ConfigError
 from ..eval.complexity import measure
 
-__all__ = ["enforce_limits"]
+__all__ = ["ComplexityLimits", "enforce_limits"]
+
+
+@dataclass(frozen=True)
+class ComplexityLimits:
+    """The limits a recipe trains under, checked when fitting starts (``limits:`` of a recipe's model).
+
+    Attributes:
+        max_params: most parameters (DCASE23: 128,000; DCASE24 / 25: 64,000, i.e. 128 kB at 16 bit).
+        max_macs: most multiply-accumulates for one clip of ``seconds`` (DCASE: 30e6 per 1 s).
+        seconds: the clip length the MACs are counted for.
+    """
+
+    max_params: int | None = None
+    max_macs: float | None = None
+    seconds: float = 1.0
+
+    def enforce(self, model: nn.Module, frontend: MelFrontendConfig) -> dict[str, Any]:
+        """Measure ``model`` (see :func:`enforce_limits`); raise ConfigError over a limit."""
+        return enforce_limits(model, frontend, self.seconds, self.max_params, self.max_macs)
 
 
 def enforce_limits(

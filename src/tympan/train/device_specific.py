@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from lightning.pytorch.loggers import CSVLogger
 
-from ..audio.frontend import MelFrontend
 from ..data.datamodule import AudioDataModule
 from ..errors import DataError
 from ..eval import metrics
-from ..files import atomic_path
+from ..models.bundles import frontend_of
 from ..models.device_specific import DeviceSpecificModel
+from ..models.tympan_checkpoint import TympanCheckpoint, save_checkpoint
 from .systems import AudioSystem
 
 __all__ = [
@@ -45,7 +45,10 @@ logger = logging.getLogger(__name__)
 
 # Stage-1 hyperparameters that stage 2 does not take over: the network and its head come from the stage-1 model,
 # and the reference fine-tunes with cross-entropy alone.
-_NOT_INHERITED = ("model", "checkpoint", "num_classes", "model_kwargs", "labels", "teacher_logits")
+OptimizerFactory = Callable[[Any], torch.optim.Optimizer]
+_NOT_INHERITED = ("model", "checkpoint", "num_classes", "model_kwargs", "labels", "teacher_logits", "lr",
+                  "weight_decay", "adamw", "max_params", "max_macs", "complexity_seconds", "roll_samples", "gain_db",
+                  "dir_folder", "dir_prob", "dir_devices", "mixstyle_p", "mixstyle_alpha")  # fmt: skip
 
 
 @dataclass
@@ -134,9 +137,24 @@ def devices_to_fine_tune(datamodule: AudioDataModule, settings: DeviceFineTuning
 def _device_system(system: AudioSystem, settings: DeviceFineTuning) -> AudioSystem:
     """A new system of the same kind around a copy of the general model, with the stage-2 optimisation."""
     kwargs = {k: v for k, v in system.hparams.items() if k not in _NOT_INHERITED and not k.startswith("_")}
-    kwargs.update(lr=settings.lr, weight_decay=settings.weight_decay, lr_schedule="cosine_with_warmup",
-                  warmup_steps=settings.warmup_steps, mixstyle_p=settings.mixstyle_p)  # fmt: skip
-    return type(system)(copy.deepcopy(system.model), labels=system.labels, **kwargs)
+    kwargs.update(lr_schedule="cosine_with_warmup", warmup_steps=settings.warmup_steps)
+    optimizer = _with_rates(system.optimizer_factory, settings.lr, settings.weight_decay)
+    augmentation = system.augmentation.with_mixstyle(settings.mixstyle_p)
+    return type(system)(copy.deepcopy(system.model), labels=system.labels, optimizer=optimizer, limits=system.limits,
+                        augmentation=augmentation, **kwargs)  # fmt: skip
+
+
+def _with_rates(factory: OptimizerFactory, lr: float, weight_decay: float) -> OptimizerFactory:
+    """Stage 1's optimiser (its class and other settings) at stage 2's learning rate and weight decay."""
+
+    def build(parameters: Any) -> torch.optim.Optimizer:
+        optimizer = factory(parameters)
+        optimizer.defaults.update(lr=lr, weight_decay=weight_decay)
+        for group in optimizer.param_groups:
+            group.update(lr=lr, weight_decay=weight_decay)
+        return optimizer
+
+    return build
 
 
 @torch.no_grad()
@@ -152,7 +170,7 @@ def evaluate_device_specific(model: DeviceSpecificModel, datamodule: AudioDataMo
     loader = datamodule.test_dataloader() or datamodule.val_dataloader()
     if not loader:
         raise DataError("no test or validation clips to evaluate the device-specific models on")
-    frontend = MelFrontend.from_config(model.frontend_config).eval()
+    frontend = frontend_of(model)
     model = model.cpu().eval()
     names = datamodule.device_names
     targets, devices, routed, general = [], [], [], []
@@ -184,15 +202,8 @@ def save_device_specific(
     The file's ``state_dict`` is the general model's (``model.*``), so :func:`tympan.load` reads it as that model;
     :func:`tympan.models.device_specific.load_device_specific` reads all of them.
     """
-    description = {**system.describe(), "device_specific": {"devices": model.devices}, "metrics": dict(results or {})}
-    payload = {
-        "tympan": description,
-        "state_dict": {f"model.{k}": v.detach().cpu() for k, v in model.general.state_dict().items()},
-        "device_state_dicts": {
-            device: {k: v.detach().cpu() for k, v in network.state_dict().items()}
-            for device, network in model.per_device.items()
-        },
-    }
-    with atomic_path(path) as temporary:
-        torch.save(payload, temporary)
-    return Path(path)
+    checkpoint = system.to_checkpoint(dict(results or {}))
+    provenance = {**checkpoint.provenance, "device_specific": {"devices": model.devices}}
+    per_device = {device: network.state_dict() for device, network in model.per_device.items()}
+    stored = TympanCheckpoint(checkpoint.spec, model.general.state_dict(), checkpoint.metrics, provenance, per_device)
+    return save_checkpoint(stored, path)

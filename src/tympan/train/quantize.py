@@ -25,7 +25,6 @@ import copy
 import io
 import json
 import logging
-import types
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,9 +38,12 @@ from torch.export import Dim
 from torch.fx import GraphModule
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..errors import CheckpointError, ConfigError
-from ..files import atomic_path, write_atomically
+from ..errors import ConfigError
+from ..files import write_atomically
+from ..models.bundles import bundle
 from ..models.cp_mobile import GlobalResponseNorm
+from ..models.spec import spec_of
+from ..models.tympan_checkpoint import TympanCheckpoint, plain_modes, read_int8, save_int8
 
 __all__ = [
     "QuantParamFreeze",
@@ -57,10 +59,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "tympan-int8-pt2e"  # the sidecar's "format": what load_quantized accepts
 FLOAT_MODULES = (GlobalResponseNorm,)  # left in float, as the reference's dequantise / quantise around GRN
-# What the training systems and load_quantized read from a network; carried over to the graph modules.
-_CARRIED = ("frontend_config", "num_classes", "num_features", "preset", "tympan_arch", "tympan_model_kwargs")
 # Batch and frame count stay symbolic (inferred ranges: a network that needs a minimum length gets one).
 _DYNAMIC = ({0: Dim.AUTO, 3: Dim.AUTO},)
 
@@ -114,27 +113,10 @@ def _quantizer(model: nn.Module) -> Any:
 
 
 def _carry(graph: GraphModule, source: nn.Module) -> GraphModule:
-    """``graph`` with ``source``'s :data:`_CARRIED` attributes."""
-    for name in _CARRIED:
-        if hasattr(source, name):
-            setattr(graph, name, getattr(source, name))
-    return graph
-
-
-def _plain_modes(graph: GraphModule) -> GraphModule:
-    """``graph`` with ``train()`` / ``eval()`` that only set the flags.
-
-    Exported graphs refuse both because mode-dependent ops are frozen into them; these graphs have none (BatchNorm
-    folded, captured in eval mode), and Lightning and the evaluation switch modes like on any module.
-    """
-
-    def train(self: GraphModule, mode: bool = True) -> GraphModule:
-        for module in self.modules():
-            module.training = mode
-        return self
-
-    graph.train = types.MethodType(train, graph)  # type: ignore[method-assign]
-    graph.eval = types.MethodType(lambda self: self.train(False), graph)  # type: ignore[method-assign]
+    """``graph`` with ``source``'s spec and sizes (``num_classes``, ``num_features``): what the training systems
+    read from a network."""
+    graph.spec = spec_of(source)
+    graph.num_classes, graph.num_features = source.num_classes, source.num_features
     return graph
 
 
@@ -142,13 +124,13 @@ def prepare_qat(model: nn.Module, example: Tensor) -> GraphModule:
     """A QAT-ready graph of ``model``: BatchNorm folded, exported on ``example`` (``[batch >= 2, 1, mels, frames]``;
     batch and frames stay dynamic), fake quantisers inserted; in train mode, ``model`` itself untouched.
 
-    The graph carries ``frontend_config`` and ``num_classes``, so the training systems accept it like any network.
+    The graph carries ``spec`` and ``num_classes``, so the training systems accept it like any network.
     """
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
 
     folded = fold_batchnorm(model, example)
     program = torch.export.export(folded, (example,), dynamic_shapes=_DYNAMIC)
-    return _plain_modes(_carry(prepare_qat_pt2e(program.module(), _quantizer(folded)), model)).train()
+    return plain_modes(_carry(prepare_qat_pt2e(program.module(), _quantizer(folded)), model)).train()
 
 
 def convert_int8(qat_model: GraphModule) -> GraphModule:
@@ -157,7 +139,7 @@ def convert_int8(qat_model: GraphModule) -> GraphModule:
 
     int8 = convert_pt2e(copy.deepcopy(qat_model).cpu())
     _drop_unused_tensors(int8)
-    return _plain_modes(_carry(int8, qat_model)).eval()
+    return plain_modes(_carry(int8, qat_model)).eval()
 
 
 def _drop_unused_tensors(graph: GraphModule) -> None:
@@ -189,43 +171,21 @@ class QuantParamFreeze(Callback):
         self.freeze_epoch = state_dict["freeze_epoch"]
 
 
-def save_quantized(int8: GraphModule, example: Tensor, path: str | Path, description: dict[str, Any]) -> Path:
-    """Write ``int8`` as an exported program (``path``, e.g. ``model_int8.pt2``) and ``description`` (labels,
-    frontend, architecture, figures) as its JSON sidecar (``path`` with ``.json``); :func:`load_quantized` reads
-    both."""
-    path = Path(path)
+def save_quantized(int8: GraphModule, example: Tensor, path: str | Path, checkpoint: TympanCheckpoint) -> Path:
+    """Write ``int8`` as an exported program (``path``, e.g. ``model_int8.pt2``) with ``checkpoint``'s spec, metrics
+    and provenance as its JSON sidecar (:func:`tympan.models.tympan_checkpoint.save_int8`)."""
     program = torch.export.export(int8, (example,), dynamic_shapes=_DYNAMIC)
-    with atomic_path(path) as temporary:
-        torch.export.save(program, temporary)
-    write_atomically(_sidecar(path), json.dumps({"format": FORMAT, **description}, indent=2) + "\n")
-    return path
-
-
-def _sidecar(path: Path) -> Path:
-    return path.with_suffix(".json")
+    return save_int8(program, path, checkpoint)
 
 
 def load_quantized(path: str | Path) -> nn.Module:
-    """The int8 model written by :func:`quantize` (CPU, eval), with ``frontend_config``, ``num_classes`` and
-    ``labels``; wrap it in ``torch.compile`` for int8 speed (see the module notes)."""
-    from ..audio.frontend import MelFrontendConfig
-
-    path = Path(path)
-    try:
-        description = json.loads(_sidecar(path).read_text())
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"cannot read {_sidecar(path)}, the description of {path}: {error}") from error
-    if description.get("format") != FORMAT:
-        raise CheckpointError(f"{_sidecar(path)} does not describe an int8 model written by tympan quantize")
-    try:
-        program = torch.export.load(path)
-    except Exception as error:  # torch raises many types for corrupt or foreign archives
-        raise CheckpointError(f"cannot read quantised model {str(path)!r}: {error}") from error
-    model = program.module()
-    model.frontend_config = MelFrontendConfig(**description["frontend"])
-    model.labels = list(description["labels"])
-    model.num_classes = len(model.labels)
-    return _plain_modes(model).eval()
+    """The int8 model written by :func:`quantize` (CPU, eval), owning its ``spec``, with ``frontend_config``,
+    ``num_classes`` and ``labels`` for older callers; wrap it in ``torch.compile`` for int8 speed (see the module
+    notes). ``tympan.models.bundle(path)`` gives it with its frontend."""
+    model, stored = read_int8(path)
+    model.frontend_config, model.labels = stored.spec.frontend, list(stored.spec.labels)
+    model.num_classes = stored.spec.num_classes
+    return model
 
 
 def _tensor_bytes(tensors: Any) -> int:
@@ -343,7 +303,6 @@ def quantize(
 
     from ..data.datamodule import AudioDataModule
     from ..eval.complexity import measure
-    from ..pipeline import load
     from .systems import SceneSystem
 
     if epochs < 1:
@@ -353,17 +312,14 @@ def quantize(
         raise ConfigError(f"freeze_epochs must be in [0, epochs), got {freeze_epochs} for {epochs} epochs")
     L.seed_everything(seed, workers=True, verbose=False)
     output = Path(output)
-    description = _description(checkpoint)
-    pipeline = load(checkpoint=checkpoint, device="cpu")
-    float_model = pipeline.model.cpu().eval()
-    float_model.tympan_arch = description.get("arch")
-    float_model.tympan_model_kwargs = dict(description.get("model_kwargs", {}))
-    labels = list(pipeline.labels)
+    source = bundle(checkpoint)
+    float_model, float_frontend = source.get_model(), source.get_frontend()
+    labels = source.labels
 
     module = AudioDataModule(
         str(data),
         labels=labels,
-        sample_rate=float_model.frontend_config.sample_rate,
+        sample_rate=source.sample_rate,
         clip_seconds=clip_seconds,
         batch_size=batch_size,
         num_workers=num_workers,
@@ -371,11 +327,11 @@ def quantize(
         seed=seed,
     )
     module.setup("fit")
-    frontend = float_model.frontend_config
+    frontend = source.spec.frontend
     frames = frontend.num_frames(round(module.clip_seconds * frontend.sample_rate))
     example = torch.randn(2, 1, frontend.n_mels, frames, generator=torch.Generator().manual_seed(seed))
     qat_model = prepare_qat(float_model, example)
-    _calibrate(qat_model, pipeline.frontend, module.train_dataloader(), calibration_batches)
+    _calibrate(qat_model, float_frontend, module.train_dataloader(), calibration_batches)
     kwargs = {
         "labels": labels,
         "lr": lr,
@@ -406,14 +362,16 @@ def quantize(
     if not loader:
         raise ConfigError(f"{data} has no validation or test clips to compare the float and int8 models on")
     scores = evaluate_models(
-        {"float": float_model, "int8": int8_model}, pipeline.frontend, loader, module.device_names, labels
+        {"float": float_model, "int8": int8_model}, float_frontend, loader, module.device_names, labels
     )
     shape = (1, 1, frontend.n_mels, frontend.num_frames(frontend.sample_rate))
     plain, folded = measure(float_model, shape), measure(fold_batchnorm(float_model, example), shape)
     model_path = output / "model_int8.pt2"
     quantized = {"flow": "torchao PT2E, X86InductorQuantizer", "torchao": torchao.__version__, "epochs": epochs,
                  "freeze_epochs": freeze_epochs}  # fmt: skip
-    save_quantized(int8_model, example, model_path, {**description, "quantized": quantized})
+    stored = source.checkpoint
+    provenance = {**(stored.provenance if stored is not None else {}), "quantized": quantized}
+    save_quantized(int8_model, example, model_path, TympanCheckpoint(source.spec, {}, qat_metrics, provenance))
     program = torch.export.load(model_path)
     figures = {
         "float": {
@@ -445,16 +403,3 @@ def _calibrate(qat_model: nn.Module, frontend: nn.Module, loader: Any, batches: 
             break
         if batch is not None:
             qat_model(frontend(batch["audio"]).unsqueeze(1))
-
-
-def _description(checkpoint: str | Path) -> dict[str, Any]:
-    try:
-        obj = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for corrupt or foreign files
-        raise CheckpointError(f"cannot read checkpoint {str(checkpoint)!r}: {error}") from error
-    if not isinstance(obj, dict) or not isinstance(obj.get("tympan"), dict) or not obj["tympan"].get("arch"):
-        raise CheckpointError(
-            f"{checkpoint} is not a self-describing tympan checkpoint; train or fine-tune the float model with "
-            "tympan (tympan finetune / the training systems) first"
-        )
-    return dict(obj["tympan"])

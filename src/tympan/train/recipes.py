@@ -2,13 +2,14 @@
 
 The configuration *is* the constructors' signatures (:class:`~tympan.train.AudioSystem` subclasses,
 :class:`~tympan.data.AudioDataModule`, the Lightning ``Trainer``), so every field of a recipe can be overridden on
-the command line (``--model.init_args.lr 1e-4``, ``--trainer.max_epochs 5``, ``--data.batch_size 64``), bad values
-fail before training starts, and the resolved configuration is saved beside the logs of every run. For the tagging
-and scene systems the number of classes and the label names are linked from the data to the model; recipes of other
-LightningModules (text-to-audio retrieval) run through the same command with their own data module. A recipe with a
-``device_specific`` section (DCASE25) is two stages: the recipe trains the general model, then each training device
-gets a fine-tuned copy (:mod:`tympan.train.device_specific`), and the routed models are evaluated per device. A
-recipe of :class:`~tympan.train.sed.SedSystem` reads event tables through :class:`~tympan.sed.data.EventDataModule`.
+the command line (``--model.init_args.optimizer.init_args.lr 1e-4``, ``--trainer.max_epochs 5``,
+``--data.batch_size 64``), bad values fail before training starts, and the resolved configuration is saved beside
+the logs of every run. For the tagging and scene systems the number of classes and the label names are linked from
+the data to the model; recipes of other LightningModules (text-to-audio retrieval) run through the same command with
+their own data module. A recipe with a ``device_specific`` section (DCASE25) is two stages: the recipe trains the
+general model, then each training device gets a fine-tuned copy (:mod:`tympan.train.device_specific`), and the
+routed models are evaluated per device. A recipe of :class:`~tympan.train.sed.SedSystem` reads event tables through
+:class:`~tympan.sed.data.EventDataModule`.
 """
 
 from __future__ import annotations

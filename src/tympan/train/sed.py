@@ -152,9 +152,9 @@ class SedSystem(AudioSystem):
     def on_validation_epoch_end(self) -> None:
         """Nothing beyond ``val/loss``: PSDS needs whole files and thresholds, see ``tympan evaluate --task sed``."""
 
-    def describe(self) -> dict[str, Any]:
-        """The checkpoint description, marked as a frame-level detector with its frame hop."""
-        return {**super().describe(), "task": "sed", "frame_seconds": self.frame_seconds}
+    def provenance(self) -> dict[str, Any]:
+        """The checkpoint's provenance, marked as a frame-level detector with its frame hop."""
+        return {**super().provenance(), "task": "sed", "frame_seconds": self.frame_seconds}
 
 
 def _match_frames(teacher: Tensor, frames: int) -> Tensor:

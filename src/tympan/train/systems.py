@@ -10,34 +10,41 @@ A system receives a plain network (an ``nn.Module`` or a zoo / architecture name
 * an optional knowledge-distillation term from a :class:`~tympan.distill.TeacherLogitStore` read by clip id:
   EfficientAT's ``λ·BCE(labels) + (1−λ)·BCE(sigmoid(teacher/T))`` for tagging, DCASE23's ``λ·CE + (1−λ)·KL·T²``
   for scenes (losses from :mod:`tympan.train.losses`);
-* Adam / AdamW with the references' per-epoch ``exp_warmup_linear_down`` factor, or the DCASE24 baseline's
-  per-step ``cosine_with_warmup``;
+* an injected optimiser (``optimizer``: a callable of the parameters, LightningCLI's ``OptimizerCallable``; in a
+  recipe ``class_path: torch.optim.AdamW`` with its ``init_args``), with the references' per-epoch
+  ``exp_warmup_linear_down`` factor, or the DCASE24 baseline's per-step ``cosine_with_warmup``;
 * validation metrics of :mod:`tympan.eval.metrics` (mAP / d-prime; accuracy per device);
-* every checkpoint carries a ``"tympan"`` description (architecture, arguments, frontend, labels, complexity), so
-  :func:`tympan.load` rebuilds the model from the file alone.
+* every checkpoint carries the model's :class:`~tympan.models.spec.ModelSpec` (with the training frontend), its
+  complexity and metrics (:mod:`tympan.models.tympan_checkpoint`), so :func:`tympan.load` rebuilds the model from
+  the file alone.
 """
 
 from __future__ import annotations
 
-import inspect
+import functools
 import logging
+import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
-from ..audio.augment import DeviceImpulseResponses, freq_mixstyle, gain, mix_targets, mixup, roll, wavmix
+from ..audio.augment import mix_targets, mixup, wavmix
+from ..audio.augmentation import Augmentation
 from ..audio.frontend import MelFrontend
 from ..distill import TeacherLogitStore
 from ..errors import ConfigError
 from ..eval import metrics
-from ..labels import get_labels
-from ..models.registry import create, get_architecture
+from ..models.bundles import bundle
+from ..models.registry import get_architecture
+from ..models.spec import ModelSpec, spec_of
+from ..models.tympan_checkpoint import TympanCheckpoint, attach_entry, entry, is_tympan_checkpoint, read_checkpoint
 from . import losses
-from .complexity import enforce_limits
+from .complexity import ComplexityLimits
 from .schedules import cosine_with_warmup, exp_warmup_linear_down
 from .transfer import backbone_norms, classifier_keys, load_pretrained, parameter_groups
 
@@ -57,23 +64,11 @@ def _check_sample_rate(datamodule: Any, model_rate: int) -> None:
 
 
 def describe_model(model: nn.Module, labels: Sequence[str], multilabel: bool) -> dict[str, Any]:
-    """The ``"tympan"`` entry of a checkpoint: what :func:`tympan.load` needs to rebuild ``model``."""
-    entry = getattr(model, "preset", None)
-    arch = getattr(model, "tympan_arch", None) or (entry.arch if entry is not None else None)
-    kwargs = dict(getattr(model, "tympan_model_kwargs", None) or (entry.model_kwargs if entry is not None else {}))
-    if arch is not None:
-        accepted = inspect.signature(get_architecture(arch).builder).parameters
-        key = next((k for k in ("num_classes", "n_classes") if k in kwargs or k in accepted), None)
-        if key is not None:  # the (possibly new) head size, under the architecture's own argument name
-            kwargs[key] = model.num_classes
-    return {
-        "arch": arch,
-        "model_kwargs": kwargs,
-        "frontend": model.frontend_config.to_dict(),
-        "labels": list(labels),
-        "multilabel": multilabel,
-        "preset": entry.name if entry is not None else None,
-    }
+    """Deprecated: the ``"tympan"`` entry of a checkpoint of ``model``; use ``AudioSystem.to_checkpoint`` or
+    :func:`tympan.models.tympan_checkpoint.entry` of a :class:`~tympan.models.TympanCheckpoint`."""
+    warnings.warn("describe_model is deprecated: a model's description is model.spec; checkpoints are written by "
+                  "tympan.models.save_checkpoint", DeprecationWarning, stacklevel=2)  # fmt: skip
+    return entry(TympanCheckpoint(spec_of(model).with_labels(labels, multilabel)))
 
 
 def build_model(
@@ -85,7 +80,8 @@ def build_model(
     pretrained: bool = False,
 ) -> tuple[nn.Module, list[str]]:
     """A network from a name (zoo preset or architecture) or as given, headed for ``num_classes`` labels; a preset
-    starts from its official weights with ``pretrained`` unless ``checkpoint`` names other ones.
+    starts from its official weights with ``pretrained`` unless ``checkpoint`` names other ones. Its spec names
+    ``labels`` (default: the spec's own where the head keeps its size, else ``class_0`` ...).
 
     Returns the network and the classifier keys re-initialised for the new labels (see
     :func:`tympan.train.transfer.load_pretrained`; empty when the checkpoint's head was kept or there is none).
@@ -93,45 +89,49 @@ def build_model(
     if isinstance(model, nn.Module):
         network = model
     else:
-        network = create(model, pretrained=pretrained and checkpoint is None, **(model_kwargs or {}))
-        if network.preset is None:  # an architecture: remember how to rebuild it
-            network.tympan_arch = model
-            network.tympan_model_kwargs = dict(model_kwargs or {})
-    if not hasattr(network, "frontend_config"):
-        raise ConfigError("the model needs a `frontend_config` (build it with tympan.models.create)")
+        network = bundle(model, pretrained=pretrained and checkpoint is None, **(model_kwargs or {})).get_model()
+    spec = spec_of(network)
     if num_classes is not None and num_classes != network.num_classes:
         logger.info("new classifier: %d -> %d classes", network.num_classes, num_classes)
         network.reset_classifier(num_classes)
+    if labels is None:
+        labels = spec.labels if spec.num_classes == network.num_classes else _numbered(network.num_classes)
+    if len(labels) != network.num_classes:
+        raise ConfigError(f"{len(labels)} labels for a head of {network.num_classes} classes")
+    network.spec = spec.with_labels(labels)
     reinitialised: list[str] = []
     if checkpoint is not None and not isinstance(model, nn.Module):
-        entry = network.preset
         reinitialised = load_pretrained(
             network,
             checkpoint,
             labels,
-            checkpoint_labels=get_labels(entry.labels) if entry is not None and entry.labels else None,
-            filter_fn=get_architecture(entry.arch if entry is not None else model).checkpoint_filter,
+            checkpoint_labels=spec.labels if spec.preset is not None else None,
+            filter_fn=get_architecture(spec.arch).checkpoint_filter,
         )
     return network.train(), reinitialised
+
+
+def _numbered(num_classes: int) -> list[str]:
+    return [f"class_{i}" for i in range(num_classes)]
 
 
 class AudioSystem(L.LightningModule):
     """Shared training logic; subclasses define the task loss and metrics.
 
     Args:
-        model: a zoo preset (``"mn10_as"``), an architecture (``"cp_mobile"``) or a network with a
-            ``frontend_config``.
+        model: a zoo preset (``"mn10_as"``), an architecture (``"cp_mobile"``) or a network with a ``spec``
+            (:func:`tympan.models.create`, ``tympan.models.bundle(...).get_model()``).
         num_classes: outputs of the head; a new head is created when it differs from the model's.
-        labels: class names (stored in checkpoints; default ``class_0`` ...).
+        labels: class names (stored in checkpoints; default: the model's where its head keeps its size, else
+            ``class_0`` ...).
         checkpoint: initial weights of a named model (any layout :func:`tympan.models.create` loads).
         pretrained: start a zoo preset from its official weights (the cache, downloaded when online), e.g. the
             ImageNet starts ``mn10_im`` / ``dymn10_im`` / ``passt_deit_bd_p16_384`` of the AudioSet recipes;
             ``checkpoint``, when given, is used instead.
         model_kwargs: keyword arguments of the architecture / preset.
         frontend: changes to the model's mel frontend for training, e.g. ``{"freqm": 48, "timem": 192}``.
-        lr: peak learning rate.
-        weight_decay: L2 penalty (Adam) or decoupled decay (AdamW).
-        adamw: use AdamW instead of Adam.
+        lr, weight_decay: Adam's peak learning rate and L2 penalty when no ``optimizer`` is given.
+        adamw: deprecated: AdamW instead of Adam; pass ``optimizer`` (``torch.optim.AdamW`` with its arguments).
         warmup_epochs, rampdown_start, rampdown_epochs, last_lr_factor: the ``exp_warmup_linear_down`` schedule
             (stepped per epoch); ``rampdown_epochs=0`` keeps the rate constant after warm-up.
         warmup_steps, rampdown_start_step, rampdown_steps: the same schedule counted in optimizer steps (what a
@@ -148,18 +148,21 @@ class AudioSystem(L.LightningModule):
         mixup_alpha: spectrogram mixup with ``λ ~ Beta(α, α)``, ``λ = max(λ, 1−λ)`` (0 disables).
         wavmix_p, wavmix_alpha: the waveform mixup of PaSST and EfficientAT (``MixupDataset``: rate 0.5,
             Beta(2, 2); 0 disables), after gain and roll; targets are mixed as one-hot / multi-hot vectors.
-        mixstyle_p, mixstyle_alpha: Freq-MixStyle probability per batch and Beta parameter (0.4: the default of
-            both references' ``mixstyle``; the DCASE23 student recipe sets 0.3).
-        roll_samples: circular time roll by up to ± this many samples.
-        gain_db: random gain in ``[−gain_db, gain_db)`` dB.
-        dir_folder, dir_prob, dir_devices: device-impulse-response augmentation with the impulse responses of a
-            folder, with probability ``dir_prob``, for clips recorded by ``dir_devices`` (DCASE23: device ``a``).
-        teacher_logits: a teacher-logit store (``tympan distill``) enabling knowledge distillation.
+        mixstyle_p, mixstyle_alpha, roll_samples, gain_db, dir_folder, dir_prob, dir_devices: deprecated: the steps
+            of ``augmentation`` (:meth:`tympan.audio.augmentation.Augmentation.from_settings` maps them).
+        teacher_logits: a teacher-logit store (``tympan distill``; its path or the opened
+            :class:`~tympan.distill.TeacherLogitStore`) enabling knowledge distillation.
         kd_lambda: weight of the label loss; the KD term gets ``1 − kd_lambda``.
         temperature: KD temperature.
-        max_params, max_macs: complexity limits (DCASE: 128,000 / 30e6 per 1 s); training refuses a bigger model.
-        complexity_seconds: input length for the complexity measurement.
+        max_params, max_macs, complexity_seconds: deprecated: the fields of ``limits``.
         seed: seed of the augmentation draws (each step's generator is a function of seed, step and rank).
+        optimizer: builds the optimiser from the parameter groups (``optimizer(params)``), e.g.
+            ``functools.partial(torch.optim.AdamW, lr=5e-3, weight_decay=1e-4)``; its ``lr`` is the head's peak rate
+            (the backbone's follows ``backbone_lr_factor`` / ``layer_decay``). Default: Adam at ``lr``.
+        limits: complexity limits (DCASE23: ``ComplexityLimits(128_000, 30e6)``); fitting refuses a bigger model.
+        augmentation: the waveform steps (device impulse responses, time roll, gain; before ``wavmix``) and the
+            spectrogram steps (Freq-MixStyle; before ``mixup``) of :mod:`tympan.audio.augmentation`.
+            The measured complexity is stored in every checkpoint either way.
     """
 
     multilabel: ClassVar[bool] = False
@@ -204,9 +207,37 @@ class AudioSystem(L.LightningModule):
         max_macs: float | None = None,
         complexity_seconds: float = 1.0,
         seed: int = 0,
+        optimizer: OptimizerCallable | None = None,
+        limits: ComplexityLimits | None = None,
+        augmentation: Augmentation | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
+        objects = ["optimizer", "limits", "augmentation"] + ["model"] * isinstance(model, nn.Module)
+        self.save_hyperparameters(ignore=objects + ["teacher_logits"] * isinstance(teacher_logits, TeacherLogitStore))
+        if optimizer is not None and (adamw or lr != 1e-3 or weight_decay != 0.0):
+            raise ConfigError("give the learning rate and weight decay inside `optimizer`, not also as lr / "
+                              "weight_decay / adamw")  # fmt: skip
+        if adamw:
+            warnings.warn("adamw=True is deprecated: pass optimizer=functools.partial(torch.optim.AdamW, lr=..., "
+                          "weight_decay=...) (in a recipe: class_path torch.optim.AdamW)", DeprecationWarning,
+                          stacklevel=2)  # fmt: skip
+        self.optimizer_factory = optimizer or functools.partial(
+            torch.optim.AdamW if adamw else torch.optim.Adam, lr=lr, weight_decay=weight_decay
+        )
+        if max_params is not None or max_macs is not None:
+            warnings.warn("max_params / max_macs / complexity_seconds are deprecated: pass limits=ComplexityLimits("
+                          "max_params, max_macs, seconds)", DeprecationWarning, stacklevel=2)  # fmt: skip
+            limits = limits or ComplexityLimits(max_params, max_macs, complexity_seconds)
+        self.limits = limits or ComplexityLimits(seconds=complexity_seconds)
+        flat = Augmentation.from_settings(roll_samples, gain_db, dir_folder, dir_prob, dir_devices, mixstyle_p,
+                                          mixstyle_alpha)  # fmt: skip
+        if flat != Augmentation():
+            if augmentation is not None:
+                raise ConfigError("give the augmentation as `augmentation` or as the flat arguments, not both")
+            warnings.warn("roll_samples / gain_db / dir_* / mixstyle_* are deprecated: pass augmentation="
+                          "Augmentation(waveform=[...], mel=[...]) (tympan.audio.augmentation)", DeprecationWarning,
+                          stacklevel=2)  # fmt: skip
+        self.augmentation = augmentation or flat
         if (warmup_steps or rampdown_steps) and (warmup_epochs or rampdown_epochs):
             raise ConfigError("give the learning-rate schedule in epochs or in steps, not both")
         if backbone_lr_factor <= 0 or (layer_decay is not None and not 0.0 < layer_decay <= 1.0):
@@ -221,15 +252,12 @@ class AudioSystem(L.LightningModule):
         self.model, self.reinitialised_keys = build_model(
             model, num_classes, checkpoint, model_kwargs, labels, pretrained
         )
-        train_frontend = self.model.frontend_config.replace(**(frontend or {}))
-        self.frontend = MelFrontend.from_config(train_frontend)
-        self.labels = list(labels) if labels is not None else [f"class_{i}" for i in range(self.model.num_classes)]
-        if len(self.labels) != self.model.num_classes:
-            raise ConfigError(f"{len(self.labels)} labels for a head of {self.model.num_classes} classes")
-        self.teacher_store = None
+        self.model.spec = spec_of(self.model).replace(multilabel=self.multilabel)
+        self.frontend = MelFrontend(self.model.spec.frontend.replace(**(frontend or {})))
+        self.labels = list(self.model.spec.labels)
+        self.teacher_store = teacher_logits if isinstance(teacher_logits, TeacherLogitStore) else None
         self.device_names: list[str] = []
         self.complexity: dict[str, Any] | None = None
-        self._dir_bank = None
         self._classifier_keys: list[str] | None = None
         self._outputs: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
 
@@ -241,9 +269,9 @@ class AudioSystem(L.LightningModule):
     # ------------------------------------------------------------------------------------------------ training
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        _check_sample_rate(datamodule, self.model.frontend_config.sample_rate)
+        _check_sample_rate(datamodule, self.model.spec.sample_rate)
         self.device_names = list(getattr(datamodule, "device_names", []) or [])
-        if self.hparams.teacher_logits and self.teacher_store is None:
+        if self.hparams.get("teacher_logits") and self.teacher_store is None:
             self.teacher_store = TeacherLogitStore(self.hparams.teacher_logits)
             if stage == "fit" and datamodule is not None and "train" in getattr(datamodule, "datasets", {}):
                 ids = datamodule.datasets["train"].ids
@@ -256,27 +284,25 @@ class AudioSystem(L.LightningModule):
                     )
 
     def on_fit_start(self) -> None:
-        self.complexity = enforce_limits(
-            self.model,
-            self.model.frontend_config,
-            self.hparams.complexity_seconds,
-            self.hparams.max_params,
-            self.hparams.max_macs,
-        )
+        self.complexity = self.limits.enforce(self.model, self.model.spec.frontend)
 
     def training_step(self, batch: dict[str, Any] | None, batch_idx: int) -> Tensor | None:
         if batch is None:  # every clip of the batch was unreadable (on_error="skip")
             return None
         generator = self._step_generator()
-        audio, target = self._augment_waveform(batch["audio"], batch, generator), batch["target"]
+        names = self.device_names
+        devices = [names[i] if 0 <= i < len(names) else "" for i in batch["device_index"].tolist()]
+        audio = self.augmentation.augment_waveform(
+            batch["audio"], generator, devices=devices, sample_rate=self.model.spec.sample_rate
+        )
+        target = batch["target"]
         if self.hparams.wavmix_p > 0:
             audio, wave_lam, wave_perm = wavmix(audio, self.hparams.wavmix_alpha, self.hparams.wavmix_p, generator)
             if target.dim() == 1:  # class indices of single-label data: mix them as one-hot vectors
                 target = torch.nn.functional.one_hot(target, self.model.num_classes)
             target = mix_targets(target.float(), wave_lam, wave_perm)
         mel = self.frontend(audio, generator=generator).unsqueeze(1)
-        if self.hparams.mixstyle_p > 0:
-            mel = freq_mixstyle(mel, self.hparams.mixstyle_p, self.hparams.mixstyle_alpha, generator=generator)
+        mel = self.augmentation.augment_mel(mel, generator)
         teacher = available = None
         if self.teacher_store is not None:
             teacher, available = (t.to(mel.device) for t in self.teacher_store.lookup(batch["id"]))
@@ -304,22 +330,6 @@ class AudioSystem(L.LightningModule):
         """
         seed = (self.hparams.seed * 1_000_003 + self.global_step) * 64 + self.global_rank
         return torch.Generator().manual_seed(seed)
-
-    def _augment_waveform(self, audio: Tensor, batch: dict[str, Any], generator: torch.Generator) -> Tensor:
-        hp = self.hparams
-        if hp.dir_prob > 0 and hp.dir_folder:
-            if self._dir_bank is None:
-                self._dir_bank = DeviceImpulseResponses.from_folder(
-                    hp.dir_folder, self.model.frontend_config.sample_rate
-                )
-            devices = [self.device_names[i] if i >= 0 else "" for i in batch["device_index"].tolist()]
-            chosen = torch.tensor([d in (hp.dir_devices or ["a"]) for d in devices], device=audio.device)
-            audio = self._dir_bank(audio, p=hp.dir_prob, mask=chosen, generator=generator)
-        if hp.roll_samples > 0:
-            audio = roll(audio, hp.roll_samples, generator=generator)
-        if hp.gain_db > 0:
-            audio = gain(audio, hp.gain_db, generator=generator)
-        return audio
 
     # ------------------------------------------------------------------------------------------------ eval
     def validation_step(self, batch: dict[str, Any] | None, batch_idx: int) -> None:
@@ -351,12 +361,13 @@ class AudioSystem(L.LightningModule):
     # ------------------------------------------------------------------------------------------- optimisers
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        optimizer_class = torch.optim.AdamW if hp.adamw else torch.optim.Adam
-        parameters: Any = self.model.parameters()
-        if hp.backbone_lr_factor != 1.0 or hp.layer_decay is not None:
-            head = self.classifier_keys
-            parameters = parameter_groups(self.model, head, hp.lr, hp.backbone_lr_factor, hp.layer_decay)
-        optimizer = optimizer_class(parameters, lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.backbone_lr_factor == 1.0 and hp.layer_decay is None:
+            optimizer = self.optimizer_factory(self.model.parameters())
+        else:  # rates relative to the optimiser's own: the head at 1, the backbone lower
+            groups = parameter_groups(self.model, self.classifier_keys, 1.0, hp.backbone_lr_factor, hp.layer_decay)
+            optimizer = self.optimizer_factory([{"params": g["params"]} for g in groups])
+            for group, relative in zip(optimizer.param_groups, groups, strict=True):
+                group["lr"] = optimizer.defaults["lr"] * relative["lr"]
         if hp.lr_schedule == "cosine_with_warmup":  # the run's length in steps, as the reference's transformers call
             factor = cosine_with_warmup(hp.warmup_steps, int(self.trainer.estimated_stepping_batches))
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
@@ -389,21 +400,34 @@ class AudioSystem(L.LightningModule):
         return self._classifier_keys
 
     # ------------------------------------------------------------------------------------------ checkpoints
-    def describe(self) -> dict[str, Any]:
-        """The self-description stored under ``"tympan"`` in every checkpoint (with the training clip length, the
-        window that tagging and evaluation should use)."""
+    @property
+    def spec(self) -> ModelSpec:
+        """The spec of the trained model: the network's, with the frontend it trains with (its jitter ranges set
+        the eval fmax: fmax_aug_range 1000 -> 15500 Hz at 32 kHz) and the data's clip length (the window that
+        tagging and evaluation should use)."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         clip_seconds = getattr(datamodule, "clip_seconds", None)
-        description = {**describe_model(self.model, self.labels, self.multilabel), "complexity": self.complexity}
-        # The frontend trained with: its jitter ranges set the eval fmax (fmax_aug_range 1000 -> 15500 Hz at 32 kHz).
-        description["frontend"] = self.frontend.config.to_dict()
-        return description | ({"clip_seconds": float(clip_seconds)} if clip_seconds else {})
+        spec = self.model.spec.replace(frontend=self.frontend.config)
+        return spec.replace(clip_seconds=float(clip_seconds)) if clip_seconds else spec
+
+    def provenance(self) -> dict[str, Any]:
+        """How the weights were made, stored beside them: the measured complexity (subclasses add their task)."""
+        return {"complexity": self.complexity}
+
+    def to_checkpoint(self, metrics: dict[str, float] | None = None) -> TympanCheckpoint:
+        """The model as a tympan checkpoint: spec, weights, ``metrics`` and provenance."""
+        return TympanCheckpoint(self.spec, self.model.state_dict(), dict(metrics or {}), self.provenance())
+
+    def describe(self) -> dict[str, Any]:
+        """The ``"tympan"`` entry of this system's checkpoints (see :mod:`tympan.models.tympan_checkpoint`)."""
+        return entry(self.to_checkpoint())
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["tympan"] = self.describe()
+        attach_entry(checkpoint, self.to_checkpoint())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.complexity = checkpoint.get("tympan", {}).get("complexity")
+        if is_tympan_checkpoint(checkpoint):
+            self.complexity = read_checkpoint(checkpoint).provenance.get("complexity")
 
     # ------------------------------------------------------------------------------------ task-specific
     def label_loss(self, logits: Tensor, target: Tensor, lam: Tensor | None = None, perm: Tensor | None = None):

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..models.checkpoint import load_checkpoint, prepare_state_dict, read_checkpoint_file
 from ..models.registry import CheckpointFilter
+from ..models.tympan_checkpoint import is_tympan_checkpoint, read_checkpoint
 
 __all__ = ["backbone_norms", "classifier_keys", "load_pretrained", "parameter_groups"]
 
@@ -70,9 +71,9 @@ def load_pretrained(
         CheckpointError: anything but the classifier does not fit.
     """
     content = read_checkpoint_file(source) if isinstance(source, (str, Path)) else source
-    description = content.get("tympan") if isinstance(content, Mapping) else None
-    if isinstance(description, Mapping) and description.get("labels"):
-        checkpoint_labels = description["labels"]
+    if is_tympan_checkpoint(content):
+        stored = read_checkpoint(content)
+        content, checkpoint_labels = stored.state_dict, stored.spec.labels
     state = prepare_state_dict(model, content, filter_fn)
     head, expected = classifier_keys(model), model.state_dict()
     fits = all(key in state and state[key].shape == expected[key].shape for key in head)
