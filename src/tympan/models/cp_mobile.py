@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from ..audio.frontend import MelFrontendConfig
 from ..errors import ConfigError
 from .layers import ConvNormAct, PositionClassifierModel, make_divisible, pair, position_classifier
+from .spec import ArchConfig
 
 __all__ = ["DCASE23_FRONTEND", "DCASE24_FRONTEND", "CPMobile", "CPMobileBlock", "CPMobileConfig", "GlobalResponseNorm"]
 
@@ -48,11 +49,12 @@ DCASE24_FRONTEND = MelFrontendConfig(
 
 
 @dataclass(frozen=True)
-class CPMobileConfig:
-    """Architecture of a CP-Mobile; the defaults are the DCASE23 submission (126,952 parameters).
+class CPMobileConfig(ArchConfig):
+    """Architecture of a CP-Mobile; the defaults are the DCASE23 submission (126,952 parameters with 10 scenes).
+
+    The class count is not part of it: it is the network's ``num_classes`` (the spec's ``len(labels)``).
 
     Attributes:
-        num_classes: number of scenes.
         in_channels: input channels (1 for a mel spectrogram).
         base_channels: width of the stem output and of stage 1 (rounded to a multiple of 8).
         channels_multiplier: width growth per stage: stage ``s`` (0-based) has ``base * multiplier**s`` channels.
@@ -62,7 +64,6 @@ class CPMobileConfig:
         use_grn: global response norm after each block (False gives the DCASE24 baseline).
     """
 
-    num_classes: int = 10
     in_channels: int = 1
     base_channels: int = 32
     channels_multiplier: float = 2.3
@@ -72,7 +73,7 @@ class CPMobileConfig:
     use_grn: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("num_classes", "in_channels", "base_channels"):
+        for name in ("in_channels", "base_channels"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"CPMobileConfig.{name} must be positive, got {getattr(self, name)}")
         if self.channels_multiplier <= 0 or self.expansion_rate <= 0:
@@ -91,15 +92,9 @@ class CPMobileConfig:
 
     @classmethod
     def from_reference(cls, **kwargs: Any) -> CPMobileConfig:
-        """Build from the reference ``get_model`` keyword arguments (``n_classes``, ``strides=None``, ...)."""
-        if "n_classes" in kwargs:
-            kwargs["num_classes"] = kwargs.pop("n_classes")
-        if kwargs.get("strides", ...) is None:
-            kwargs.pop("strides")
-        try:
-            return cls(**kwargs)
-        except TypeError as error:
-            raise ConfigError(f"unknown CP-Mobile argument: {error}") from None
+        """Build from the reference ``get_model`` keyword arguments without the class count (``strides=None`` is
+        the reference default); the names are tympan's, plus ``use_grn``."""
+        return cls.from_dict({k: v for k, v in kwargs.items() if not (k == "strides" and v is None)})
 
     @property
     def stage_channels(self) -> tuple[int, ...]:
@@ -164,9 +159,10 @@ class CPMobile(PositionClassifierModel):
 
     Args:
         config: the architecture; see :class:`CPMobileConfig`.
+        num_classes: number of scenes.
     """
 
-    def __init__(self, config: CPMobileConfig | None = None) -> None:
+    def __init__(self, config: CPMobileConfig | None = None, num_classes: int = 10) -> None:
         super().__init__()
         self.config = config = config or CPMobileConfig()
         channels = config.stage_channels
@@ -187,9 +183,11 @@ class CPMobile(PositionClassifierModel):
                 )
                 width = out
             self.stages.add_module(f"s{stage_index + 1}", stage)
+        if num_classes <= 0:
+            raise ConfigError(f"num_classes must be positive, got {num_classes}")
         self.num_features = width
-        self.num_classes = config.num_classes
-        self.feed_forward = position_classifier(width, config.num_classes)
+        self.num_classes = num_classes
+        self.feed_forward = position_classifier(width, num_classes)
         self.apply(_init_weights)
 
     def reset_classifier(self, num_classes: int) -> None:
@@ -212,7 +210,6 @@ class CPMobile(PositionClassifierModel):
         return self.stages(self.in_c(mel))
 
 
-
 def _init_weights(module: nn.Module) -> None:
     """The reference init: convs kaiming-normal (fan_out), BN 1 / 0 (GRN starts at 0 / 0 by construction)."""
     if isinstance(module, nn.Conv2d):
@@ -224,8 +221,8 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def build_cp_mobile(**kwargs: Any) -> CPMobile:
+def build_cp_mobile(n_classes: int = 10, **reference_kwargs: Any) -> CPMobile:
     """Build :class:`CPMobile` from the reference ``get_model`` keyword arguments (``n_classes``, ``in_channels``,
     ``base_channels``, ``channels_multiplier``, ``expansion_rate``, ``n_blocks``, ``strides``) plus our
     ``use_grn``; ``strides=None`` means the reference default ``{"b2": (2, 2), "b4": (2, 1)}``."""
-    return CPMobile(CPMobileConfig.from_reference(**kwargs))
+    return CPMobile(CPMobileConfig.from_reference(**reference_kwargs), n_classes)

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from ..audio.frontend import MelFrontendConfig
 from ..errors import ConfigError
 from .layers import PositionClassifierModel, pair, position_classifier
+from .spec import ArchConfig, renamed
 
 __all__ = ["BasicBlock", "CPResNet", "CPResNetConfig"]
 
@@ -35,7 +36,6 @@ TEACHER_FRONTEND = MelFrontendConfig.from_reference(
 )  # fmt: skip
 
 _REFERENCE_NAMES = {
-    "n_classes": "num_classes",
     "maxpool_stage1_pos0_kernel": "first_pool_kernel",
     "maxpool_stage1_pos0_stride": "first_pool_stride",
     "maxpool_kernel": "pool_kernel",
@@ -44,13 +44,14 @@ _REFERENCE_NAMES = {
 
 
 @dataclass(frozen=True)
-class CPResNetConfig:
-    """Architecture of a CP-ResNet; the defaults are the 128K teacher (127,684 parameters).
+class CPResNetConfig(ArchConfig):
+    """Architecture of a CP-ResNet; the defaults are the 128K teacher (127,684 parameters with 10 scenes).
+
+    The class count is not part of it: it is the network's ``num_classes`` (the spec's ``len(labels)``).
 
     Attributes:
         rho: receptive-field parameter; sets every block's kernel sizes (see :meth:`kernel_sizes`).
         in_channels: input channels (1 for a mel spectrogram).
-        num_classes: number of classes.
         base_channels: width of the stem and stage 1.
         cut_channels_s2: channels removed from stage 2's ``base * multiplier``.
         cut_channels_s3: channels removed from stage 3's ``base * multiplier**2``.
@@ -69,7 +70,6 @@ class CPResNetConfig:
 
     rho: int = 8
     in_channels: int = 1
-    num_classes: int = 10
     base_channels: int = 32
     cut_channels_s2: int = 0
     cut_channels_s3: int = 36
@@ -86,7 +86,7 @@ class CPResNetConfig:
     def __post_init__(self) -> None:
         if self.rho_rule not in _RHO_RULES:
             raise ConfigError(f"rho_rule must be one of {sorted(_RHO_RULES)}, got {self.rho_rule!r}")
-        for name in ("in_channels", "num_classes", "base_channels", "channels_multiplier"):
+        for name in ("in_channels", "base_channels", "channels_multiplier"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"CPResNetConfig.{name} must be positive, got {getattr(self, name)}")
         if len(self.n_blocks) != 3 or min(self.n_blocks[:2]) < 1 or self.n_blocks[2] < 0:
@@ -110,16 +110,17 @@ class CPResNetConfig:
 
     @classmethod
     def from_reference(cls, **kwargs: Any) -> CPResNetConfig:
-        """Build from the reference ``get_model`` keyword arguments (``n_classes``, ``s2_group``,
-        ``maxpool_pos_stage1``, ``maxpool_kernel``, ...); None means the reference default."""
-        fields = {_REFERENCE_NAMES.get(k, k): v for k, v in kwargs.items() if v is not None}
-        stages = range(3)
-        groups = tuple(fields.pop(f"s{s + 1}_group", cls.groups[s]) for s in stages)
-        positions = tuple(tuple(fields.pop(f"maxpool_pos_stage{s + 1}", cls.pool_positions[s])) for s in stages)
-        try:
-            return cls(**fields, groups=groups, pool_positions=positions)
-        except TypeError as error:
-            raise ConfigError(f"unknown CP-ResNet argument: {error}") from None
+        """Build from the reference ``get_model`` keyword arguments without the class count (``s2_group``,
+        ``maxpool_pos_stage1``, ``maxpool_kernel``, ...; None means the reference default) or tympan's names."""
+        fields = renamed({k: v for k, v in kwargs.items() if v is not None}, _REFERENCE_NAMES)
+        for ours, pattern in (("groups", "s{}_group"), ("pool_positions", "maxpool_pos_stage{}")):
+            names = [pattern.format(stage) for stage in (1, 2, 3)]
+            if any(name in fields for name in names):
+                if ours in fields:
+                    raise ConfigError(f"give {ours} or {' / '.join(names)}, not both")
+                default = getattr(cls, ours)
+                fields[ours] = tuple(fields.pop(name, stage) for name, stage in zip(names, default, strict=True))
+        return cls.from_dict(fields)
 
     @property
     def widths(self) -> tuple[int, int, int]:
@@ -218,9 +219,10 @@ class CPResNet(PositionClassifierModel):
 
     Args:
         config: the architecture; see :class:`CPResNetConfig`.
+        num_classes: number of classes.
     """
 
-    def __init__(self, config: CPResNetConfig | None = None) -> None:
+    def __init__(self, config: CPResNetConfig | None = None, num_classes: int = 10) -> None:
         super().__init__()
         self.config = config = config or CPResNetConfig()
         widths = config.widths
@@ -232,9 +234,11 @@ class CPResNet(PositionClassifierModel):
         inputs = (widths[0], widths[0], widths[1])
         for stage in range(3):
             self.add_module(f"stage{stage + 1}", self._make_stage(stage + 1, inputs[stage], widths[stage]))
+        if num_classes <= 0:
+            raise ConfigError(f"num_classes must be positive, got {num_classes}")
         self.num_features = widths[2]
-        self.num_classes = config.num_classes
-        self.feed_forward = position_classifier(widths[2], config.num_classes)
+        self.num_classes = num_classes
+        self.feed_forward = position_classifier(widths[2], num_classes)
         self._init_weights()
 
     def _make_stage(self, stage: int, in_channels: int, out_channels: int) -> nn.Sequential:
@@ -298,10 +302,9 @@ class CPResNet(PositionClassifierModel):
         return self.stage3(self.stage2(self.stage1(self.in_c(mel))))
 
 
-
-def build_cp_resnet(**kwargs: Any) -> CPResNet:
+def build_cp_resnet(n_classes: int = 10, **reference_kwargs: Any) -> CPResNet:
     """Build :class:`CPResNet` from the reference ``get_model`` keyword arguments (``rho``, ``in_channels``,
     ``n_classes``, ``base_channels``, ``cut_channels_s2``, ``cut_channels_s3``, ``channels_multiplier``,
     ``n_blocks``, ``s1_group``..``s3_group``, ``maxpool_pos_stage1``..``3``, ``maxpool_stage1_pos0_kernel``,
     ``maxpool_stage1_pos0_stride``, ``maxpool_kernel``, ``maxpool_stride``); without arguments, the 128K teacher."""
-    return CPResNet(CPResNetConfig.from_reference(**kwargs))
+    return CPResNet(CPResNetConfig.from_reference(**reference_kwargs), n_classes)

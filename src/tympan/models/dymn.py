@@ -19,8 +19,8 @@ The kernel-attention temperature is model configuration, not a weight: it is out
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -40,19 +40,21 @@ from .mobilenet import (
     mobilenet_v3_config,
     reject_pretrained_name,
 )
+from .spec import ArchConfig, renamed
 
 __all__ = [
     "DYNAMIC_BLOCK_LAYOUTS",
     "ContextGenerator",
     "DyMN",
+    "DyMNConfig",
     "DynamicBackbone",
     "DynamicBlock",
+    "DynamicConfig",
     "DynamicConv",
     "DynamicOptions",
     "DynamicReLU",
     "TemperatureSchedule",
     "build_dynamic_layers",
-    "reference_dymn_options",
 ]
 
 # Which of the 15 blocks are dynamic: all, or only those where MobileNetV3 has SE ("replace_se").
@@ -325,6 +327,11 @@ class DynamicOptions:
         low, high = self.context_range
         return min(max(make_divisible(expanded_channels // self.context_ratio, 8), low), high)
 
+    def scaled(self, width_mult: float) -> DynamicOptions:
+        """These options for a network of width ``width_mult``: the context range scaled as the channels are."""
+        low, high = self.context_range
+        return replace(self, context_range=(make_divisible(low * width_mult, 8), make_divisible(high * width_mult, 8)))
+
 
 def build_dynamic_layers(
     blocks: Sequence[InvertedResidualConfig], dynamic: Sequence[bool], options: DynamicOptions
@@ -429,6 +436,13 @@ class DyMN(DynamicBackbone, EfficientATNet):
         init_weights(self)
         self.set_temperature(temperature)
 
+    @classmethod
+    def from_config(cls, config: DyMNConfig, num_classes: int = 527) -> DyMN:
+        """The DyMN of ``config`` with ``num_classes`` outputs (the registry's builder)."""
+        blocks, last_channel = mobilenet_v3_config(config.width_mult, strides=config.strides)
+        return cls(blocks, config.layout, last_channel, num_classes, config.options, config.temperature,
+                   config.temperature_schedule)  # fmt: skip
+
     def forward_intermediates(self, mel: Tensor) -> list[Tensor]:
         maps = [self.in_c(mel)]
         for layer in self.layers:
@@ -437,51 +451,91 @@ class DyMN(DynamicBackbone, EfficientATNet):
         return maps
 
 
-def reference_dymn_options(
-    width_mult: float = 1.0,
-    context_ratio: int = 4,
-    max_context_size: int = 128,
-    min_context_size: int = 32,
-    dyrelu_k: int = 2,
-    no_dyrelu: bool = False,
-    dyconv_k: int = 4,
-    no_dyconv: bool = False,
-    T_max: float = 30.0,
-    T0_slope: float = 1.0,
-    T1_slope: float = 0.02,
-    T_min: float = 1.0,
-    pretrain_final_temp: float = 1.0,
-    no_ca: bool = False,
-    use_dy_blocks: str = "all",
-) -> dict[str, Any]:
-    """The reference ``get_model`` arguments of the dynamic parts (same names and defaults) as our constructor's
-    ``dynamic``, ``options``, ``temperature`` and ``temperature_schedule``.
+# The reference get_model arguments of the dynamic parts, in tympan's names: DynamicOptions fields, switched-off
+# features (True there = False here) and the TemperatureSchedule fields.
+_REFERENCE_OPTIONS = {"context_ratio": "context_ratio", "dyconv_k": "num_kernels", "dyrelu_k": "relu_pieces"}
+_REFERENCE_SWITCHES = {"no_dyconv": "dynamic_conv", "no_dyrelu": "dynamic_relu", "no_ca": "coord_att"}
+_REFERENCE_SCHEDULE = {"T_max": "t_max", "T0_slope": "t0_slope", "T1_slope": "t1_slope", "T_min": "t_min"}
 
-    The model starts at temperature ``pretrain_final_temp``; ``T_max`` ... ``T_min`` define the schedule.
+
+@dataclass(frozen=True)
+class DynamicConfig(ArchConfig):
+    """What the configs of DyMN and the frame-level DyMN share: the width and the dynamic parts.
+
+    Attributes:
+        width_mult: channel multiplier of every layer.
+        dynamic_blocks: which blocks are dynamic, a key of :data:`DYNAMIC_BLOCK_LAYOUTS` (reference ``use_dy_blocks``).
+        dynamic: how the dynamic blocks are built, the context range at width 1 (reference ``context_ratio``,
+            ``min_context_size``, ``max_context_size``, ``dyconv_k``, ``dyrelu_k``, ``no_dyconv``, ``no_dyrelu``,
+            ``no_ca``).
+        temperature: initial kernel-attention temperature (reference ``pretrain_final_temp``).
+        temperature_schedule: what ``update_temperature`` follows (reference ``T_max``, ``T0_slope``, ``T1_slope``,
+            ``T_min``).
     """
-    if use_dy_blocks not in DYNAMIC_BLOCK_LAYOUTS:
-        raise ConfigError(f"use_dy_blocks must be one of {tuple(DYNAMIC_BLOCK_LAYOUTS)}, got {use_dy_blocks!r}")
-    context_range = (make_divisible(min_context_size * width_mult, 8), make_divisible(max_context_size * width_mult, 8))
-    return {
-        "dynamic": DYNAMIC_BLOCK_LAYOUTS[use_dy_blocks],
-        "options": DynamicOptions(
-            context_ratio, context_range, dyconv_k, dyrelu_k, not no_dyconv, not no_dyrelu, not no_ca
-        ),
-        "temperature": pretrain_final_temp,
-        "temperature_schedule": TemperatureSchedule(T_max, T0_slope, T1_slope, T_min),
-    }
+
+    training_settings = frozenset({"temperature", "temperature_schedule"})
+
+    width_mult: float = 1.0
+    dynamic_blocks: str = "all"
+    dynamic: DynamicOptions = field(default_factory=DynamicOptions)
+    temperature: float = 1.0
+    temperature_schedule: TemperatureSchedule = field(default_factory=TemperatureSchedule)
+
+    def __post_init__(self) -> None:
+        if self.dynamic_blocks not in DYNAMIC_BLOCK_LAYOUTS:
+            raise ConfigError(f"dynamic_blocks (use_dy_blocks) must be one of {tuple(DYNAMIC_BLOCK_LAYOUTS)}, got "
+                              f"{self.dynamic_blocks!r}")  # fmt: skip
+
+    @classmethod
+    def from_reference(cls, **kwargs: Any) -> DynamicConfig:
+        """From the reference ``models.dymn.model.get_model`` keyword arguments (same names and defaults; the model
+        starts at temperature ``pretrain_final_temp``, ``T_max`` ... ``T_min`` define the schedule) or tympan's."""
+        return cls.from_dict(_reference_dynamic_fields(kwargs))
+
+    @property
+    def layout(self) -> tuple[bool, ...]:
+        """Per block, dynamic (True) or a plain inverted residual without SE (False)."""
+        return DYNAMIC_BLOCK_LAYOUTS[self.dynamic_blocks]
+
+    @property
+    def options(self) -> DynamicOptions:
+        """The dynamic options at the config's width."""
+        return self.dynamic.scaled(self.width_mult)
 
 
-def build_dymn(
-    num_classes: int = 527,
-    pretrained_name: str | None = None,
-    width_mult: float = 1.0,
-    strides: Sequence[int] = (2, 2, 2, 2),
-    **dynamic_kwargs: Any,
-) -> DyMN:
-    """DyMN from the reference ``models.dymn.model.get_model`` keyword arguments (same names and defaults; the
-    dynamic ones, ``context_ratio`` ... ``use_dy_blocks``, as :func:`reference_dymn_options`)."""
-    reject_pretrained_name(pretrained_name)
-    blocks, last_channel = mobilenet_v3_config(width_mult, strides=strides)
-    return DyMN(blocks, last_channel=last_channel, num_classes=num_classes,
-                **reference_dymn_options(width_mult, **dynamic_kwargs))  # fmt: skip
+def _reference_dynamic_fields(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with the reference names of the dynamic parts as the fields of :class:`DynamicConfig`."""
+    fields = renamed(kwargs, {"use_dy_blocks": "dynamic_blocks", "pretrain_final_temp": "temperature"})
+    reject_pretrained_name(fields.pop("pretrained_name", None))
+    options = {ours: fields.pop(name) for name, ours in _REFERENCE_OPTIONS.items() if name in fields}
+    options |= {ours: not fields.pop(name) for name, ours in _REFERENCE_SWITCHES.items() if name in fields}
+    if {"min_context_size", "max_context_size"} & fields.keys():
+        low, high = DynamicOptions().context_range
+        options["context_range"] = (fields.pop("min_context_size", low), fields.pop("max_context_size", high))
+    schedule = {ours: fields.pop(name) for name, ours in _REFERENCE_SCHEDULE.items() if name in fields}
+    for ours, given in (("dynamic", options), ("temperature_schedule", schedule)):
+        if given and ours in fields:
+            raise ConfigError(f"give {ours} or the reference's arguments {sorted(given)}, not both")
+        if given:
+            fields[ours] = given
+    return fields
+
+
+@dataclass(frozen=True)
+class DyMNConfig(DynamicConfig):
+    """Architecture of an EfficientAT DyMN; the defaults are the reference ``get_model``'s (DyMN width 1.0).
+
+    Attributes:
+        strides: strides of the four down-sampling blocks (2, 4, 7 and 13).
+    """
+
+    strides: tuple[int, int, int, int] = (2, 2, 2, 2)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "strides", tuple(self.strides))
+
+
+def build_dymn(num_classes: int = 527, **reference_kwargs: Any) -> DyMN:
+    """DyMN from the reference ``models.dymn.model.get_model`` keyword arguments (same names and defaults)."""
+    return DyMN.from_config(DyMNConfig.from_reference(**reference_kwargs), num_classes)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch.nn.functional as F
@@ -32,12 +33,23 @@ from torch import Tensor, nn
 from ..audio.frontend import MelFrontendConfig
 from ..errors import ConfigError
 from .base import AudioModel
-from .dymn import DynamicBackbone, DynamicOptions, TemperatureSchedule, reference_dymn_options
-from .mobilenet import InvertedResidualConfig, SEConfig, build_features, init_weights, mobilenet_v3_config
+from .dymn import DynamicBackbone, DynamicConfig, DynamicOptions, TemperatureSchedule
+from .mobilenet import (
+    InvertedResidualConfig,
+    SEConfig,
+    build_features,
+    init_weights,
+    mobilenet_v3_config,
+    positive_size,
+    reference_se_fields,
+)
+from .spec import ArchConfig
 
 __all__ = [
     "FRAME_MN_STRIDES",
     "FrameDyMN",
+    "FrameDyMNConfig",
+    "FrameMNConfig",
     "FrameMobileNet",
     "FrameModel",
     "checkpoint_filter_fn",
@@ -157,6 +169,34 @@ def frame_mobilenet_config(
     )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class FrameMNConfig(ArchConfig):
+    """Architecture of PretrainedSED's frame MobileNet; the defaults are the reference's (width 1.0).
+
+    Attributes:
+        width_mult: channel multiplier of every layer.
+        strides: ``(freq, time)`` stride of each of the 15 blocks.
+        input_size: ``(n_mels, frames)`` frequency / time SE layers would be sized for (reference ``input_dim_f``,
+            ``input_dim_t``).
+        se: squeeze-excitation settings, None for none (reference ``se_dims``, ``se_agg``, ``se_r``).
+        mel_frames_per_output: mel frames per output frame (4 at a 10-ms hop: 40-ms frames).
+    """
+
+    width_mult: float = 1.0
+    strides: tuple[tuple[int, int], ...] = FRAME_MN_STRIDES
+    input_size: tuple[int, int] = (128, 1000)
+    se: SEConfig | None = CHANNEL_SE
+    mel_frames_per_output: int = MEL_FRAMES_PER_OUTPUT
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_size", positive_size(self.input_size))
+
+    @classmethod
+    def from_reference(cls, **kwargs: Any) -> FrameMNConfig:
+        """From the reference ``models.frame_mn.model.get_model`` arguments (width, SE) or tympan's names."""
+        return cls.from_dict(reference_se_fields(kwargs))
+
+
 class FrameMobileNet(FrameModel):
     """PretrainedSED's frame-level MobileNet: mel ``[batch, 1, n_mels, frames]`` -> 40-ms frame logits.
 
@@ -180,9 +220,28 @@ class FrameMobileNet(FrameModel):
         self.features = build_features(blocks, se, input_size)
         init_weights(self)
 
+    @classmethod
+    def from_config(cls, config: FrameMNConfig, num_classes: int = 447) -> FrameMobileNet:
+        """The frame MN of ``config`` with ``num_classes`` events (the registry's builder)."""
+        return cls(frame_mobilenet_config(config.width_mult, config.strides), num_classes, config.se,
+                   config.input_size, config.mel_frames_per_output)  # fmt: skip
+
     def forward_sequence(self, mel: Tensor) -> Tensor:
         """The last feature map averaged over its frequency bands (one band for 128 mels), ``[batch, T', D]``."""
         return self.features(mel).mean(2).transpose(1, 2)
+
+
+@dataclass(frozen=True)
+class FrameDyMNConfig(DynamicConfig):
+    """Architecture of the frame-level DyMN: the DyMN config with per-block ``(freq, time)`` strides.
+
+    Attributes:
+        strides: ``(freq, time)`` stride of each of the 15 blocks (the frame MobileNet's by default).
+        mel_frames_per_output: mel frames per output frame.
+    """
+
+    strides: tuple[tuple[int, int], ...] = FRAME_MN_STRIDES
+    mel_frames_per_output: int = MEL_FRAMES_PER_OUTPUT
 
 
 class FrameDyMN(DynamicBackbone, FrameModel):
@@ -216,6 +275,13 @@ class FrameDyMN(DynamicBackbone, FrameModel):
         init_weights(self)
         self.set_temperature(temperature)
 
+    @classmethod
+    def from_config(cls, config: FrameDyMNConfig, num_classes: int = 447) -> FrameDyMN:
+        """The frame-level DyMN of ``config`` with ``num_classes`` events (the registry's builder)."""
+        return cls(frame_mobilenet_config(config.width_mult, config.strides), config.layout, num_classes,
+                   config.options, config.temperature, config.temperature_schedule,
+                   config.mel_frames_per_output)  # fmt: skip
+
     def forward_sequence(self, mel: Tensor) -> Tensor:
         """The last feature map averaged over its frequency bands, ``[batch, T', D]``."""
         return self._feature_map(mel).mean(2).transpose(1, 2)
@@ -239,38 +305,12 @@ PRETRAINED_SED_FRONTEND = MelFrontendConfig(
 )  # fmt: skip
 
 
-def build_frame_mn(
-    num_classes: int = 447,
-    width_mult: float = 1.0,
-    strides: Sequence[Sequence[int]] = FRAME_MN_STRIDES,
-    input_dim_f: int = 128,
-    input_dim_t: int = 1000,
-    se_dims: str = "c",
-    se_agg: str = "max",
-    se_r: int = 4,
-    mel_frames_per_output: int = MEL_FRAMES_PER_OUTPUT,
-) -> FrameMobileNet:
+def build_frame_mn(num_classes: int = 447, **reference_kwargs: Any) -> FrameMobileNet:
     """Frame MN from the reference ``models.frame_mn.model.get_model`` arguments (width, SE) and the head's."""
-    if min(input_dim_f, input_dim_t) <= 0:
-        raise ConfigError(f"input_dim_f / input_dim_t must be positive, got {input_dim_f} / {input_dim_t}")
-    return FrameMobileNet(
-        frame_mobilenet_config(width_mult, strides),
-        num_classes=num_classes,
-        se=SEConfig.from_reference(se_dims, se_agg, se_r),
-        input_size=(input_dim_f, input_dim_t),
-        mel_frames_per_output=mel_frames_per_output,
-    )
+    return FrameMobileNet.from_config(FrameMNConfig.from_reference(**reference_kwargs), num_classes)
 
 
-def build_frame_dymn(
-    num_classes: int = 447,
-    width_mult: float = 1.0,
-    strides: Sequence[Sequence[int]] = FRAME_MN_STRIDES,
-    mel_frames_per_output: int = MEL_FRAMES_PER_OUTPUT,
-    **dynamic_kwargs: Any,
-) -> FrameDyMN:
+def build_frame_dymn(num_classes: int = 447, **reference_kwargs: Any) -> FrameDyMN:
     """Frame-level DyMN from the width, the ``(freq, time)`` strides and the reference DyMN arguments
-    (``context_ratio`` ... ``use_dy_blocks``, as :func:`tympan.models.dymn.reference_dymn_options`)."""
-    return FrameDyMN(frame_mobilenet_config(width_mult, strides), num_classes=num_classes,
-                     mel_frames_per_output=mel_frames_per_output,
-                     **reference_dymn_options(width_mult, **dynamic_kwargs))  # fmt: skip
+    (``context_ratio`` ... ``use_dy_blocks``, as :meth:`tympan.models.dymn.DynamicConfig.from_reference`)."""
+    return FrameDyMN.from_config(FrameDyMNConfig.from_reference(**reference_kwargs), num_classes)

@@ -28,19 +28,21 @@ loader), a state dict of the reference's ``PredictionsWrapper`` under ``model.fp
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
 from .frame import MEL_FRAMES_PER_OUTPUT, PRETRAINED_SED_FRONTEND, FrameModel
-from .passt import init_vit_weights, prepend_tokens, time_encodings, transformer_blocks
+from .passt import TransformerConfig, init_vit_weights, prepend_tokens, time_encodings, transformer_blocks
+from .spec import renamed
 
 # FPaSSTWrapper's AugmentMelSTFT: the frame MobileNets' mel, but with the periodic Hann window (its default).
 FPASST_FRONTEND = replace(PRETRAINED_SED_FRONTEND, periodic_window=True)
 
-__all__ = ["ColumnEmbed", "FramePaSST"]
+__all__ = ["ColumnEmbed", "FramePaSST", "FramePaSSTConfig"]
 
 _BLOCK_NORM_EPS = 1e-6
 # Channels of the stem's convolutions; the last 64 × (n_mels / 4) values regroup into 16 rows of n_mels.
@@ -58,6 +60,27 @@ class ColumnEmbed(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.proj(x)[..., 1:]
+
+
+@dataclass(frozen=True)
+class FramePaSSTConfig(TransformerConfig):
+    """Architecture of the frame-level PaSST; the defaults are PretrainedSED's fPaSST.
+
+    Attributes:
+        n_mels: mel bands of the input (a multiple of 4: the stem halves them twice).
+        time_encodings: time positions the model encodes (250: 10 s of 40-ms tokens; reference
+            ``pos_embed_length``).
+        mel_frames_per_output: mel frames per output frame (the tokens come at 1 per 4 mel frames).
+    """
+
+    n_mels: int = 128
+    time_encodings: int = 250
+    mel_frames_per_output: int = MEL_FRAMES_PER_OUTPUT
+
+    @classmethod
+    def from_reference(cls, **kwargs: Any) -> FramePaSSTConfig:
+        """From the reference network's keyword arguments (``pos_embed_length``) or tympan's names."""
+        return cls.from_dict(renamed(kwargs, {"pos_embed_length": "time_encodings"}))
 
 
 class FramePaSST(FrameModel):
@@ -125,6 +148,12 @@ class FramePaSST(FrameModel):
                       self.time_new_pos_embed):  # fmt: skip
             nn.init.trunc_normal_(param, std=0.02)
         self.apply(init_vit_weights)
+
+    @classmethod
+    def from_config(cls, config: FramePaSSTConfig, num_classes: int = 447) -> FramePaSST:
+        """The frame-level PaSST of ``config`` with ``num_classes`` events (the registry's builder)."""
+        return cls(num_classes, config.n_mels, config.time_encodings,
+                   mel_frames_per_output=config.mel_frames_per_output, **config.transformer_arguments())  # fmt: skip
 
     def _columns(self, mel: Tensor) -> Tensor:
         """The stem and the regrouping: ``[B, 1, n_mels, T]`` -> ``[B, 16, n_mels, T / 4]``."""

@@ -15,8 +15,8 @@ outputs keep their batch axis for batch size 1, and frequency SE works.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch.nn.functional as F
@@ -33,6 +33,7 @@ from .layers import (
     batch_norm,
     make_divisible,
 )
+from .spec import ArchConfig
 
 __all__ = [
     "ACTIVATIONS",
@@ -41,6 +42,7 @@ __all__ = [
     "EfficientATNet",
     "InvertedResidual",
     "InvertedResidualConfig",
+    "MNConfig",
     "MobileNet",
     "SEConfig",
     "build_classifier",
@@ -49,6 +51,7 @@ __all__ = [
     "describe_features",
     "init_weights",
     "mobilenet_v3_config",
+    "reference_se_fields",
     "reject_pretrained_name",
 ]
 
@@ -77,6 +80,7 @@ _LARGE_TABLE: tuple[tuple[int, int, int, int, bool, str, int | None], ...] = (
     (160, 5, 960, 160, True, "HS", None),
     (160, 5, 960, 160, True, "HS", None),
 )
+_INPUT_SIZE = (128, 1000)  # (n_mels, frames) of 10 s at the EfficientAT frontend
 _TAIL = 12  # rows from here on form the C4 stage (halved by reduced_tail, dilated by dilated)
 
 
@@ -226,6 +230,75 @@ class SEConfig:
             for dim in self.dims
         ]
         return ConcurrentSqueezeExcitation(layers, self.aggregation)
+
+
+@dataclass(frozen=True)
+class MNConfig(ArchConfig):
+    """Architecture of an EfficientAT MN; the defaults are the reference ``get_model``'s (MN width 1.0).
+
+    Attributes:
+        width_mult: channel multiplier of every layer.
+        reduced_tail: halve the channels of the last stage.
+        dilated: dilation 2 (and stride 1) in the last three blocks.
+        strides: strides of the four down-sampling blocks (2, 4, 7 and 13).
+        head_type: ``"mlp"`` or ``"fully_convolutional"``.
+        input_size: ``(n_mels, frames)`` the frequency / time SE layers are sized for (reference ``input_dim_f``,
+            ``input_dim_t``).
+        se: squeeze-excitation settings, None for none (reference ``se_dims``, ``se_agg``, ``se_r``).
+    """
+
+    width_mult: float = 1.0
+    reduced_tail: bool = False
+    dilated: bool = False
+    strides: tuple[int, int, int, int] = (2, 2, 2, 2)
+    head_type: str = "mlp"
+    input_size: tuple[int, int] = _INPUT_SIZE
+    se: SEConfig | None = field(default_factory=SEConfig)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "strides", tuple(self.strides))
+        object.__setattr__(self, "input_size", positive_size(self.input_size))
+
+    @classmethod
+    def from_reference(cls, **kwargs: Any) -> MNConfig:
+        """From the reference ``models.mn.model.get_model`` keyword arguments (or tympan's names)."""
+        fields = reference_se_fields(kwargs)
+        reject_pretrained_name(fields.pop("pretrained_name", None))
+        fields.pop("multihead_attention_heads", None)  # only for the attention-pooling head, which is not supported
+        return cls.from_dict(fields)
+
+
+def positive_size(size: Sequence[int]) -> tuple[int, int]:
+    """``(n_mels, frames)`` as a pair of positive ints.
+
+    Raises:
+        ConfigError: not two positive sizes.
+    """
+    freq, time = (int(s) for s in size)
+    if min(freq, time) <= 0:
+        raise ConfigError(f"input_size (input_dim_f / input_dim_t) must be positive, got {freq} / {time}")
+    return freq, time
+
+
+def reference_se_fields(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with the reference names of the SE and its input size (``se_dims``, ``se_agg``, ``se_r``,
+    ``input_dim_f``, ``input_dim_t``) as tympan's ``se`` and ``input_size`` (what MN and the frame MN share).
+
+    Raises:
+        ConfigError: a setting is given in both names.
+    """
+    fields = dict(kwargs)
+    given = {name: fields.pop(name) for name in ("input_dim_f", "input_dim_t", "se_dims", "se_agg", "se_r")
+             if name in fields}  # fmt: skip
+    for ours, names in (("input_size", ("input_dim_f", "input_dim_t")), ("se", ("se_dims", "se_agg", "se_r"))):
+        if ours in fields and given.keys() & set(names):
+            raise ConfigError(f"give {ours} or {' / '.join(names)}, not both")
+    if {"input_dim_f", "input_dim_t"} & given.keys():
+        freq, time = _INPUT_SIZE
+        fields["input_size"] = (given.get("input_dim_f", freq), given.get("input_dim_t", time))
+    if {"se_dims", "se_agg", "se_r"} & given.keys():
+        fields["se"] = SEConfig.from_reference(**{k: v for k, v in given.items() if k.startswith("se_")})
+    return fields
 
 
 class InvertedResidual(nn.Module):
@@ -408,6 +481,13 @@ class MobileNet(EfficientATNet):
         self.feature_info = describe_features(blocks, [f"features.{i}" for i in range(len(self.features))])
         init_weights(self)
 
+    @classmethod
+    def from_config(cls, config: MNConfig, num_classes: int = 527) -> MobileNet:
+        """The MN of ``config`` with ``num_classes`` outputs (the registry's builder)."""
+        blocks, last_channel = mobilenet_v3_config(config.width_mult, config.reduced_tail, config.dilated,
+                                                   config.strides)  # fmt: skip
+        return cls(blocks, last_channel, num_classes, config.head_type, config.se, config.input_size)
+
     def _feature_map(self, mel: Tensor) -> Tensor:
         return self.features(mel)
 
@@ -484,32 +564,6 @@ def reject_pretrained_name(pretrained_name: str | None) -> None:
         )
 
 
-def build_mn(
-    num_classes: int = 527,
-    pretrained_name: str | None = None,
-    width_mult: float = 1.0,
-    reduced_tail: bool = False,
-    dilated: bool = False,
-    strides: Sequence[int] = (2, 2, 2, 2),
-    head_type: str = "mlp",
-    multihead_attention_heads: int = 4,
-    input_dim_f: int = 128,
-    input_dim_t: int = 1000,
-    se_dims: str = "c",
-    se_agg: str = "max",
-    se_r: int = 4,
-) -> MobileNet:
+def build_mn(num_classes: int = 527, **reference_kwargs: Any) -> MobileNet:
     """MN from the reference ``models.mn.model.get_model`` keyword arguments (the same names and defaults)."""
-    reject_pretrained_name(pretrained_name)
-    del multihead_attention_heads  # only used by the attention-pooling head, which is not supported
-    if min(input_dim_f, input_dim_t) <= 0:
-        raise ConfigError(f"input_dim_f / input_dim_t must be positive, got {input_dim_f} / {input_dim_t}")
-    blocks, last_channel = mobilenet_v3_config(width_mult, reduced_tail, dilated, strides)
-    return MobileNet(
-        blocks,
-        last_channel,
-        num_classes=num_classes,
-        head_type=head_type,
-        se=SEConfig.from_reference(se_dims, se_agg, se_r),
-        input_size=(input_dim_f, input_dim_t),
-    )
+    return MobileNet.from_config(MNConfig.from_reference(**reference_kwargs), num_classes)

@@ -21,9 +21,11 @@ The eval path has no data-dependent branches (the crop and the cut are static sl
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -32,10 +34,13 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from .base import AudioModel
+from .spec import ArchConfig, renamed
 
 __all__ = [
     "Block",
     "PaSST",
+    "PaSSTConfig",
+    "TransformerConfig",
     "checkpoint_filter_fn",
     "init_vit_weights",
     "prepend_tokens",
@@ -171,6 +176,79 @@ def transformer_blocks(
     return nn.Sequential(*(Block(dim, num_heads, mlp_ratio, qkv_bias, drop, attn_drop, rate) for rate in rates))
 
 
+@dataclass(frozen=True)
+class TransformerConfig(ArchConfig):
+    """The transformer of PaSST and of the frame-level PaSST; the defaults are DeiT-B's.
+
+    Attributes:
+        embed_dim: token width ``E``.
+        depth: number of transformer blocks.
+        num_heads: attention heads.
+        mlp_ratio: MLP hidden width / ``E``.
+        qkv_bias: bias in the qkv projection.
+        drop_rate: dropout after the token embedding, in the MLP and after the attention projection.
+        attn_drop_rate: dropout on the attention weights.
+        drop_path_rate: stochastic depth, growing linearly to this rate over the blocks.
+    """
+
+    training_settings = frozenset({"drop_rate", "attn_drop_rate", "drop_path_rate"})
+
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    drop_rate: float = 0.0
+    attn_drop_rate: float = 0.0
+    drop_path_rate: float = 0.0
+
+    def transformer_arguments(self) -> dict[str, Any]:
+        """These fields as keyword arguments of the networks' constructors."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(TransformerConfig)}
+
+
+@dataclass(frozen=True)
+class PaSSTConfig(TransformerConfig):
+    """Architecture of a PaSST; the defaults are the reference constructor's.
+
+    Attributes:
+        input_size: nominal input ``(n_mels, frames)``; sets the encoding grid (reference ``img_size``).
+        patch_size: square patch side.
+        stride: patch stride ``(frequency, time)`` (10 = the overlapping PaSST-S, 16 = no overlap).
+        in_channels: input channels (reference ``in_chans``).
+        distilled: add the DeiT distillation token (all released models do).
+        patchout_time: structured patchout, time columns dropped in training (reference ``s_patchout_t``).
+        patchout_freq: structured patchout, frequency rows dropped in training (reference ``s_patchout_f``).
+        patchout_unstructured: unstructured patchout, patches dropped in training (reference ``u_patchout``).
+    """
+
+    training_settings = TransformerConfig.training_settings | {"patchout_time", "patchout_freq",
+                                                               "patchout_unstructured"}  # fmt: skip
+
+    input_size: tuple[int, int] = (128, 998)
+    patch_size: int = 16
+    stride: tuple[int, int] = (16, 16)
+    in_channels: int = 1
+    distilled: bool = False
+    patchout_time: int = 0
+    patchout_freq: int = 0
+    patchout_unstructured: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_size", _pair(self.input_size))
+        object.__setattr__(self, "stride", _pair(self.stride))
+
+    @classmethod
+    def from_reference(cls, **kwargs: Any) -> PaSSTConfig:
+        """From the reference ``PaSST`` constructor's keyword arguments (``img_size``, ``in_chans``,
+        ``s_patchout_t``, ...) or tympan's names."""
+        return cls.from_dict(renamed(kwargs, _REFERENCE_NAMES))
+
+
+_REFERENCE_NAMES = {"img_size": "input_size", "in_chans": "in_channels", "s_patchout_t": "patchout_time",
+                    "s_patchout_f": "patchout_freq", "u_patchout": "patchout_unstructured"}  # fmt: skip
+
+
 class PaSST(AudioModel):
     """PaSST on mel ``[batch, in_chans, n_mels, frames]``; the arguments are the reference constructor's.
 
@@ -245,6 +323,14 @@ class PaSST(AudioModel):
         self.head = nn.Sequential(nn.LayerNorm(embed_dim), self._classifier(num_classes))
         self.head_dist = self._classifier(num_classes) if distilled else None  # kept for the checkpoints; unused
         self._init_weights()
+
+    @classmethod
+    def from_config(cls, config: PaSSTConfig, num_classes: int = 527) -> PaSST:
+        """The PaSST of ``config`` with ``num_classes`` outputs (the registry's builder)."""
+        return cls(u_patchout=config.patchout_unstructured, s_patchout_t=config.patchout_time,
+                   s_patchout_f=config.patchout_freq, img_size=config.input_size, patch_size=config.patch_size,
+                   stride=config.stride, in_chans=config.in_channels, num_classes=num_classes,
+                   distilled=config.distilled, **config.transformer_arguments())  # fmt: skip
 
     def _classifier(self, num_classes: int) -> nn.Module:
         return nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
@@ -423,9 +509,6 @@ def checkpoint_filter_fn(state_dict: dict[str, Any], model: nn.Module) -> dict[s
     return state
 
 
-def build_passt(**kwargs: Any) -> PaSST:
+def build_passt(num_classes: int = 527, **reference_kwargs: Any) -> PaSST:
     """Build :class:`PaSST` from the reference constructor's keyword arguments."""
-    try:
-        return PaSST(**kwargs)
-    except TypeError as error:
-        raise ConfigError(f"unknown PaSST argument: {error}") from None
+    return PaSST.from_config(PaSSTConfig.from_reference(**reference_kwargs), num_classes)

@@ -1,8 +1,9 @@
 """The model registry: architectures by name, and named presets (zoo entries) as data.
 
-In the manner of timm's ``create_model``: an architecture is a builder function registered under a short
-name (``"mn"``, ``"dymn"``, ``"cp_mobile"``, ``"cp_resnet"``, ``"passt"``) with the family's
-``from_reference_kwargs`` adapter (the reference constructor's argument names to ours); a preset is a frozen
+In the manner of timm's ``create_model``: an architecture is a builder registered under a short name (``"mn"``,
+``"dymn"``, ``"cp_mobile"``, ``"cp_resnet"``, ``"passt"``) with the family's typed config class (an
+:class:`~tympan.models.spec.ArchConfig`, whose ``from_reference`` adapts the reference constructor's argument
+names to ours); a preset is a frozen
 :class:`ModelEntry`: a :class:`~tympan.models.spec.ModelSpec` (:attr:`ModelEntry.spec`) plus where its weights are
 and its published figures. :func:`resolve_spec` turns a name and keyword arguments into a spec, :func:`build` a spec
 (and weights) into a model that owns it, and :func:`create` is the two in one.
@@ -10,6 +11,7 @@ and its published figures. :func:`resolve_spec` turns a name and keyword argumen
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 from collections.abc import Callable, Mapping
@@ -23,12 +25,13 @@ from ..audio.frontend import MelFrontendConfig
 from ..errors import ConfigError, UnknownModelError
 from ..labels import get_labels, is_multilabel
 from .checkpoint import StateDictSource, load_checkpoint
-from .spec import DEFAULT_CLIP_SECONDS, ModelSpec, label_names
+from .spec import DEFAULT_CLIP_SECONDS, ArchConfig, KeywordConfig, ModelSpec, label_names, split_class_count
 
 __all__ = [
     "Architecture",
     "ModelEntry",
     "build",
+    "config_class",
     "create",
     "get_architecture",
     "get_preset",
@@ -45,23 +48,15 @@ __all__ = [
 
 Builder = Callable[..., nn.Module]
 CheckpointFilter = Callable[[dict[str, Any], nn.Module], dict[str, Any]]
-KwargsAdapter = Callable[[Mapping[str, Any]], dict[str, Any]]
-
-
-def same_names(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """The adapter of a family whose reference argument names are tympan's (EfficientAT, PaSST)."""
-    return dict(kwargs)
 
 
 @dataclass(frozen=True)
 class Architecture:
-    """A registered architecture: its builder and what a model built from it needs outside the weights.
+    """A registered architecture: its builder, its config class and what a model of it needs outside the weights.
 
     Attributes:
-        builder: ``builder(**config, num_classes=n) -> nn.Module``, ``config`` in tympan's names.
-        from_reference_kwargs: the family's adapter from the reference constructor's argument names to the
-            builder's (``n_classes`` -> ``num_classes`` for the DCASE families), so that
-            ``create(arch, **reference_kwargs)`` builds what the reference builds.
+        builder: ``builder(config, num_classes) -> nn.Module`` (``num_classes`` left out: the builder's default).
+        config: the family's typed config class (:class:`~tympan.models.spec.ArchConfig`).
         default_frontend, default_labels, default_clip_seconds: what a model of the architecture without a preset
             expects and predicts.
     """
@@ -71,8 +66,14 @@ class Architecture:
     default_frontend: MelFrontendConfig
     default_labels: str | None = None
     checkpoint_filter: CheckpointFilter | None = None
-    from_reference_kwargs: KwargsAdapter = same_names
     default_clip_seconds: float = DEFAULT_CLIP_SECONDS
+    config: type[ArchConfig] = KeywordConfig
+
+    def from_reference_kwargs(self, kwargs: Mapping[str, Any]) -> ArchConfig:
+        """The typed config of the reference constructor's keyword arguments (or tympan's), without the class
+        count: the family's adapter, ``config.from_reference``, so that ``create(arch, **reference_kwargs)``
+        builds what the reference builds."""
+        return self.config.from_reference(**kwargs)
 
 
 @dataclass(frozen=True)
@@ -154,17 +155,35 @@ def register_architecture(
     builder: Builder,
     *,
     default_frontend: MelFrontendConfig,
+    config: type[ArchConfig] | None = None,
     default_labels: str | None = None,
     checkpoint_filter: CheckpointFilter | None = None,
-    from_reference_kwargs: KwargsAdapter = same_names,
     default_clip_seconds: float = DEFAULT_CLIP_SECONDS,
 ) -> None:
-    """Register ``builder(**config) -> nn.Module`` under ``name`` (the zoo modules call this)."""
+    """Register an architecture under ``name`` (the zoo modules call this).
+
+    Args:
+        builder: ``builder(config, num_classes) -> nn.Module`` with ``config`` an instance of ``config``; for an
+            architecture of one's own registered without a config class, ``builder(**kwargs, num_classes=n)``
+            with the keyword arguments kept as given (a :class:`~tympan.models.spec.KeywordConfig`).
+        config: the family's typed config class.
+    """
     if name in _ARCHITECTURES or name in _PRESETS:
         raise ConfigError(f"model name {name!r} is registered twice")
+    if config is None:
+        config, builder = KeywordConfig, _keyword_builder(builder)
     _ARCHITECTURES[name] = Architecture(
-        name, builder, default_frontend, default_labels, checkpoint_filter, from_reference_kwargs, default_clip_seconds
+        name, builder, default_frontend, default_labels, checkpoint_filter, default_clip_seconds, config
     )
+
+
+def _keyword_builder(builder: Builder) -> Builder:
+    """A builder of keyword arguments as one of a :class:`~tympan.models.spec.KeywordConfig`."""
+
+    def build(config: KeywordConfig, num_classes: int | None = None) -> nn.Module:
+        return builder(**config.kwargs, **({} if num_classes is None else {"num_classes": num_classes}))
+
+    return build
 
 
 def register_preset(entry: ModelEntry) -> ModelEntry:
@@ -207,6 +226,12 @@ def get_architecture(name: str) -> Architecture:
         raise _unknown(name, "architecture", sorted(_ARCHITECTURES)) from None
 
 
+def config_class(arch: str) -> type[ArchConfig]:
+    """The config class of the registered architecture ``arch``; a :class:`~tympan.models.spec.KeywordConfig` for
+    a network the registry does not know (its spec keeps the arguments it was described with)."""
+    return _ARCHITECTURES[arch].config if arch in _ARCHITECTURES else KeywordConfig
+
+
 def get_preset(name: str) -> ModelEntry:
     """The zoo entry ``name``."""
     try:
@@ -234,20 +259,30 @@ def list_architectures() -> list[str]:
 def resolve_spec(name: str, **kwargs: Any) -> ModelSpec:
     """The spec of a preset or an architecture (with ``kwargs``, in the reference's or tympan's names).
 
-    The class count is ``num_classes`` (``n_classes``) where given, else the size of the preset's (or the
-    architecture's default) label set; the labels are that set where it fits, else ``class_0`` ...
+    The class count is ``num_classes`` (``n_classes``) where given, else the preset's, else the size of the
+    architecture's default label set; the labels are that set where it fits, else ``class_0`` ... A preset's
+    config may change only in its :attr:`~tympan.models.spec.ArchConfig.training_settings` (drop rates,
+    patchout, ...): every other field shapes its weights.
 
     Raises:
         UnknownModelError: the name is not registered.
-        ConfigError: a keyword argument contradicts the preset.
+        ConfigError: a keyword argument contradicts the preset or is not one of the architecture's.
     """
+    num_classes, kwargs = split_class_count(kwargs)
     name = _ALIASES.get(name, name)
     if name in _PRESETS:
         entry = _PRESETS[name]
         arch = get_architecture(entry.arch)
-        defined = arch.from_reference_kwargs(entry.model_kwargs)
-        given = arch.from_reference_kwargs(kwargs)
-        conflicts = {k: v for k, v in given.items() if k in defined and _plain(defined[k]) != _plain(v)}
+        preset_classes, preset_kwargs = split_class_count(entry.model_kwargs)
+        defined = arch.from_reference_kwargs(preset_kwargs)
+        config = arch.from_reference_kwargs({**preset_kwargs, **kwargs})
+        conflicts = {
+            f.name: getattr(config, f.name)
+            for f in dataclasses.fields(config)
+            if f.name not in config.training_settings and getattr(config, f.name) != getattr(defined, f.name)
+        }
+        if preset_classes is not None and num_classes not in (None, preset_classes):
+            conflicts["num_classes"] = num_classes
         if conflicts:
             hint = (
                 " To train on other labels, build the preset and call model.reset_classifier(num_classes)."
@@ -255,21 +290,16 @@ def resolve_spec(name: str, **kwargs: Any) -> ModelSpec:
                 else f" Use the architecture {entry.arch!r} to build another configuration."
             )
             raise ConfigError(f"{name!r} is defined with {dict(entry.model_kwargs)}; got {conflicts}.{hint}")
-        config, label_set, frontend, clip_seconds = (
-            {**defined, **given},
-            entry.labels,
-            entry.frontend,
-            entry.clip_seconds,
-        )
+        num_classes = preset_classes if num_classes is None else num_classes
+        label_set, frontend, clip_seconds = entry.labels, entry.frontend, entry.clip_seconds
     elif name in _ARCHITECTURES:
         entry, arch = None, _ARCHITECTURES[name]
         config, label_set = arch.from_reference_kwargs(kwargs), arch.default_labels
         frontend, clip_seconds = arch.default_frontend, arch.default_clip_seconds
     else:
         raise _unknown(name, "model", sorted(_PRESETS) + sorted(_ALIASES) + sorted(_ARCHITECTURES))
-    num_classes = config.pop("num_classes", None)
     if num_classes is None:  # the label set sizes the head; without one, the builder's default does
-        num_classes = len(get_labels(label_set)) if label_set else arch.builder(**config).num_classes
+        num_classes = len(get_labels(label_set)) if label_set else arch.builder(config).num_classes
     return ModelSpec(
         arch=arch.name,
         config=config,
@@ -289,7 +319,10 @@ def build(spec: ModelSpec, checkpoint: StateDictSource | Path | None = None) -> 
         CheckpointError: the checkpoint does not fit the model, cannot be read, or changed in the cache.
     """
     arch = get_architecture(spec.arch)
-    model = arch.builder(**spec.config, num_classes=spec.num_classes)
+    if not isinstance(spec.config, arch.config):
+        raise ConfigError(f"the {spec.arch!r} architecture is configured by a {arch.config.__name__}, the spec holds a "
+                          f"{type(spec.config).__name__}")  # fmt: skip
+    model = arch.builder(spec.config, spec.num_classes)
     model.spec = spec
     if checkpoint is not None:
         _load_verified(model, checkpoint, arch.checkpoint_filter)
@@ -361,10 +394,3 @@ def _load_verified(model: nn.Module, checkpoint: StateDictSource | Path, filter_
     load_checkpoint(model, checkpoint, filter_fn=filter_fn)
     if cached:
         hub.record_checksum(checkpoint)
-
-
-def _plain(value: Any) -> Any:
-    """Sequences as tuples, so that ``[2, 2]`` and ``(2, 2)`` compare equal."""
-    if isinstance(value, (list, tuple)):
-        return tuple(_plain(v) for v in value)
-    return value

@@ -9,18 +9,155 @@ its sample rate reads them here, so nothing copies them by hand or patches them 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
 
 from torch import nn
 
 from ..audio.frontend import MelFrontendConfig
 from ..errors import CheckpointError, ConfigError
 
-__all__ = ["DEFAULT_CLIP_SECONDS", "ModelSpec", "SpecProperties", "label_names", "spec_of"]
+__all__ = [
+    "DEFAULT_CLIP_SECONDS",
+    "ArchConfig",
+    "KeywordConfig",
+    "ModelSpec",
+    "SpecProperties",
+    "label_names",
+    "renamed",
+    "spec_of",
+    "split_class_count",
+]
 
 DEFAULT_CLIP_SECONDS = 10.0
+_CLASS_COUNT_NAMES = ("num_classes", "n_classes")
+_Config = TypeVar("_Config", bound="ArchConfig")
+
+
+class ArchConfig:
+    """Base of the architectures' typed configs: a frozen dataclass per family, in tympan's names.
+
+    A family's config (:class:`~tympan.models.mobilenet.MNConfig`, ...) holds everything that shapes its network
+    except the class count, which is the spec's ``len(labels)``. Its fields are scalars, tuples, mappings, None or
+    nested frozen dataclasses (:class:`~tympan.models.mobilenet.SEConfig`); :meth:`to_dict` writes plain Python
+    values (for ``torch.load(weights_only=True)`` and JSON) and :meth:`from_dict` reads them back through the field
+    types, once for every family. :meth:`from_reference` is the family's one adapter from the reference
+    constructor's argument names.
+
+    Attributes:
+        training_settings: fields that do not shape the weights (drop rates, patchout, the DyMN temperature): on a
+            preset, the only ones a caller may change.
+    """
+
+    training_settings: ClassVar[frozenset[str]] = frozenset()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python values only: nested dataclasses as dicts, tuples as lists."""
+        return _plain(self)
+
+    @classmethod
+    def from_dict(cls: type[_Config], data: Mapping[str, Any]) -> _Config:
+        """The config of ``data``, in tympan's names: plain values as :meth:`to_dict` writes them, or typed ones.
+
+        Raises:
+            ConfigError: a name is not a field of the family (the message lists them) or a value is invalid.
+        """
+        return _from_fields(cls, data)
+
+    @classmethod
+    def from_reference(cls: type[_Config], **kwargs: Any) -> _Config:
+        """The config of the reference constructor's keyword arguments (without the class count); families whose
+        reference names differ from tympan's override it, and tympan's names are accepted too."""
+        return cls.from_dict(kwargs)
+
+    def replace(self: _Config, **changes: Any) -> _Config:
+        """A copy with ``changes`` applied (validated)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+@dataclass(frozen=True)
+class KeywordConfig(ArchConfig):
+    """The config of an architecture registered without a typed one: its builder's keyword arguments as given."""
+
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dict(self.kwargs))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> KeywordConfig:
+        return cls(dict(data))
+
+
+def renamed(kwargs: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """``kwargs`` with the reference names of ``names`` (reference -> tympan) replaced by tympan's.
+
+    Raises:
+        ConfigError: an argument is given under both names.
+    """
+    both = sorted(ours for reference, ours in names.items() if reference in kwargs and ours in kwargs)
+    if both:
+        raise ConfigError(f"{both} given twice, in the reference's and in tympan's names; give one of each")
+    return {names.get(key, key): value for key, value in kwargs.items()}
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def _from_fields(cls: type, data: Mapping[str, Any]) -> Any:
+    """``cls(**data)`` for a dataclass ``cls``, with nested dataclasses built from dicts and lists made tuples."""
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        family = cls.__name__.removesuffix("Config")
+        counted = set(unknown) & set(_CLASS_COUNT_NAMES)
+        hint = (
+            "; the class count is not part of the config but len(spec.labels): pass num_classes to create or to "
+            "the network"
+            if counted
+            else ""
+        )
+        raise ConfigError(f"unknown {family} argument(s) {unknown}; the fields of {cls.__name__} are "
+                          f"{', '.join(names)}{hint}")  # fmt: skip
+    hints = typing.get_type_hints(cls)
+    try:
+        return cls(**{name: _typed(hints[name], value) for name, value in data.items()})
+    except TypeError as error:
+        raise ConfigError(f"invalid {cls.__name__}: {error}") from None
+
+
+def _typed(hint: Any, value: Any) -> Any:
+    """``value`` as a field of type ``hint`` holds it: a dict for a dataclass field built, sequences as tuples."""
+    if isinstance(value, Mapping):
+        nested = next((t for t in typing.get_args(hint) or (hint,) if dataclasses.is_dataclass(t)), None)
+        if nested is not None:
+            return nested.from_dict(value) if issubclass(nested, ArchConfig) else _from_fields(nested, value)
+        return {key: _typed(None, item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return tuple(_typed(None, item) for item in value)
+    return value
+
+
+def split_class_count(kwargs: Mapping[str, Any]) -> tuple[int | None, dict[str, Any]]:
+    """The class count of keyword arguments (``num_classes``, or the DCASE references' ``n_classes``) and the rest.
+
+    Raises:
+        ConfigError: both names are given.
+    """
+    rest = dict(kwargs)
+    counts = [rest.pop(name) for name in _CLASS_COUNT_NAMES if name in rest]
+    if len(counts) > 1:
+        raise ConfigError("give the class count once, as num_classes or as n_classes")
+    return (int(counts[0]) if counts and counts[0] is not None else None), rest
 
 
 @dataclass(frozen=True)
@@ -29,9 +166,8 @@ class ModelSpec:
 
     Attributes:
         arch: the registered architecture (``"mn"``, ``"cp_mobile"``, ...).
-        config: the architecture's constructor arguments in tympan's names (the family's
-            ``from_reference_kwargs`` adapter maps the reference names), without the class count, which is
-            ``len(labels)``.
+        config: the family's typed config in tympan's names (:class:`ArchConfig`: ``MNConfig``, ...), without the
+            class count, which is ``len(labels)``.
         frontend: the mel frontend the model expects (for a trained model: the one it was trained with).
         labels: class names, index = logit column (none for a network without a head, e.g. a retrieval encoder).
         multilabel: the classes are not mutually exclusive (sigmoid scores) rather than a softmax.
@@ -40,7 +176,7 @@ class ModelSpec:
     """
 
     arch: str
-    config: Mapping[str, Any]
+    config: ArchConfig
     frontend: MelFrontendConfig
     labels: tuple[str, ...]
     multilabel: bool
@@ -49,7 +185,10 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", tuple(self.labels))
-        object.__setattr__(self, "config", dict(self.config))
+        if not isinstance(self.config, ArchConfig):
+            raise ConfigError(f"a ModelSpec's config is its family's typed config (an ArchConfig such as MNConfig), "
+                              f"got {type(self.config).__name__}; tympan.models.resolve_spec makes one from "
+                              "keyword arguments")  # fmt: skip
         if self.clip_seconds <= 0:
             raise ConfigError(f"clip_seconds must be positive, got {self.clip_seconds}")
 
@@ -74,7 +213,7 @@ class ModelSpec:
         """Plain Python values only (for ``torch.load(weights_only=True)`` and JSON)."""
         return {
             "arch": self.arch,
-            "config": dict(self.config),
+            "config": self.config.to_dict(),
             "frontend": self.frontend.to_dict(),
             "labels": list(self.labels),
             "multilabel": self.multilabel,
@@ -84,15 +223,19 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelSpec:
-        """The spec :meth:`to_dict` wrote.
+        """The spec :meth:`to_dict` wrote; its config is read into the class of its registered architecture (a
+        :class:`KeywordConfig` for a network the registry does not know).
 
         Raises:
             CheckpointError: a field is missing or malformed.
         """
+        from .registry import config_class
+
         try:
+            arch = str(data["arch"])
             return cls(
-                arch=str(data["arch"]),
-                config=dict(data.get("config") or {}),
+                arch=arch,
+                config=config_class(arch).from_dict(data.get("config") or {}),
                 frontend=MelFrontendConfig(**data["frontend"]),
                 labels=tuple(data["labels"]),
                 multilabel=bool(data["multilabel"]),
@@ -130,7 +273,7 @@ def spec_of(model: nn.Module) -> ModelSpec:
     frontend = getattr(model, "frontend_config", None)
     if isinstance(frontend, MelFrontendConfig) and isinstance(getattr(model, "num_classes", None), int):
         labels = tuple(f"class_{i}" for i in range(model.num_classes))
-        return ModelSpec(type(model).__name__, {}, frontend, labels, multilabel=False)
+        return ModelSpec(type(model).__name__, KeywordConfig(), frontend, labels, multilabel=False)
     raise ConfigError(
         f"the {type(model).__name__} has no `spec` (the description of its frontend, labels and architecture); "
         "build it with tympan.models.create or tympan.models.bundle(...).get_model()"

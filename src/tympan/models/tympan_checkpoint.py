@@ -3,7 +3,7 @@ their layout.
 
 A file is a ``torch.save`` of::
 
-    {"tympan": {"format_version": 2, "spec": ModelSpec.to_dict(), "metrics": {...}, "provenance": {...}},
+    {"tympan": {"format_version": 3, "spec": ModelSpec.to_dict(), "metrics": {...}, "provenance": {...}},
      "state_dict": {"model.<key>": tensor, ...},
      "device_state_dicts": {device: {key: tensor}}}   # only for the per-device models of a DCASE25 run
 
@@ -12,8 +12,12 @@ The ``model.`` prefix is the layout of a Lightning checkpoint of the training sy
 (:func:`tympan.models.checkpoint.read_state_dict`) reads the weights. An int8 model (``tympan quantize``) is an
 exported program with the same entry as a JSON sidecar beside it (:func:`save_int8`, :func:`read_int8`).
 
-Version 1, written until tympan 0.x, had the spec's fields flat in the ``"tympan"`` entry (``arch``,
-``model_kwargs`` in the reference's names, ``frontend``, ``labels``, ...); :func:`read_checkpoint` still reads it.
+The spec's ``config`` is the family's typed config as plain values, in tympan's names
+(:meth:`~tympan.models.spec.ArchConfig.to_dict`). :func:`read_checkpoint` still reads the older formats: version
+2 had the same layout with ``config`` in the builders' keyword arguments (partly the reference's names:
+``input_dim_f``, ``img_size``, ...), version 1 the spec's fields flat in the ``"tympan"`` entry (``arch``,
+``model_kwargs`` in the reference's names, ``frontend``, ``labels``, ...); both are read through the family's
+adapter.
 Reading references' files and loading strictly stays in :mod:`tympan.models.checkpoint`.
 """
 
@@ -35,7 +39,7 @@ from ..errors import CheckpointError, ConfigError
 from ..files import atomic_path, write_atomically
 from ..labels import is_multilabel
 from .checkpoint import read_checkpoint_file
-from .spec import ModelSpec, label_names
+from .spec import ModelSpec, label_names, split_class_count
 
 __all__ = [
     "FORMAT_VERSION",
@@ -52,7 +56,7 @@ __all__ = [
     "save_int8",
 ]
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 INT8_FORMAT = "tympan-int8-pt2e"  # the sidecar's "format"
 _ENTRY = "tympan"
 _PREFIX = "model."
@@ -214,10 +218,23 @@ def _read_entry(description: Mapping[str, Any], name: str) -> tuple[ModelSpec, d
         raise CheckpointError(f"{name} is a tympan checkpoint of format {version!r}; this tympan reads formats up to "
                               f"{FORMAT_VERSION}: upgrade tympan")  # fmt: skip
     metrics = dict(description.get("metrics") or {})
-    if version == FORMAT_VERSION:
-        return ModelSpec.from_dict(description.get("spec") or {}), metrics, dict(description.get("provenance") or {})
+    if version > 1:
+        spec = description.get("spec") or {}
+        spec = ModelSpec.from_dict(spec) if version == FORMAT_VERSION else _v2_spec(spec, name)
+        return spec, metrics, dict(description.get("provenance") or {})
     provenance = {k: v for k, v in description.items() if k not in (*_V1_SPEC_FIELDS, "metrics")}
     return _v1_spec(description, name), metrics, provenance
+
+
+def _v2_spec(spec: Mapping[str, Any], name: str) -> ModelSpec:
+    """The spec of a version-2 entry: its ``config`` (the builder's keyword arguments) through the family's adapter."""
+    from .registry import config_class
+
+    try:
+        config = config_class(str(spec.get("arch"))).from_reference(**(spec.get("config") or {}))
+    except ConfigError as error:
+        raise CheckpointError(f"the tympan entry of {name} is malformed: {error}") from error
+    return ModelSpec.from_dict({**spec, "config": config.to_dict()})
 
 
 def _v1_spec(description: Mapping[str, Any], name: str) -> ModelSpec:
@@ -229,9 +246,9 @@ def _v1_spec(description: Mapping[str, Any], name: str) -> ModelSpec:
         raise CheckpointError(f"the tympan entry of {name} names no 'arch' or 'frontend'; it cannot be rebuilt")
     try:
         arch = get_architecture(arch_name)
-        config = arch.from_reference_kwargs(description.get("model_kwargs") or {})
+        num_classes, model_kwargs = split_class_count(description.get("model_kwargs") or {})
+        config = arch.from_reference_kwargs(model_kwargs)
         preset = get_preset(description["preset"]) if description.get("preset") else None
-        num_classes = config.pop("num_classes", None)
         labels = description.get("labels")
         label_set = description.get("label_set") or (preset.labels if preset is not None else arch.default_labels)
         if not labels:

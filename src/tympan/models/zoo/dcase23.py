@@ -7,25 +7,16 @@ available sources do not state are left out rather than guessed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from ..cp_mobile import DCASE23_FRONTEND, DCASE24_FRONTEND, build_cp_mobile
-from ..cp_resnet import TEACHER_FRONTEND, build_cp_resnet
+from ..cp_mobile import DCASE23_FRONTEND, DCASE24_FRONTEND, CPMobile, CPMobileConfig
+from ..cp_resnet import TEACHER_FRONTEND, CPResNet, CPResNetConfig
 from ..registry import ModelEntry, register_architecture, register_preset
 
-
-def from_reference_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """The CP-JKU ``get_model`` arguments in tympan's names: the class count is ``num_classes``, not ``n_classes``."""
-    return {("num_classes" if key == "n_classes" else key): value for key, value in kwargs.items()}
-
-
-for _arch, _builder, _frontend in (
-    ("cp_mobile", build_cp_mobile, DCASE23_FRONTEND),
-    ("cp_resnet", build_cp_resnet, TEACHER_FRONTEND),
+for _arch, _network, _config, _frontend in (
+    ("cp_mobile", CPMobile, CPMobileConfig, DCASE23_FRONTEND),
+    ("cp_resnet", CPResNet, CPResNetConfig, TEACHER_FRONTEND),
 ):
-    register_architecture(_arch, _builder, default_frontend=_frontend, default_labels="tau22",
-                          from_reference_kwargs=from_reference_kwargs, default_clip_seconds=1.0)  # fmt: skip
+    register_architecture(_arch, _network, config=_config, default_frontend=_frontend, default_labels="tau22",
+                          default_clip_seconds=1.0)  # fmt: skip
 
 __all__ = ["CP_MOBILE_DCASE23", "CP_MOBILE_DCASE24_BASELINE"]
 
@@ -170,4 +161,3 @@ CP_MOBILE_DCASE24_BASELINE = register_preset(
     )
 )
 """The DCASE24 Task 1 baseline architecture (CP-Mobile without GRN)."""
-

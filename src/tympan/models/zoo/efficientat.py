@@ -28,10 +28,11 @@ from .. import dymn, mobilenet
 from ..registry import ModelEntry, register_architecture, register_preset
 
 # DyMN checkpoints share MN's layout quirks, so both read through MN's filter.
-for _arch, _builder in (("mn", mobilenet.build_mn), ("dymn", dymn.build_dymn)):
+for _arch, _network, _config in (("mn", mobilenet.MobileNet, mobilenet.MNConfig), ("dymn", dymn.DyMN, dymn.DyMNConfig)):
     register_architecture(
         _arch,
-        _builder,
+        _network.from_config,
+        config=_config,
         default_frontend=MelFrontendConfig(),
         default_labels="audioset",
         checkpoint_filter=mobilenet.checkpoint_filter_fn,

@@ -26,7 +26,8 @@ from ..registry import ModelEntry, register_alias, register_architecture, regist
 
 register_architecture(
     "passt",
-    passt.build_passt,
+    passt.PaSST.from_config,
+    config=passt.PaSSTConfig,
     default_frontend=MelFrontendConfig(),
     default_labels="audioset",
     checkpoint_filter=passt.checkpoint_filter_fn,

@@ -14,14 +14,15 @@ from typing import Any
 from .. import frame, frame_passt
 from ..registry import ModelEntry, get_architecture, register_architecture, register_preset
 
-for _arch, _builder, _frontend in (
-    ("frame_mn", frame.build_frame_mn, frame.PRETRAINED_SED_FRONTEND),
-    ("frame_passt", frame_passt.FramePaSST, frame_passt.FPASST_FRONTEND),
-    ("frame_dymn", frame.build_frame_dymn, frame.PRETRAINED_SED_FRONTEND),
+for _arch, _network, _config, _frontend in (
+    ("frame_mn", frame.FrameMobileNet, frame.FrameMNConfig, frame.PRETRAINED_SED_FRONTEND),
+    ("frame_passt", frame_passt.FramePaSST, frame_passt.FramePaSSTConfig, frame_passt.FPASST_FRONTEND),
+    ("frame_dymn", frame.FrameDyMN, frame.FrameDyMNConfig, frame.PRETRAINED_SED_FRONTEND),
 ):
     register_architecture(
         _arch,
-        _builder,
+        _network.from_config,
+        config=_config,
         default_frontend=_frontend,
         default_labels="audioset_strong",
         checkpoint_filter=frame.checkpoint_filter_fn,
