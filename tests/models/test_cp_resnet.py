@@ -99,11 +99,11 @@ def test_contract_and_classifier_reset(teacher: CPResNet, generator: torch.Gener
 
 def test_reference_keyword_names() -> None:
     config = CPResNetConfig.from_reference(
-        n_classes=5, s2_group=1, maxpool_pos_stage1=[1], maxpool_kernel=(2, 2), maxpool_stride=2, n_blocks=[1, 1, 0]
+        s2_group=1, maxpool_pos_stage1=[1], maxpool_kernel=(2, 2), maxpool_stride=2, n_blocks=[1, 1, 0]
     )
-    assert config.num_classes == 5 and config.groups == (1, 1, 1) and config.pool_positions == ((1,), (), ())
+    assert config.groups == (1, 1, 1) and config.pool_positions == ((1,), (), ())
     assert config.widths == (32, 64, 64)  # stage 3 without blocks keeps stage 2's width
-    model = CPResNet(config)
+    model = CPResNet(config, num_classes=5)
     assert isinstance(model.stage1.block1, BasicBlock) and len(model.stage3) == 0
     assert model(torch.zeros(1, 1, 64, 20)).shape == (1, 5)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,9 @@ from tympan.models import (
     resolve_spec,
     save_checkpoint,
 )
+from tympan.models.cp_resnet import DCASE20_KWARGS
+from tympan.models.dymn import DynamicOptions
+from tympan.models.mobilenet import SEConfig
 from tympan.models.spec import spec_of
 from tympan.models.tympan_checkpoint import FORMAT_VERSION, entry
 
@@ -44,6 +48,84 @@ def test_each_family_adapts_the_reference_argument_names() -> None:
     assert reference.spec.labels == ("class_0", "class_1", "class_2")  # tau22 has 10 scenes: not these labels
     assert build(reference.spec).state_dict().keys() == reference.state_dict().keys()
     assert resolve_spec("mn", width_mult=0.4).labels == tuple(tympan.labels.get_labels("audioset"))
+
+
+# A preset of every family (non-default configs: strides, widths, SE, patchout, ...) and a tiny one where none is.
+FAMILY_SPECS = {
+    "mn": ("mn10_as_fc_s2211", {}),
+    "dymn": ("dymn04_replace_se_as", {}),
+    "passt": ("passt_s_swa_p16_128_ap476", {"s_patchout_t": 40, "s_patchout_f": 4}),
+    "cp_mobile": ("cp_mobile_dcase24_baseline", {}),
+    "cp_resnet": ("cp_resnet", {"rho": 5, **DCASE20_KWARGS}),
+    "frame_mn": ("frame_mn06", {}),
+    "frame_dymn": ("frame_dymn04", {}),
+    "frame_passt": ("frame_passt", {"depth": 2, "time_encodings": 100}),
+}
+
+
+def test_every_registered_family_has_a_typed_config() -> None:
+    assert set(FAMILY_SPECS) <= set(tympan.models.list_architectures())
+    assert all(type(resolve_spec(arch).config).__name__.endswith("Config") for arch in FAMILY_SPECS)
+
+
+@pytest.mark.parametrize("arch", sorted(FAMILY_SPECS))
+def test_each_family_config_round_trips_through_plain_values_and_a_checkpoint(arch: str, tmp_path: Path) -> None:
+    name, kwargs = FAMILY_SPECS[arch]
+    spec = resolve_spec(name, **kwargs)
+    config = spec.config
+    assert spec.arch == arch and config != type(config)()  # a config other than the family's defaults
+    plain = json.loads(json.dumps(config.to_dict()))  # plain values only
+    assert type(config).from_dict(plain) == config
+    assert ModelSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    path = save_checkpoint(TympanCheckpoint(spec, {"w": torch.zeros(1)}), tmp_path / "m.ckpt")
+    assert torch.load(path, weights_only=True)["tympan"]["spec"]["config"] == plain
+    assert read_checkpoint(path).spec == spec
+
+
+@pytest.mark.parametrize(
+    ("arch", "reference", "ours"),
+    [
+        ("mn", {"input_dim_f": 64, "se_dims": "cf", "se_agg": "avg"},
+         {"input_size": (64, 1000), "se": SEConfig((1, 2), "avg")}),
+        ("mn", {"se_dims": "none"}, {"se": None}),
+        ("dymn", {"use_dy_blocks": "replace_se", "no_ca": True, "dyconv_k": 2, "T_max": 1.0,
+                  "pretrain_final_temp": 2.0},
+         {"dynamic_blocks": "replace_se", "dynamic": DynamicOptions(num_kernels=2, coord_att=False),
+          "temperature_schedule": {"t_max": 1.0}, "temperature": 2.0}),
+        ("passt", {"img_size": (128, 200), "in_chans": 2, "s_patchout_t": 3, "stride": 10},
+         {"input_size": [128, 200], "in_channels": 2, "patchout_time": 3, "stride": (10, 10)}),
+        ("cp_mobile", {"n_classes": 10, "strides": None, "n_blocks": [2, 2]}, {"num_classes": 10, "n_blocks": (2, 2)}),
+        ("cp_resnet", {"s2_group": 1, "maxpool_kernel": (2, 2), "maxpool_pos_stage1": [1, 2]},
+         {"groups": (1, 1, 1), "pool_kernel": (2, 2), "pool_positions": ((1, 2), (), ())}),
+        ("frame_mn", {"input_dim_t": 500}, {"input_size": (128, 500)}),
+        ("frame_dymn", {"min_context_size": 16, "no_dyrelu": True}, {"dynamic": {"context_range": [16, 128],
+                                                                                 "dynamic_relu": False}}),
+        ("frame_passt", {"pos_embed_length": 100}, {"time_encodings": 100}),
+    ],
+)  # fmt: skip
+def test_reference_and_tympan_names_give_the_same_typed_config(arch: str, reference: dict, ours: dict) -> None:
+    spec = resolve_spec(arch, **reference)
+    assert spec == resolve_spec(arch, **ours) and spec.config != resolve_spec(arch).config
+
+
+def test_an_unknown_argument_names_the_family_and_its_fields() -> None:
+    with pytest.raises(ConfigError, match=r"unknown MN argument\(s\) \['widht_mult'\].* width_mult, reduced_tail"):
+        create("mn", widht_mult=0.4)
+    with pytest.raises(ConfigError, match=r"unknown CPMobile argument.*base_channels"):
+        resolve_spec("cp_mobile_dcase23", depth=3)
+    with pytest.raises(ConfigError, match="the class count is not part of the config"):
+        tympan.models.cp_mobile.CPMobileConfig.from_reference(n_classes=10)
+    with pytest.raises(ConfigError, match="not both"):
+        resolve_spec("mn", input_size=(64, 100), input_dim_f=64)
+
+
+def test_a_preset_changes_only_in_its_training_settings() -> None:
+    assert resolve_spec("dymn04_as", T_max=30.0).config.temperature_schedule.t_max == 30.0
+    assert resolve_spec("fpasst", drop_path_rate=0.1).config.drop_path_rate == 0.1
+    with pytest.raises(ConfigError, match=r"'se'.*architecture 'mn'"):
+        resolve_spec("mn10_as", se_dims="cf")  # shapes the weights, though the preset does not name it
+    with pytest.raises(ConfigError, match="reset_classifier"):
+        resolve_spec("cp_mobile_dcase23", n_classes=3)
 
 
 def test_spec_round_trips_through_plain_values() -> None:
@@ -90,6 +172,15 @@ def test_version_1_and_lightning_files_still_read(tmp_path: Path) -> None:
     assert stored.spec == model.spec.with_labels(["a", "b", "c"])  # clip length: the architecture's default
     assert stored.provenance == {"complexity": {"params": 7}} and stored.metrics == {"val/loss": 1.0}
     assert stored.state_dict.keys() == model.state_dict().keys()  # the Lightning keys of other modules are left out
+
+
+def test_version_2_files_with_the_builders_argument_names_still_read() -> None:
+    spec = resolve_spec("mn", width_mult=0.4, input_dim_f=64, se_dims="cf", num_classes=2)
+    version_2 = {**spec.to_dict(), "config": {"width_mult": 0.4, "input_dim_f": 64, "se_dims": "cf"}}
+    stored = read_checkpoint({"tympan": {"format_version": 2, "spec": version_2, "metrics": {"val/loss": 1.0}},
+                              "state_dict": {"model.w": torch.zeros(1)}})  # fmt: skip
+    assert stored.spec == spec and stored.metrics == {"val/loss": 1.0}
+    assert stored.spec.config.input_size == (64, 1000) and stored.spec.config.se == SEConfig((1, 2))
 
 
 def test_foreign_newer_and_empty_files_are_refused(tmp_path: Path) -> None:

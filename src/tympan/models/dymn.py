@@ -301,7 +301,8 @@ class DynamicOptions:
 
     Attributes:
         context_ratio: H = ``make_divisible(expanded // context_ratio, 8)`` ...
-        context_range: ... clipped to this ``(min, max)`` (already width-scaled).
+        context_range: ... clipped to this ``(min, max)``: width-scaled in the options a network is built with, at
+            width 1 in a :class:`DynamicConfig` (:meth:`scaled` turns one into the other).
         num_kernels: K of the dynamic convolutions.
         relu_pieces: M of DY-ReLU.
         dynamic_conv: False for static convolutions.

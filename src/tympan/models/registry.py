@@ -346,9 +346,9 @@ def create(
             against the SHA-256 recorded at its first strict load, and recorded then (:mod:`tympan.hub`).
         pretrained: load a preset's official weights (from the cache, downloaded when online), as timm's
             ``create_model(pretrained=True)``.
-        **kwargs: for an architecture, the reference constructor's keyword arguments; for a preset, only
-            arguments that do not contradict the entry (e.g. drop rates). ``num_classes`` of a preset
-            changes through ``model.reset_classifier`` instead.
+        **kwargs: for an architecture, the reference constructor's keyword arguments (or the fields of its typed
+            config); for a preset, only its config's ``training_settings`` (drop rates, patchout, ...) may differ
+            from the entry. ``num_classes`` of a preset changes through ``model.reset_classifier`` instead.
 
     Returns:
         the model in eval mode, owning its :class:`~tympan.models.spec.ModelSpec` as ``model.spec``
