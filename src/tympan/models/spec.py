@@ -104,6 +104,7 @@ def renamed(kwargs: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, An
 
 
 def _plain(value: Any) -> Any:
+    """``value`` in plain Python values: dataclasses as dicts of their fields, tuples as lists."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, (list, tuple)):
@@ -119,13 +120,8 @@ def _from_fields(cls: type, data: Mapping[str, Any]) -> Any:
     unknown = sorted(set(data) - set(names))
     if unknown:
         family = cls.__name__.removesuffix("Config")
-        counted = set(unknown) & set(_CLASS_COUNT_NAMES)
-        hint = (
-            "; the class count is not part of the config but len(spec.labels): pass num_classes to create or to "
-            "the network"
-            if counted
-            else ""
-        )
+        hint = "; the class count is not part of the config but len(spec.labels): pass num_classes to create or to "
+        hint = hint + "the network" if set(unknown) & set(_CLASS_COUNT_NAMES) else ""
         raise ConfigError(f"unknown {family} argument(s) {unknown}; the fields of {cls.__name__} are "
                           f"{', '.join(names)}{hint}")  # fmt: skip
     hints = typing.get_type_hints(cls)
