@@ -3,21 +3,26 @@ worker loses one file; read_span; cached ONNX graphs; one definition of a file's
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import platform
 from collections.abc import Iterator
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 import torch
+import torch.multiprocessing  # registers the reductions that send tensors as shared memory
 
 import tympan
 from tympan import engine, export
+from tympan.allocator import keep_freed_memory
 from tympan.audio.io import _to_mono, audio_info, load_audio, read_span
 from tympan.cli import main
-from tympan.engine import jobs
-from tympan.engine.pieces import ClipPiece
+from tympan.engine import jobs, runner
+from tympan.engine.pieces import ClipPiece, Outputs
 from tympan.engine.runner import WORKER_DIED
 from tympan.pipeline import AudioPipeline
 from tympan.tagging import timeline
@@ -165,3 +170,26 @@ def test_tympan_embed_and_the_cli_compute_the_same_embedding(
     np.testing.assert_allclose(written, python, atol=1e-4)
     one_pass = tympan.load("mn04_as", str(checkpoint), device="cpu").embed(files[0])
     np.testing.assert_allclose(python[0], one_pass, atol=1e-5)  # a short file: one forward pass
+
+
+def test_outputs_cross_processes_inline_not_as_shared_memory() -> None:
+    """A tensor from a DataLoader worker travels as a shared-memory segment and a file descriptor; the small
+    outputs of a piece are cheaper copied inline."""
+    outputs = Outputs({"sums": torch.arange(6.0).reshape(2, 3)[:, 1:]}, ["note"])
+    received = ForkingPickler.loads(ForkingPickler.dumps(outputs))
+    assert received.notes == ["note"] and not received.values["sums"].is_shared()
+    torch.testing.assert_close(received.values["sums"], outputs.values["sums"])
+
+
+def test_workers_have_exited_when_the_last_item_is_handed_out(network: engine.Network, folder: Path) -> None:
+    """Until they exit, every page the main process writes is a copy-on-write fault on memory it shares with them."""
+    job = jobs.TagJob(network, files_per_item=1)
+    _, items = runner.plan_job(job, [(str(path), str(path)) for path in sorted(folder.glob("clip0[0-2].wav"))])
+    outcomes = runner._outcomes(runner.WorkItems(items, network, compute=True), workers=2)
+    alive = [len(multiprocessing.active_children()) for _ in outcomes]
+    assert len(alive) == 3 and alive[0] > 0 and alive[-1] == 0
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the thresholds are glibc's mallopt")
+def test_the_allocator_keeps_freed_memory_under_glibc() -> None:
+    assert keep_freed_memory()

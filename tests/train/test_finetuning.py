@@ -3,6 +3,7 @@ re-initialisation with a strict load of the rest, the stratified validation spli
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import numpy as np
@@ -171,3 +172,14 @@ def test_finetune_from_a_checkpoint_with_other_labels_learns_three_tones(tmp_pat
     fresh = np.stack([0.3 * np.sin(2 * np.pi * f * t) + 0.05 * rng.normal(size=len(t)) for f in TONES.values()])
     scores = tympan.load(checkpoint=result.checkpoint, device="cpu")(fresh.astype(np.float32), RATE)
     assert list(np.array(result.labels)[scores.argmax(1)]) == list(TONES)
+
+
+def test_finetune_takes_an_injected_optimiser_whose_rate_is_the_heads(tmp_path, caplog):
+    csv = write_tone_dataset(tmp_path / "data", per_class=3, classes=2, split=False)
+    sgd = functools.partial(torch.optim.SGD, lr=0.02, momentum=0.9)
+    with caplog.at_level(logging.INFO, logger="tympan"):
+        result = finetune(csv, "tiny_test", pretrained=False, steps=2, optimizer=sgd, backbone_lr_factor=0.5,
+                          output=tmp_path / "run", progress=False, accelerator="cpu")  # fmt: skip
+    assert "head lr 0.02, backbone lr 0.01" in caplog.text and result.checkpoint.is_file()
+    with pytest.raises(ConfigError, match="inside `optimizer`"):
+        finetune(csv, "tiny_test", optimizer=sgd, lr=0.1, output=tmp_path / "other")

@@ -8,6 +8,7 @@ parser (``train`` to LightningCLI) sets ``forward_unknown=True`` and finds them 
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
 import sys
@@ -15,6 +16,7 @@ import warnings
 from collections.abc import Sequence
 
 from .. import __version__
+from ..allocator import keep_freed_memory
 from ..errors import TympanError
 
 __all__ = ["main"]
@@ -94,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    keep_freed_memory()
     try:
         return args.handler(args)
     except TympanError as error:
@@ -102,3 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        # Nothing needs collecting any more: the interpreter's last collection then skips every object there is,
+        # torch's included (measured: 0.4 s of each command's exit).
+        gc.freeze()

@@ -8,6 +8,7 @@ parallel and each reads only its own span (:func:`tympan.audio.io.read_span`): m
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -45,6 +46,16 @@ class Outputs:
 
     values: dict[str, Tensor]
     notes: list[str] = field(default_factory=list)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Values as numpy arrays, pickled inline: a tensor crossing from a DataLoader worker would travel as a
+        shared-memory segment with its file descriptor sent over a socket, which costs far more than copying these
+        small arrays (measured: the main process spent 0.6 s of an hour's timeline reading them back)."""
+        return {"values": {name: value.numpy() for name, value in self.values.items()}, "notes": self.notes}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.values = {name: torch.from_numpy(value) for name, value in state["values"].items()}
+        self.notes = state["notes"]
 
 
 @dataclass(frozen=True)

@@ -141,14 +141,20 @@ def _named(
     if checkpoint is None:
         return ModelBundle(spec, official=pretrained and spec.preset is not None)
     content = read_checkpoint_file(checkpoint) if isinstance(checkpoint, (str, Path)) else checkpoint
-    if not is_tympan_checkpoint(content):  # a path stays one: a file of the cache is checked against its hash
-        return ModelBundle(spec, weights=checkpoint)
+    if not is_tympan_checkpoint(content):  # the path of a cache file stays one: it is checked against its hash
+        return ModelBundle(spec, weights=checkpoint if _cached(checkpoint) else content)
     _no_arguments(model_kwargs)
     stored = read_checkpoint(content)
     if name not in (stored.spec.arch, stored.spec.preset):
         raise ConfigError(f"the checkpoint describes a {stored.spec.preset or stored.spec.arch!r} model, not {name!r};"
                           " pass the checkpoint alone")  # fmt: skip
     return ModelBundle(stored.spec, weights=stored.state_dict, checkpoint=stored)
+
+
+def _cached(checkpoint: StateDictSource | Path) -> bool:
+    from ..hub import in_cache
+
+    return isinstance(checkpoint, (str, Path)) and in_cache(checkpoint)
 
 
 def _no_arguments(model_kwargs: dict[str, Any]) -> None:

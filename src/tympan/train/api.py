@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from ..data.datamodule import AudioDataModule
@@ -99,6 +101,7 @@ def finetune(
     seed: int = 0,
     progress: bool = True,
     cache_dir: str | Path | None = None,
+    optimizer: OptimizerCallable | None = None,
     system_kwargs: dict[str, Any] | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` on the labelled clips of ``data`` and write ``output/model.ckpt``.
@@ -141,22 +144,28 @@ def finetune(
         seed: seeds Python, numpy and torch (``lightning.seed_everything``).
         progress: show progress bars.
         cache_dir: decoded-clip cache (default ``output/cache``).
+        optimizer: builds the optimiser from the parameter groups, e.g. ``functools.partial(torch.optim.SGD,
+            lr=0.01, momentum=0.9)``; its learning rate is the head's (the backbone's follows ``backbone_lr_factor``
+            / ``layer_decay``) and takes the place of ``lr``. Default: Adam at ``lr``.
         system_kwargs: further :class:`AudioSystem` arguments (augmentation, KD, complexity limits, ...).
 
     Returns:
         the checkpoint path, the validation metrics (empty without validation clips), the labels and the run folder.
 
     Raises:
-        ConfigError: both ``epochs`` and ``steps``, a non-positive length, or ``weak_data`` without ``sed``.
+        ConfigError: both ``epochs`` and ``steps``, both ``lr`` and ``optimizer``, a non-positive length, or
+            ``weak_data`` without ``sed``.
         DataError: no training clips.
     """
     if task not in TASKS:
         raise ConfigError(f"task must be one of {TASKS}, got {task!r}")
     if (weak_data is not None or weak_fraction is not None) and task != "sed":
         raise ConfigError("weak_data / weak_fraction (clip labels beside strong ones) need task='sed'")
+    if optimizer is not None and lr is not None:
+        raise ConfigError("give the learning rate inside `optimizer`, not also as lr")
     defaults = TASK_DEFAULTS[task]
     batch_size = batch_size or defaults["batch_size"]
-    lr = lr if lr is not None else defaults["lr"]
+    rate = {"optimizer": optimizer} if optimizer is not None else {"lr": lr if lr is not None else defaults["lr"]}
     mixup_alpha = mixup_alpha if mixup_alpha is not None else defaults["mixup_alpha"]
     min_steps = min_steps if min_steps is not None else defaults["min_steps"]
     L.seed_everything(seed, workers=True, verbose=False)
@@ -193,7 +202,7 @@ def finetune(
         "num_classes": module.num_classes,
         "labels": module.labels,
         "checkpoint": initial,
-        "lr": lr,
+        **rate,
         "backbone_lr_factor": backbone_lr_factor,
         "layer_decay": layer_decay,
         "freeze_backbone_bn": freeze_bn if freeze_bn is not None else from_pretrained,
@@ -257,11 +266,12 @@ def _log_plan(plan: StepPlan, requested_batch: int, system: AudioSystem) -> None
         logger.info("batch size %d -> %d: the training set has %d clips", requested_batch, plan.batch_size,
                     plan.batch_size)  # fmt: skip
     hp = system.hparams
+    head_lr = system.optimizer_factory([torch.nn.Parameter(torch.zeros(1))]).defaults["lr"]
     logger.info(
         "training %d optimizer steps (%.1f epochs of %d steps at batch %d): warm-up %d steps, ramp-down from step %d; "
         "head lr %g, backbone lr %g%s%s",
         plan.steps, plan.epochs, plan.steps_per_epoch, plan.batch_size, plan.warmup_steps, plan.rampdown_start_step,
-        hp.lr, hp.lr * hp.backbone_lr_factor, f", layer decay {hp.layer_decay}" if hp.layer_decay else "",
+        head_lr, head_lr * hp.backbone_lr_factor, f", layer decay {hp.layer_decay}" if hp.layer_decay else "",
         ", backbone BatchNorm statistics frozen" if hp.freeze_backbone_bn else "",
     )  # fmt: skip
 
