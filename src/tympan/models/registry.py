@@ -4,8 +4,9 @@ In the manner of timm's ``create_model``: an architecture is a builder registere
 ``"dymn"``, ``"cp_mobile"``, ``"cp_resnet"``, ``"passt"``) with the family's typed config class (an
 :class:`~tympan.models.spec.ArchConfig`, whose ``from_reference`` adapts the reference constructor's argument
 names to ours); a preset is a frozen :class:`ModelEntry`: a :class:`~tympan.models.spec.ModelSpec`
-(:attr:`ModelEntry.spec`) plus where its weights are and its published figures. :func:`resolve_spec` turns a name and keyword arguments into a spec, :func:`build` a spec
-(and weights) into a model that owns it, and :func:`create` is the two in one.
+(:attr:`ModelEntry.spec`) plus where its weights are and its published figures. :func:`resolve_spec` turns a name
+and keyword arguments into a spec, :func:`build` a spec (and weights) into a model that owns it, and :func:`create`
+is the two in one.
 """
 
 from __future__ import annotations
