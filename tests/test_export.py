@@ -59,3 +59,11 @@ def test_pipeline_onnx_backend_equals_torch() -> None:
         for backend in ("torch", "onnx")
     }
     np.testing.assert_allclose(scores["onnx"], scores["torch"], atol=1e-5)
+
+
+def test_dymn_falls_back_to_fixed_shapes_and_leaves_stdout_clean(capfd: pytest.CaptureFixture[str]) -> None:
+    """The failed dynamic attempt made torch print the whole graph on stdout, where `tympan tag` writes its JSON."""
+    model = stress_(create("dymn04_as"), torch.Generator().manual_seed(0))
+    network = OnnxNetwork.from_model(model, model.frontend_config, seconds=1.0)
+    assert max_difference(network, _example_mel(model.frontend_config, 1.0)) < 1e-4
+    assert not network.dynamic and capfd.readouterr().out == ""

@@ -14,11 +14,14 @@ process and run in DataLoader workers forked from it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
 import os
+import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,13 +95,30 @@ def _onnx_bytes(graph: nn.Module, example: Tensor, *, dynamic: bool = True) -> b
     return buffer.getvalue()
 
 
+@contextlib.contextmanager
+def _stdout_discarded() -> Iterator[None]:
+    """File descriptor 1 to /dev/null: the TorchScript exporter switches its C++ log on at every export (torch 2.13
+    tests the function ``_jit_is_onnx_log_enabled`` instead of calling it) and prints the whole graph to stdout when
+    an export fails, which would corrupt ``tympan tag --format json`` on stdout."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _export(graph: nn.Module, example: Tensor) -> tuple[bytes, bool]:
     """The graph with dynamic batch size and frames where the model allows it, else fixed to the example's shape.
 
     DyMN's context pooling (adaptive pooling to a size computed from the input) only exports with fixed shapes.
     """
     try:
-        return _onnx_bytes(graph, example), True
+        with _stdout_discarded():
+            return _onnx_bytes(graph, example), True
     except torch.onnx.errors.OnnxExporterError as error:
         logger.info("ONNX export with dynamic shapes failed (%s); exporting for %s", error, tuple(example.shape))
         return _onnx_bytes(graph, example, dynamic=False), False
