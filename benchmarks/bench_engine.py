@@ -13,8 +13,8 @@ process tree, workers included), with ``mn10_as`` at random (stressed) weights f
   exit).
 * P: pooled against exact windows, max |score difference| over a 2-minute file (mn10_as and dymn10_as).
 
-    .venv/bin/python -m benchmarks.bench_engine            # 120 / 1200 files, 10 / 60 min
-    .venv/bin/python -m benchmarks.bench_engine --quick    # 40 / 400 files, 2 / 10 min
+    .venv/bin/python -m benchmarks.bench_engine            # 120 and 400 files (RSS: 1200), 10 / 60 min
+    .venv/bin/python -m benchmarks.bench_engine --quick    # 40 files (RSS: 400), 2 / 10 min
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import soundfile
 import torch
 
 SOURCE_RATE = 44100
+REPEATS = 3  # runs of each long-file configuration (the median is reported)
 
 
 def _load_stressed(name: str) -> Any:
@@ -143,6 +144,13 @@ def pooled_difference(name: str, path: str) -> None:
     print(json.dumps({"max": float(difference.max()), "mean": float(difference.mean()), "top1": agree}))
 
 
+def _rates(run: dict[str, float], files: int) -> str:
+    return (
+        f"{files / run['wall']:6.1f} files/s, {files / run['cpu']:6.1f} files per CPU-second,"
+        f" peak RSS {run['rss_mb']:5.0f} MB"
+    )
+
+
 def _tag(paths: list[str], checkpoint: str, *extra: str) -> list[str]:
     """``tympan tag`` writing JSON to stdout (which :func:`_measure` discards)."""
     command = [sys.executable, "-m", "tympan.cli", "tag", *paths, "--model", "mn10_as", "--checkpoint", checkpoint]
@@ -157,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         {"naive": naive_loop, "pooled": pooled_difference, "first-call": first_call}[args.child[0]](*args.child[1:])
         return
-    files, minutes = (40, (2, 10)) if args.quick else (120, (10, 60))
+    folders, minutes = ((40,), (2, 10)) if args.quick else ((120, 400), (10, 60))
     cores = len(os.sched_getaffinity(0))
     print(
         f"bench_engine: mn10_as (random stressed weights), {cores} cores, load average {os.getloadavg()[0]:.1f}"
@@ -168,8 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         env = {**os.environ, "TYMPAN_CACHE": str(root / "cache"), "PYTHONPATH": os.pathsep.join(sys.path)}
         checkpoint = str(root / "mn10.pt")
         torch.save(_load_stressed("mn10_as").model.state_dict(), checkpoint)
-        _write_clips(root / "clips", files)
-        _write_clips(root / "many", 10 * files)
+        _write_clips(root / "many", 10 * folders[0])
         soundfile.write(root / "one.wav", 0.1 * np.random.default_rng(2).standard_normal(SOURCE_RATE), SOURCE_RATE)
 
         # S first: the first run exports and caches the graph, the second finds it.
@@ -182,44 +189,52 @@ def main(argv: list[str] | None = None) -> None:
             f" {export['cpu']:.2f} CPU-s for the first run, which exports the graph)"
         )
 
-        naive_command = [sys.executable, "-m", "benchmarks.bench_engine", "--child", "naive", str(root / "clips")]
-        naive = _measure([*naive_command, checkpoint, "default"], env)
-        naive_one = _measure([*naive_command, checkpoint, "1"], env)
-        ours = _measure(_tag([str(root / "clips")], checkpoint), env)
-        many = _measure(_tag([str(root / "many")], checkpoint), env)
-        print(f"F  folder of {files} 10-s 44.1-kHz stereo WAVs, wall incl. start-up:")
-        runs = (
-            ("naive loop", naive, files),
-            ("naive, 1 thread", naive_one, files),
-            ("tympan tag", ours, files),
-            ("tympan tag", many, 10 * files),
-        )
-        for label, run, count in runs:
+        print("F  folders of 10-s 44.1-kHz stereo WAVs, wall incl. start-up:")
+        rss = {}
+        for count in folders:
+            folder = root / f"clips{count}"
+            _write_clips(folder, count)
+            naive_command = [sys.executable, "-m", "benchmarks.bench_engine", "--child", "naive", str(folder)]
+            naive = _measure([*naive_command, checkpoint, "default"], env)
+            naive_one = _measure([*naive_command, checkpoint, "1"], env)
+            ours = _measure(_tag([str(folder)], checkpoint), env)
+            rss[count] = ours["rss_mb"]
+            for label, run in (("naive loop", naive), ("naive, 1 thread", naive_one), ("tympan tag", ours)):
+                print(f"     {label:15s} {count:5d} files: {_rates(run, count)}")
             print(
-                f"     {label:15s} {count:5d} files: {count / run['wall']:6.1f} files/s,"
-                f" {count / run['cpu']:6.1f} files per CPU-second, peak RSS {run['rss_mb']:5.0f} MB"
+                f"   {count} files, tympan tag / naive loop: {naive['wall'] / ours['wall']:.2f}x wall,"
+                f" {naive['cpu'] / ours['cpu']:.2f}x CPU time; / naive loop on 1 thread:"
+                f" {naive_one['wall'] / ours['wall']:.2f}x wall, {naive_one['cpu'] / ours['cpu']:.2f}x CPU time"
             )
-        print(
-            f"   tympan tag / naive loop: {naive['wall'] / ours['wall']:.2f}x wall,"
-            f" {naive['cpu'] / ours['cpu']:.2f}x CPU time; / naive loop on 1 thread:"
-            f" {naive_one['wall'] / ours['wall']:.2f}x wall, {naive_one['cpu'] / ours['cpu']:.2f}x CPU time;"
-            f" peak RSS {10 * files} vs {files} files: {many['rss_mb']:.0f} vs {ours['rss_mb']:.0f} MB"
-        )
+        many = _measure(_tag([str(root / "many")], checkpoint), env)
+        print(f"     {'tympan tag':15s} {10 * folders[0]:5d} files: {_rates(many, 10 * folders[0])}")
+        print(f"   peak RSS {10 * folders[0]} vs {folders[0]} files: {many['rss_mb']:.0f} vs {rss[folders[0]]:.0f} MB")
         shutil.rmtree(root / "many")
 
-        print("H  one 44.1-kHz stereo file, --window 10 --hop 1 (default method), wall incl. start-up:")
+        print(
+            "H  one 44.1-kHz stereo file, --window 10 --hop 1 (default method), wall incl. start-up, medians of"
+            f" {REPEATS} runs alternating all cores and one (after one run that exports the feature-map graph):"
+        )
         walls = {}
         for length in minutes:
             path = root / f"long{length}.wav"
             _write_long(path, length)
             command = _tag([str(path)], checkpoint, "--window", "10", "--hop", "1")
+            if length == minutes[0]:
+                _measure(command, env)
+            runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+            for _ in range(REPEATS):
+                for pinned in (False, True):
+                    runs[pinned].append(_measure(["taskset", "-c", "0", *command] if pinned else command, env))
             for pinned in (False, True):
-                run = _measure(["taskset", "-c", "0", *command] if pinned else command, env)
-                walls[length, pinned] = run["wall"]
+                wall, cpu, rss = (
+                    float(np.median([run[key] for run in runs[pinned]])) for key in ("wall", "cpu", "rss_mb")
+                )
+                walls[length, pinned] = wall
                 where = "1 core (taskset -c 0)" if pinned else f"{cores} cores"
                 print(
-                    f"     {length:3d} min, {where:22s}: {60 * length / run['wall']:6.0f}x real time,"
-                    f" {60 * length / run['cpu']:6.0f}x per CPU-second, peak RSS {run['rss_mb']:5.0f} MB"
+                    f"     {length:3d} min, {where:22s}: {60 * length / wall:6.0f}x real time,"
+                    f" {60 * length / cpu:6.0f}x per CPU-second, peak RSS {rss:5.0f} MB"
                 )
             path.unlink()
         longest = max(minutes)
