@@ -106,26 +106,9 @@ def naive_loop(folder: str, checkpoint: str, threads: str) -> None:
             model(naive_frontend(waveform[None], config).unsqueeze(1))
 
 
-def first_call(*argv: str) -> None:
-    """Run in a child: ``tympan tag ARGV`` in this process, printing the monotonic clock (shared by all processes)
-    when the network is first called, in the worker that calls it."""
-    from tympan.cli import main as cli
-    from tympan.engine.network import Network
-
-    real = Network.forward
-
-    def reporting(network: Network, waveforms: torch.Tensor) -> dict[str, torch.Tensor]:
-        print(json.dumps({"first_call": time.monotonic()}), file=sys.stderr, flush=True)
-        Network.forward = real
-        return real(network, waveforms)
-
-    Network.forward = reporting
-    cli(["tag", *argv])
-
-
 def _start_to_first_call(command: list[str], env: dict[str, str]) -> float:
     """Seconds from starting ``tympan tag`` (the arguments of :func:`_tag`) to its first model call."""
-    child = [sys.executable, "-m", "benchmarks.bench_engine", "--child", "first-call", *command[4:]]
+    child = [sys.executable, "-m", "benchmarks.first_call", *command[4:]]
     start = time.monotonic()
     result = subprocess.run(child, capture_output=True, text=True, env=env, check=True)
     stamps = [json.loads(line)["first_call"] for line in result.stderr.splitlines() if '"first_call"' in line]
@@ -163,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        {"naive": naive_loop, "pooled": pooled_difference, "first-call": first_call}[args.child[0]](*args.child[1:])
+        {"naive": naive_loop, "pooled": pooled_difference}[args.child[0]](*args.child[1:])
         return
     folders, minutes = ((40,), (2, 10)) if args.quick else ((120, 400), (10, 60))
     cores = len(os.sched_getaffinity(0))

@@ -83,6 +83,21 @@ def _configure_logging(verbose: bool) -> None:
         warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
 
 
+def _import_torch() -> None:
+    """Import torch (every command runs it) with the garbage collector paused, then freeze what exists by then.
+
+    torch's import creates about a million objects, and each collection while they arrive re-scans all those made
+    before; frozen, they are never scanned again. Measured (medians of 8): the imports of ``tympan tag`` 1.36 ->
+    1.09 s, and loading its model after them 0.27 -> 0.15 s.
+    """
+    gc.disable()
+    try:
+        import torch  # noqa: F401
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tympan`` console script; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -97,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     keep_freed_memory()
+    _import_torch()
     try:
         return args.handler(args)
     except TympanError as error:

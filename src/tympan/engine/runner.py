@@ -163,12 +163,14 @@ def _outcomes(dataset: WorkItems, workers: int) -> Iterator[list[Outcome]]:
 def _started(loader: DataLoader) -> Iterator[list[Outcome]]:
     """The loader's iterator, its workers forked with this process's objects frozen out of their garbage collector
     (the Python docs' advice for fork): a collection in a worker would otherwise write to every object's header and
-    copy all the pages it shares with this process."""
+    copy all the pages it shares with this process. A caller's own freeze (the CLI's) stays in place."""
+    frozen_before = gc.get_freeze_count() > 0
     gc.freeze()
     try:
         return iter(loader)
     finally:
-        gc.unfreeze()
+        if not frozen_before:
+            gc.unfreeze()
 
 
 def _shut_down(batches: Iterator[list[Outcome]]) -> None:
