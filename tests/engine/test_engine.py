@@ -152,6 +152,24 @@ def test_a_second_network_exports_nothing(checkpoint: Path, monkeypatch: pytest.
     np.testing.assert_allclose(first.forward(waveform)["logits"], second.forward(waveform)["logits"], atol=1e-6)
 
 
+def test_a_large_batch_runs_in_calls_of_the_cpu_size_with_the_same_outputs(
+    network: engine.Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rate = network.sample_rate
+    assert network.rows_per_call(torch.zeros(4, 10 * rate)) == 1  # 10-s clips: one per call
+    assert network.rows_per_call(torch.zeros(32, rate)) == 16
+    assert network.rows_per_call(torch.zeros(2, 60 * rate)) == 1
+    waveforms = 0.1 * torch.randn(5, rate // 2, generator=torch.Generator().manual_seed(0))
+    calls: list[int] = []
+    real = network._pipeline.forward_waveforms
+    monkeypatch.setattr(network._pipeline, "forward_waveforms", lambda part: calls.append(len(part)) or real(part))
+    monkeypatch.setattr(engine.network, "CPU_SECONDS_PER_CALL", 1.0)  # two half-second clips per call
+    outputs = network.forward(waveforms)
+    assert calls == [2, 2, 1]
+    alone = [real(row[None])[0] for row in waveforms]
+    torch.testing.assert_close(outputs["logits"], torch.cat(alone), atol=1e-5, rtol=1e-5)
+
+
 def test_pooled_is_the_default_where_it_applies(network: engine.Network) -> None:
     assert engine.default_method(network, 10.0, 1.0) == "pooled"
     assert engine.default_method(network, 10.0, 3.0) == "windows"  # not a multiple of the hop
