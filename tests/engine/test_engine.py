@@ -122,6 +122,17 @@ def test_timeline_pieces_in_workers_equal_one_pass(pipeline: AudioPipeline, fold
         np.testing.assert_allclose(pieces.scores, one.scores, atol=1e-5 if method == "windows" else 0.02)
 
 
+def test_pooled_windows_classified_in_chunks_equal_all_at_once(
+    pipeline: AudioPipeline, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = timeline(pipeline, folder / "long.wav", window=1.0, hop=0.25, method="pooled", workers=0)
+    monkeypatch.setattr(jobs, "POOLED_WINDOWS_PER_CALL", 3)
+    chunked = timeline(pipeline, folder / "long.wav", window=1.0, hop=0.25, method="pooled", workers=0)
+    assert len(whole.starts) > 6
+    np.testing.assert_allclose(chunked.starts, whole.starts)
+    np.testing.assert_allclose(chunked.scores, whole.scores, atol=1e-6)
+
+
 def test_a_worker_that_dies_loses_only_its_file(
     network: engine.Network, folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,11 +8,12 @@ import io
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ..errors import ConfigError
-from ..files import write_atomically
+from ..files import atomic_path
 from .options import add_trainer_arguments, require_model, trainer_options
 
 logger = logging.getLogger(__name__)
@@ -141,11 +142,11 @@ def _output(record: Any, args: argparse.Namespace, *, several: bool) -> dict[str
 
 def _write(records: list[dict[str, Any]], args: argparse.Namespace) -> None:
     """All records so far, to --output (atomically: what --resume starts from) or to stdout at the end."""
-    text = format_records(records, args.format)
-    if args.output:
-        write_atomically(args.output, text)
-    else:
-        sys.stdout.write(text)
+    if not args.output:
+        write_records(records, args.format, sys.stdout)
+        return
+    with atomic_path(args.output) as temporary, temporary.open("w", encoding="utf-8") as out:
+        write_records(records, args.format, out)
 
 
 def _plot_path(plot: str, audio: Path, several: bool) -> Path:
@@ -156,41 +157,42 @@ def _plot_path(plot: str, audio: Path, several: bool) -> Path:
 _CSV_FIELDS = ("file", "start", "end", "rank", "label", "score", "error", "note")
 
 
-def format_records(records: list[dict[str, Any]], fmt: str) -> str:
-    """The records as JSON (a list), CSV (one row per file, window and label) or a readable table."""
+def write_records(records: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
+    """The records as JSON (a list), CSV (one row per file, window and label) or a readable table, streamed to
+    ``out``: an hour's timeline is 12 MB of JSON, and the whole text at once took 100 MB more memory."""
     if fmt == "json":
-        return json.dumps(records, indent=2) + "\n"
-    rows = []
-    for record in records:
-        base = {"file": record["file"], "note": record.get("note", "")}
-        if "error" in record:
-            rows.append({**base, "error": record["error"]})
-        for rank, p in enumerate(record.get("predictions", []), 1):
-            rows.append({**base, "rank": rank, **p})
-        for window in record.get("windows", []):
-            for rank, p in enumerate(window["predictions"], 1):
-                rows.append({**base, "start": window["start"], "end": window["end"], "rank": rank, **p})
-    if fmt == "csv":
-        out = io.StringIO()
+        json.dump(records, out, indent=2)
+        out.write("\n")
+    elif fmt == "csv":
         writer = csv.DictWriter(out, _CSV_FIELDS, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
-        return out.getvalue()
-    lines = []
-    for record in records:
-        lines.append(record["file"] + (f"  ({record['note']})" if "note" in record else ""))
-        if "error" in record:
-            lines.append(f"  error: {record['error']}")
-        for p in record.get("predictions", []):
-            lines.append(f"  {p['score']:.3f}  {p['label']}")
-        for window in record.get("windows", []):
-            best = ", ".join(f"{p['label']} {p['score']:.2f}" for p in window["predictions"][:3])
-            lines.append(f"  {window['start']:9.2f}-{window['end']:9.2f} s  {best}")
-        for event in record.get("events", []):
-            lines.append(
-                f"  event {event['onset']:9.2f}-{event['offset']:9.2f} s  {event['label']} ({event['score']:.2f})"
-            )
-    return "\n".join(lines) + "\n"
+        writer.writerows(row for record in records for row in _csv_rows(record))
+    else:
+        out.writelines(line + "\n" for record in records for line in _table_lines(record))
+
+
+def _csv_rows(record: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    base = {"file": record["file"], "note": record.get("note", "")}
+    if "error" in record:
+        yield {**base, "error": record["error"]}
+    for rank, p in enumerate(record.get("predictions", []), 1):
+        yield {**base, "rank": rank, **p}
+    for window in record.get("windows", []):
+        for rank, p in enumerate(window["predictions"], 1):
+            yield {**base, "start": window["start"], "end": window["end"], "rank": rank, **p}
+
+
+def _table_lines(record: dict[str, Any]) -> Iterator[str]:
+    yield record["file"] + (f"  ({record['note']})" if "note" in record else "")
+    if "error" in record:
+        yield f"  error: {record['error']}"
+    for p in record.get("predictions", []):
+        yield f"  {p['score']:.3f}  {p['label']}"
+    for window in record.get("windows", []):
+        best = ", ".join(f"{p['label']} {p['score']:.2f}" for p in window["predictions"][:3])
+        yield f"  {window['start']:9.2f}-{window['end']:9.2f} s  {best}"
+    for event in record.get("events", []):
+        yield f"  event {event['onset']:9.2f}-{event['offset']:9.2f} s  {event['label']} ({event['score']:.2f})"
 
 
 def read_records(path: Path, fmt: str) -> list[dict[str, Any]]:

@@ -63,6 +63,7 @@ class PostProcessing:
 
 
 DEFAULT_POSTPROCESSING = PostProcessing()
+MEDIAN_COLUMNS = 64  # classes filtered at a time (an hour's timeline at once: 45 MB of copies of windows)
 
 
 def median_filter(scores: np.ndarray, sizes: int | Sequence[int]) -> np.ndarray:
@@ -72,14 +73,17 @@ def median_filter(scores: np.ndarray, sizes: int | Sequence[int]) -> np.ndarray:
     so a one-frame spike at either end is removed like one in the middle.
     """
     sizes = [sizes] * scores.shape[1] if isinstance(sizes, int) else list(sizes)
-    out = np.array(scores, dtype=np.float64, copy=True)
+    out = np.array(scores, dtype=np.result_type(scores.dtype, np.float32), copy=True)
     for size in sorted(set(sizes)):
         half = max(size, 1) // 2
         if half == 0 or len(scores) < 2:
             continue
         columns = [c for c, s in enumerate(sizes) if s == size]
-        padded = np.pad(scores[:, columns], ((half, half), (0, 0)))
-        out[:, columns] = np.median(np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1, axis=0), axis=-1)
+        for block in range(0, len(columns), MEDIAN_COLUMNS):  # the windows' copy stays small for long inputs
+            chosen = columns[block : block + MEDIAN_COLUMNS]
+            padded = np.pad(scores[:, chosen], ((half, half), (0, 0)))
+            windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1, axis=0)
+            out[:, chosen] = np.median(windows, axis=-1)
     return out
 
 
