@@ -36,7 +36,7 @@ import soundfile
 import torch
 
 SOURCE_RATE = 44100
-REPEATS = 3  # runs of each long-file configuration (the median is reported)
+REPEATS = 3  # alternating rounds of each folder and long-file configuration (the median is reported)
 
 
 def _load_stressed(name: str) -> Any:
@@ -127,6 +127,10 @@ def pooled_difference(name: str, path: str) -> None:
     print(json.dumps({"max": float(difference.max()), "mean": float(difference.mean()), "top1": agree}))
 
 
+def _median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: float(np.median([run[key] for run in runs])) for key in runs[0]}
+
+
 def _rates(run: dict[str, float], files: int) -> str:
     return (
         f"{files / run['wall']:6.1f} files/s, {files / run['cpu']:6.1f} files per CPU-second,"
@@ -172,23 +176,31 @@ def main(argv: list[str] | None = None) -> None:
             f" {export['cpu']:.2f} CPU-s for the first run, which exports the graph)"
         )
 
-        print("F  folders of 10-s 44.1-kHz stereo WAVs, wall incl. start-up:")
+        print(f"F  folders of 10-s 44.1-kHz stereo WAVs, wall incl. start-up, medians of {REPEATS} alternating rounds:")
         rss = {}
         for count in folders:
             folder = root / f"clips{count}"
             _write_clips(folder, count)
             naive_command = [sys.executable, "-m", "benchmarks.bench_engine", "--child", "naive", str(folder)]
-            naive = _measure([*naive_command, checkpoint, "default"], env)
-            naive_one = _measure([*naive_command, checkpoint, "1"], env)
-            ours = _measure(_tag([str(folder)], checkpoint), env)
-            rss[count] = ours["rss_mb"]
-            for label, run in (("naive loop", naive), ("naive, 1 thread", naive_one), ("tympan tag", ours)):
+            commands = {
+                "naive loop": [*naive_command, checkpoint, "default"],
+                "naive, 1 thread": [*naive_command, checkpoint, "1"],
+                "tympan tag": _tag([str(folder)], checkpoint),
+            }
+            rounds = [{label: _measure(command, env) for label, command in commands.items()} for _ in range(REPEATS)]
+            medians = {label: _median_run([run[label] for run in rounds]) for label in commands}
+            rss[count] = medians["tympan tag"]["rss_mb"]
+            for label, run in medians.items():
                 print(f"     {label:15s} {count:5d} files: {_rates(run, count)}")
-            print(
-                f"   {count} files, tympan tag / naive loop: {naive['wall'] / ours['wall']:.2f}x wall,"
-                f" {naive['cpu'] / ours['cpu']:.2f}x CPU time; / naive loop on 1 thread:"
-                f" {naive_one['wall'] / ours['wall']:.2f}x wall, {naive_one['cpu'] / ours['cpu']:.2f}x CPU time"
-            )
+            for baseline in ("naive loop", "naive, 1 thread"):
+                wall, cpu = (
+                    [run[baseline][key] / run["tympan tag"][key] for run in rounds] for key in ("wall", "cpu")
+                )
+                print(
+                    f"   {count} files, tympan tag / {baseline}: {np.median(wall):.2f}x wall"
+                    f" ({min(wall):.2f}-{max(wall):.2f} over the rounds), {np.median(cpu):.2f}x CPU time"
+                    f" ({min(cpu):.2f}-{max(cpu):.2f})"
+                )
         many = _measure(_tag([str(root / "many")], checkpoint), env)
         print(f"     {'tympan tag':15s} {10 * folders[0]:5d} files: {_rates(many, 10 * folders[0])}")
         print(f"   peak RSS {10 * folders[0]} vs {folders[0]} files: {many['rss_mb']:.0f} vs {rss[folders[0]]:.0f} MB")
@@ -210,9 +222,7 @@ def main(argv: list[str] | None = None) -> None:
                 for pinned in (False, True):
                     runs[pinned].append(_measure(["taskset", "-c", "0", *command] if pinned else command, env))
             for pinned in (False, True):
-                wall, cpu, rss = (
-                    float(np.median([run[key] for run in runs[pinned]])) for key in ("wall", "cpu", "rss_mb")
-                )
+                wall, cpu, rss = (_median_run(runs[pinned])[key] for key in ("wall", "cpu", "rss_mb"))
                 walls[length, pinned] = wall
                 where = "1 core (taskset -c 0)" if pinned else f"{cores} cores"
                 print(
