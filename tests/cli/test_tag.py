@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -133,6 +134,12 @@ def test_usage_errors_are_messages(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "no audio files" in capsys.readouterr().err
     assert _tag(str(tmp_path)) == 1
     assert "--model" in capsys.readouterr().err
+
+
+def test_a_command_leaves_the_garbage_collector_running(tmp_path: Path) -> None:
+    assert gc.isenabled()
+    assert _tag(str(tmp_path), "--model", "mn") == 1  # the CLI pauses it to import torch, then resumes it
+    assert gc.isenabled()
 
 
 def test_dcase23_checkpoint_tags_metro_station(capsys: pytest.CaptureFixture[str]) -> None:

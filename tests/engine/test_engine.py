@@ -3,6 +3,7 @@ worker loses one file; read_span; cached ONNX graphs; one definition of a file's
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import platform
@@ -110,6 +111,18 @@ def test_workers_give_the_records_of_one_process_in_order(
             np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)
     long = next(r for r in parallel if r.file.endswith("long.wav"))
     assert "maximum of the scores of 4 windows of 1 s" in long.notes[-1]
+
+
+def test_forking_workers_leaves_the_callers_garbage_collector_as_it_was(network: engine.Network, folder: Path) -> None:
+    gc.unfreeze()
+    list(engine.tag_files(network, [folder], workers=2))
+    assert gc.get_freeze_count() == 0  # frozen only while the workers fork
+    gc.freeze()  # a caller's own freeze (the CLI's, after importing torch) stays
+    try:
+        list(engine.tag_files(network, [folder], workers=2))
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 def test_timeline_pieces_in_workers_equal_one_pass(pipeline: AudioPipeline, folder: Path) -> None:
