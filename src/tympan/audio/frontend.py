@@ -253,9 +253,9 @@ def mel_blocks(basis: Tensor, block: int = MEL_BLOCK) -> tuple[tuple[int, int, i
     return tuple(blocks)
 
 
-
 def _cat(tensors: list[Tensor], dim: int) -> Tensor:
     return tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim=dim)
+
 
 class MelFrontend(nn.Module):
     """Waveform ``[batch, samples]`` → log-mel ``[batch, n_mels, frames]``: ``AugmentMelSTFT`` or ``MelSpectrogram``.
