@@ -90,14 +90,8 @@ class FramePaSST(FrameModel):
         num_classes: event classes (AudioSet-Strong: 447).
         n_mels: mel bands of the input (a multiple of 4: the stem halves them twice).
         pos_embed_length: time positions the model encodes (250: 10 s of 40-ms tokens; the reference's name).
-        embed_dim: token width ``E``.
-        depth: transformer blocks.
-        num_heads: attention heads.
-        mlp_ratio: MLP hidden width / ``E``.
-        qkv_bias: bias in the qkv projection.
-        drop_rate: dropout after the token embedding, in the MLP and after the attention projection.
-        attn_drop_rate: dropout on the attention weights.
-        drop_path_rate: stochastic depth, growing linearly to this rate over the blocks.
+        embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, drop_path_rate: the
+            transformer, as :class:`~tympan.models.passt.TransformerConfig` describes it.
         mel_frames_per_output: mel frames per output frame (the tokens come at 1 per 4 mel frames).
 
     Attributes:
