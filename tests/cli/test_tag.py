@@ -129,6 +129,23 @@ def test_windowed_csv_and_plot(folder: Path, checkpoint: Path, tmp_path: Path) -
     assert lines[0] == "file,start,end,rank,label,score,error,note" and len(lines) == 6
 
 
+def test_the_default_table_lists_files_scores_and_windows(
+    folder: Path, checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = ("--model", "mn04_as", "--checkpoint", str(checkpoint))
+    assert _tag(str(folder / "good.wav"), str(folder / "empty.wav"), *model, "--top-k", "2") == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("good.wav") and len(lines) == 5
+    assert all(line.startswith("  0.") for line in lines[1:3])  # "  score  label", best first
+    assert lines[3].endswith("empty.wav") and lines[4].startswith("  error: ")
+    audio = tmp_path / "long.wav"
+    soundfile.write(audio, 0.1 * np.random.default_rng(1).standard_normal(3 * RATE).astype(np.float32), RATE)
+    assert _tag(str(audio), *model, "--window", "1", "--hop", "1") == 0
+    lines = capsys.readouterr().out.splitlines()
+    windows = [line.split(" s ")[0].split() for line in lines[1:] if not line.lstrip().startswith("event")]
+    assert windows == [["0.00-", "1.00"], ["1.00-", "2.00"], ["2.00-", "3.00"]]  # "  start-end s  best labels"
+
+
 def test_usage_errors_are_messages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _tag(str(tmp_path), "--model", "mn") == 1
     assert "no audio files" in capsys.readouterr().err
