@@ -4,6 +4,7 @@ worker loses one file; read_span; cached ONNX graphs; one definition of a file's
 from __future__ import annotations
 
 import gc
+import itertools
 import multiprocessing
 import os
 import platform
@@ -235,3 +236,17 @@ def test_workers_have_exited_when_the_last_item_is_handed_out(network: engine.Ne
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the thresholds are glibc's mallopt")
 def test_the_allocator_keeps_freed_memory_under_glibc() -> None:
     assert keep_freed_memory()
+
+
+def test_pooled_pieces_start_on_the_frame_grid_of_one_pass(network: engine.Network) -> None:
+    """A long file's pooled pieces start on the feature-map frame grid of one pass over it (their frames are its
+    frames, but at their edges), keep the whole file between them, and those inside it share one length (one graph
+    where a model's graph has a fixed shape)."""
+    total = 3600 * RATE
+    pieces = jobs.TimelineJob(network, window=10.0, hop=1.0, method="pooled").plan(jobs.Input(0, "a", "a.wav", total))
+    spans = [piece._span() for piece in pieces]
+    assert all(start % network.feature_stride == 0 for start, _ in spans)
+    assert len({stop - start for start, stop in spans[1:-1]}) == 1
+    keeps = [piece.keep for piece in pieces]
+    assert keeps[0][0] == 0 and keeps[-1][1] == total
+    assert all(end == start for (_, end), (start, _) in itertools.pairwise(keeps))

@@ -14,6 +14,7 @@ run one file in parallel and read only their own span of it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,10 @@ LONG_FILE_SECONDS = 60.0
 # mn10_as: 1.21 ms of CPU per second of audio up to 34 s of input, 1.50 at 64 s); an hour's pooled timeline took
 # 5.4 s wall and 9.1 CPU-s in 30-s pieces against 6.1 s and 10.0 CPU-s in 60-s ones (medians of 3, alternating).
 SEGMENT_SECONDS = 30.0
+# Audio a pooled piece computes on each side of the frames it keeps: beyond it the frames hardly change (mn10_as,
+# 30-s pieces of 2 minutes against one pass: 5.5e-4 with none, 2.6e-5 with 0.5 s, 8.4e-6 with 1 s, 5.4e-6 with 2 s),
+# and every second more is 3 % more work in 30-s pieces.
+POOLED_CONTEXT_SECONDS = 1.0
 METHODS = ("windows", "pooled")
 
 
@@ -121,10 +126,12 @@ class Job:
         raise NotImplementedError
 
     def _segment(self, item: Input, step: int) -> int:
-        """Samples per piece of a long input: a multiple of ``step``; all of it for a format that does not seek."""
-        if not item.seekable:
-            return max(item.total, step)
-        return max(round(self.segment_seconds * self.network.sample_rate) // step, 1) * step
+        """Samples per piece of a long input: :meth:`_steps`; all of it for a format that does not seek."""
+        return self._steps(step) if item.seekable else max(item.total, step)
+
+    def _steps(self, step: int) -> int:
+        """The multiple of ``step`` samples nearest to :attr:`segment_seconds` (at least one step)."""
+        return max(round(self.segment_seconds * self.network.sample_rate / step), 1) * step
 
     def _window_pieces(
         self, item: Input, window: int, hop: int, tail: str, piece: type[WindowPiece] = WindowPiece
@@ -245,18 +252,32 @@ class TimelineJob(Job):
 
     def prepare(self) -> None:
         if self.method == "pooled":
-            segment = round(self.segment_seconds * self.network.sample_rate) // self.hop * self.hop
-            self.network.prepare_feature_map(segment + 4 * self.hop)  # a piece with its context on both sides
+            step, context = self._pooled_grid()
+            self.network.prepare_feature_map(self._steps(step) + 2 * context)  # the span of a piece inside the file
 
     def plan(self, item: Input) -> list[Piece]:
         if self.method == "windows":
             return self._window_pieces(item, self.window, self.hop, self.tail)
-        segment = self._segment(item, self.hop)
+        step, context = self._pooled_grid()
+        segment = self._segment(item, step)
         keeps = [(start, min(start + segment, item.total)) for start in range(0, item.total, segment)]
         return [
-            PooledPiece(item.index, item.name, item.source, part, len(keeps), keep, self.hop, 2 * self.hop, item.total)
+            PooledPiece(item.index, item.name, item.source, part, len(keeps), keep, self.hop, context, item.total)
             for part, keep in enumerate(keeps)
         ]
+
+    def _pooled_grid(self) -> tuple[int, int]:
+        """A pooled piece's step (its kept audio is a multiple of it) and context, in samples.
+
+        The context is :data:`POOLED_CONTEXT_SECONDS` in whole feature-map frames, and the step a multiple of both
+        the hop and a frame where one fits in a segment (8 s for hops of 1 s or 0.5 s), so that every piece starts
+        on the frame grid of one pass over the whole file. Off that grid a piece's frames see their audio shifted by
+        part of a frame (30-s pieces of 2 minutes, mn10_as: within 1.5e-4 of one pass, against 5.5e-6 on it), and
+        pieces of a file would need graphs of several lengths where the model's graph has a fixed shape (DyMN)."""
+        stride = self.network.feature_stride
+        context = max(round(POOLED_CONTEXT_SECONDS * self.network.sample_rate / stride), 1) * stride
+        step = math.lcm(self.hop, stride)
+        return (step if step <= self._steps(self.hop) else self.hop), context
 
     def finish(self, item: Input, pieces: list[Piece], outputs: list[Outputs]) -> Record:
         network, rate = self.network, self.network.sample_rate

@@ -143,6 +143,11 @@ class Network:
         return self._pipeline.frontend_config.num_frames(samples)
 
     @property
+    def feature_stride(self) -> int:
+        """Samples per frame of the last feature map (EfficientAT only): its time down-sampling times the mel hop."""
+        return self._pipeline.model.feature_info[-1]["reduction"] * self.hop_length
+
+    @property
     def hop_length(self) -> int:
         """Samples per mel frame."""
         return self._pipeline.frontend_config.hop_length
