@@ -210,3 +210,15 @@ def test_fp16_on_cpu_is_a_clear_error(folder: Path, checkpoint: Path, capsys: py
     args = [str(folder / "good.wav"), "--model", "mn04_as", "--checkpoint", str(checkpoint), "--device", "cpu"]
     assert _tag(*args, "--precision", "16-mixed") != 0
     assert "CUDA device" in capsys.readouterr().err
+
+
+def test_json_puts_each_window_on_a_line_of_its_own(
+    folder: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = ("--model", "mn04_as", "--checkpoint", str(checkpoint), "--format", "json")
+    assert _tag(str(folder / "good.wav"), str(folder / "empty.wav"), *model, "--window", "0.5", "--hop", "0.25") == 1
+    text = capsys.readouterr().out
+    good, empty = json.loads(text)
+    assert [w["start"] for w in good["windows"]] == [0.0, 0.25, 0.5] and "error" in empty
+    window_lines = [line for line in text.splitlines() if line.lstrip().startswith('{"start"')]
+    assert [json.loads(line.rstrip(","))["start"] for line in window_lines] == [0.0, 0.25, 0.5]
