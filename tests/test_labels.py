@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tympan.errors import ConfigError
-from tympan.labels import get_labels, list_label_sets
+from tympan.labels import get_labels, list_label_sets, top_indices
 from tympan.models import get_preset, list_models
 
 
@@ -65,3 +66,13 @@ def test_every_shipped_set_declares_whether_it_is_multilabel() -> None:
     }  # fmt: skip
     with pytest.raises(ConfigError, match="tau22"):
         is_multilabel("tau23")
+
+
+def test_top_indices_order_rows_as_a_stable_sort_does() -> None:
+    """Best first, ties in class order, NaN last, k beyond the classes clipped: what argsort(kind="stable") gives."""
+    generator = np.random.default_rng(0)
+    scores = generator.integers(0, 4, size=(50, 9)).astype(np.float32)  # many ties
+    scores[generator.random(scores.shape) < 0.1] = np.nan
+    for k in (0, 1, 3, 9, 12):
+        expected = [np.argsort(-np.nan_to_num(row, nan=-np.inf), kind="stable")[:k] for row in scores]
+        np.testing.assert_array_equal(top_indices(scores, k), np.stack(expected))

@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .files import atomic_path
-from .labels import top_labels
+from .labels import top_indices
 from .pipeline import AudioInput, AudioPipeline
 from .sed.postprocess import Event, PostProcessing, decode_events
 
@@ -246,7 +246,17 @@ def detect_events(
 
 def predictions(scores: np.ndarray, labels: Sequence[str], top_k: int) -> list[dict[str, Any]]:
     """The ``top_k`` ``{"label", "score"}`` records of one score vector, best first (the JSON of tag and serve)."""
-    return [{"label": label, "score": round(score, 6)} for label, score in top_labels(scores, list(labels), top_k)]
+    return row_predictions(np.asarray(scores)[None], labels, top_k)[0]
+
+
+def row_predictions(scores: np.ndarray, labels: Sequence[str], top_k: int) -> list[list[dict[str, Any]]]:
+    """:func:`predictions` of each row of ``scores [rows, classes]``."""
+    order = top_indices(scores, top_k)
+    best = np.take_along_axis(scores, order, axis=1).tolist()
+    return [
+        [{"label": labels[i], "score": round(score, 6)} for i, score in zip(row, values, strict=True)]
+        for row, values in zip(order.tolist(), best, strict=True)
+    ]
 
 
 def timeline_record(line: Timeline, events: list[Event], top_k: int) -> dict[str, list[dict[str, Any]]]:
@@ -255,9 +265,9 @@ def timeline_record(line: Timeline, events: list[Event], top_k: int) -> dict[str
         {
             "start": round(float(start), 3),
             "end": round(float(min(start + line.window, line.duration)), 3),
-            "predictions": predictions(row, line.labels, top_k),
+            "predictions": best,
         }
-        for start, row in zip(line.starts, line.scores, strict=True)
+        for start, best in zip(line.starts, row_predictions(line.scores, line.labels, top_k), strict=True)
     ]
     return {"windows": windows, "events": [vars(event) for event in events]}
 
