@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import tympan
-from tympan.export import OnnxNetwork, _example_mel, export_onnx, max_difference
+from tympan.export import OnnxNetwork, example_mel, export_onnx, max_difference
 from tympan.models import create
 
 from ._models import small_mn_state, stress_
@@ -26,9 +26,9 @@ def model() -> torch.nn.Module:
 def test_onnx_matches_pytorch_for_any_batch_and_length(model: torch.nn.Module) -> None:
     network = OnnxNetwork.from_model(model, model.frontend_config, seconds=2.0)
     for seconds, batch in ((2.0, 1), (1.3, 3), (4.0, 2)):
-        mel = _example_mel(model.frontend_config, seconds, batch)
+        mel = example_mel(model.frontend_config, seconds, batch)
         assert max_difference(network, mel) < 1e-4
-    logits, embedding = network(_example_mel(model.frontend_config, 1.0, 2))
+    logits, embedding = network(example_mel(model.frontend_config, 1.0, 2))
     assert logits.shape == (2, 527) and embedding.shape == (2, model.num_features)
     assert logits.abs().max() > 0.05  # stress weights: a real comparison, not of ~1e-10 noise
 
@@ -37,14 +37,14 @@ def test_onnx_matches_pytorch_for_any_batch_and_length(model: torch.nn.Module) -
 def test_other_families_export(name: str) -> None:
     model = stress_(create(name), torch.Generator().manual_seed(0))
     network = OnnxNetwork.from_model(model, model.frontend_config, seconds=1.0)
-    assert max_difference(network, _example_mel(model.frontend_config, 1.0, 2)) < 1e-4
+    assert max_difference(network, example_mel(model.frontend_config, 1.0, 2)) < 1e-4
 
 
 def test_export_file_runs_in_onnxruntime(model: torch.nn.Module, tmp_path: Path) -> None:
     difference = export_onnx(model, tmp_path / "mn04.onnx", seconds=1.0)
     assert difference < 1e-4
     session = onnxruntime.InferenceSession(str(tmp_path / "mn04.onnx"), providers=["CPUExecutionProvider"])
-    mel = _example_mel(model.frontend_config, 1.0, 1)
+    mel = example_mel(model.frontend_config, 1.0, 1)
     (logits, _) = session.run(None, {"mel": mel.numpy()})
     with torch.no_grad():
         np.testing.assert_allclose(logits, model(mel).numpy(), atol=1e-4)
@@ -65,5 +65,5 @@ def test_dymn_falls_back_to_fixed_shapes_and_leaves_stdout_clean(capfd: pytest.C
     """The failed dynamic attempt made torch print the whole graph on stdout, where `tympan tag` writes its JSON."""
     model = stress_(create("dymn04_as"), torch.Generator().manual_seed(0))
     network = OnnxNetwork.from_model(model, model.frontend_config, seconds=1.0)
-    assert max_difference(network, _example_mel(model.frontend_config, 1.0)) < 1e-4
+    assert max_difference(network, example_mel(model.frontend_config, 1.0)) < 1e-4
     assert not network.dynamic and capfd.readouterr().out == ""

@@ -33,7 +33,15 @@ from .audio.frontend import MelFrontendConfig
 from .errors import ConfigError
 from .files import write_atomically
 
-__all__ = ["LogitsAndEmbedding", "OnnxNetwork", "TimeFeatureMap", "export_onnx", "graph_cache_dir", "max_difference"]
+__all__ = [
+    "LogitsAndEmbedding",
+    "OnnxNetwork",
+    "TimeFeatureMap",
+    "example_mel",
+    "export_onnx",
+    "graph_cache_dir",
+    "max_difference",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +79,8 @@ class TimeFeatureMap(nn.Module):
         return (self.model.forward_intermediates(mel)[-1].mean(dim=2),)
 
 
-def _example_mel(config: MelFrontendConfig, seconds: float, batch: int = 1) -> Tensor:
+def example_mel(config: MelFrontendConfig, seconds: float, batch: int = 1) -> Tensor:
+    """A random mel input of ``seconds`` of audio: what graphs are traced and checked on."""
     frames = config.num_frames(round(seconds * config.sample_rate))
     generator = torch.Generator().manual_seed(0)
     return torch.randn(batch, 1, config.n_mels, frames, generator=generator)
@@ -186,7 +195,7 @@ class OnnxNetwork:
     def from_model(cls, model: nn.Module, config: MelFrontendConfig, *, seconds: float = 10.0) -> OnnxNetwork:
         """The network of ``model``, exported (or read from the cache) at once for clips of ``seconds``."""
         network = cls(model)
-        network.prepare(_example_mel(config, seconds))
+        network.prepare(example_mel(config, seconds))
         return network
 
     def _key(self, mel: Tensor) -> tuple[int, ...] | None:
@@ -261,7 +270,7 @@ def export_onnx(model: nn.Module, path: str | Path, *, seconds: float = 10.0, **
         ConfigError: the exported graph differs from PyTorch by more than the tolerance (nothing is written).
     """
     path = Path(path)
-    example = _example_mel(model.frontend_config, seconds, batch=2)
+    example = example_mel(model.frontend_config, seconds, batch=2)
     graph = LogitsAndEmbedding(model.eval().cpu())
     data, dynamic = _export(graph, example)
     if not dynamic:

@@ -220,8 +220,9 @@ class AudioPipeline:
         """Export (or find in the cache) the ONNX feature-map graph for waveforms of ``num_samples``, without running
         it: done once before worker processes fork, else each of them would export it."""
         if self.backend == "onnx":
-            mel = self.frontend(torch.zeros(1, num_samples, device=self.device)).unsqueeze(1)
-            self._feature_map_network().prepare(mel)
+            from .export import example_mel
+
+            self._feature_map_network().prepare(example_mel(self.frontend_config, num_samples / self.sample_rate))
 
     def _feature_map_network(self) -> Any:
         from .export import OnnxNetwork, TimeFeatureMap
