@@ -233,6 +233,23 @@ def test_workers_have_exited_when_the_last_item_is_handed_out(network: engine.Ne
     assert len(alive) == 3 and alive[0] > 0 and alive[-1] == 0
 
 
+def test_the_last_files_finish_on_the_workers_cores_and_the_callers_threads_come_back(
+    network: engine.Network, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    finishing_threads = []
+    finish = jobs.TagJob.finish
+
+    def counting(job: jobs.TagJob, *args: object) -> engine.Record:
+        finishing_threads.append(torch.get_num_threads())
+        return finish(job, *args)
+
+    monkeypatch.setattr(jobs.TagJob, "finish", counting)
+    paths = sorted(folder.glob("clip0[0-4].wav"))
+    records = list(engine.tag_files(network, paths, workers=2))
+    assert len(records) == 5 and finishing_threads[0] == 1 and finishing_threads[-1] == 2
+    assert torch.get_num_threads() == 1
+
+
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the thresholds are glibc's mallopt")
 def test_the_allocator_keeps_freed_memory_under_glibc() -> None:
     assert keep_freed_memory()

@@ -140,10 +140,19 @@ def _died(error: RuntimeError) -> bool:
 
 
 def _outcomes(dataset: WorkItems, workers: int) -> Iterator[list[Outcome]]:
-    """The items' outcomes in order, in ``workers`` processes (0: in this one), surviving workers that die."""
+    """The items' outcomes in order, in ``workers`` processes (0: in this one), surviving workers that die; this
+    process's intra-op threads are the caller's again when the outcomes end."""
     if workers == 0:
         yield from (dataset[position] for position in range(len(dataset)))
         return
+    threads = torch.get_num_threads()
+    try:
+        yield from _in_workers(dataset, workers)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _in_workers(dataset: WorkItems, workers: int) -> Iterator[list[Outcome]]:
     position = 0
     while position < len(dataset):
         try:
@@ -152,6 +161,9 @@ def _outcomes(dataset: WorkItems, workers: int) -> Iterator[list[Outcome]]:
                 position += 1
                 if position == len(dataset):
                     _shut_down(batches)
+                    # Alone now: what is left (the last file's record: a long timeline's classifier over all its
+                    # windows, its median filter) may use the workers' cores. An hour's end: 0.29 -> 0.19 s on 2.
+                    torch.set_num_threads(max(workers, torch.get_num_threads()))
                 yield outcomes
         except RuntimeError as error:
             if not _died(error):
@@ -181,6 +193,8 @@ def _shut_down(batches: Iterator[list[Outcome]]) -> None:
         next(batches, None)
     except RuntimeError:  # every item is in: a worker that dies on its way out loses nothing
         logger.debug("a worker died while exiting", exc_info=True)
+
+
 
 
 def _alone(dataset: WorkItems, position: int) -> list[Outcome] | None:
