@@ -267,3 +267,45 @@ def test_pooled_pieces_start_on_the_frame_grid_of_one_pass(network: engine.Netwo
     keeps = [piece.keep for piece in pieces]
     assert keeps[0][0] == 0 and keeps[-1][1] == total
     assert all(end == start for (_, end), (start, _) in itertools.pairwise(keeps))
+
+
+def test_pooled_windows_are_classified_as_their_pieces_arrive(
+    network: engine.Network, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The main process classifies a long file's windows while later pieces are still being computed, and keeps
+    only the per-hop sums of windows to come; the scores are those of all pieces at once."""
+    monkeypatch.setattr(jobs, "POOLED_WINDOWS_PER_CALL", 2)
+    job = jobs.TimelineJob(network, window=1.0, hop=0.25, method="pooled", segment_seconds=1.0)
+    planned, items = runner.plan_job(job, [("long", str(folder / "long.wav"))])
+    pieces = [piece for item in items for piece in item]
+    outputs = [piece.compute(network, piece.load(network)) for piece in pieces]
+    arrived: list[int] = []
+
+    def arriving() -> Iterator[Outputs]:
+        for output in outputs:
+            arrived.append(1)
+            yield output
+
+    arrived_at_calls: list[int] = []
+    head = engine.Network.head
+
+    def counting(net: engine.Network, embeddings: torch.Tensor) -> torch.Tensor:
+        arrived_at_calls.append(len(arrived))
+        return head(net, embeddings)
+
+    monkeypatch.setattr(engine.Network, "head", counting)
+    streamed = job.collect(planned[0], pieces, arriving())
+    assert len(pieces) == 4 and arrived_at_calls[0] == 2  # the first 2 windows need the first 5 hops: 2 pieces
+    at_once = job.finish(planned[0], pieces, outputs)
+    np.testing.assert_allclose(streamed.timeline.scores, at_once.timeline.scores, atol=1e-6)
+
+
+def test_a_failed_piece_of_a_long_file_fails_its_record_only(network: engine.Network, folder: Path) -> None:
+    job = jobs.TimelineJob(network, window=1.0, hop=0.25, method="pooled", segment_seconds=1.0)
+    sources = [("long", str(folder / "long.wav")), ("clip", str(folder / "clip00.wav"))]
+    planned, items = runner.plan_job(job, sources)
+    pieces = [piece for item in items for piece in item]
+    outcomes = [piece.compute(network, piece.load(network)) for piece in pieces]
+    outcomes[1] = ValueError("a piece went wrong")
+    long, clip = runner.assemble(job, planned, iter(outcomes))
+    assert "a piece went wrong" in long.error and clip.error is None and clip.timeline is not None

@@ -15,7 +15,7 @@ run one file in parallel and read only their own span of it.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,6 +124,11 @@ class Job:
 
     def finish(self, item: Input, pieces: list[Piece], outputs: list[Outputs]) -> Record:
         raise NotImplementedError
+
+    def collect(self, item: Input, pieces: list[Piece], outputs: Iterator[Outputs]) -> Record:
+        """The record of an input from its pieces' outputs as they arrive (a failed piece raises its error): by
+        default :meth:`finish` of all of them; a job that can use them one by one overrides this."""
+        return self.finish(item, pieces, list(outputs))
 
     def _segment(self, item: Input, step: int) -> int:
         """Samples per piece of a long input: :meth:`_steps`; all of it for a format that does not seek."""
@@ -279,40 +284,70 @@ class TimelineJob(Job):
         step = math.lcm(self.hop, stride)
         return (step if step <= self._steps(self.hop) else self.hop), context
 
+    def collect(self, item: Input, pieces: list[Piece], outputs: Iterator[Outputs]) -> Record:
+        """Pooled: the windows are classified as their pieces' sums arrive (see :meth:`_pool`)."""
+        if self.method != "pooled":
+            return super().collect(item, pieces, outputs)
+        return self._record(item, *self._pool(item.total, outputs), notes=[])  # pooled pieces add no notes
+
     def finish(self, item: Input, pieces: list[Piece], outputs: list[Outputs]) -> Record:
-        network, rate = self.network, self.network.sample_rate
         if self.method == "pooled":
-            starts, logits = self._pool(item.total, outputs)
-        else:
-            starts = [start for piece in pieces for start in piece.starts]  # type: ignore[attr-defined]
-            logits = _cat(outputs, "logits")
-        duration = item.total / rate
+            return self.collect(item, pieces, iter(outputs))
+        starts = [start for piece in pieces for start in piece.starts]  # type: ignore[attr-defined]
+        return self._record(item, starts, _cat(outputs, "logits"), joined_notes(outputs))
+
+    def _record(self, item: Input, starts: list[int], logits: torch.Tensor, notes: list[str]) -> Record:
+        network, rate = self.network, self.network.sample_rate
         line = Timeline(
             labels=network.labels,
             starts=np.asarray(starts, dtype=np.float64) / rate,
             window=self.window / rate if self.tail == "pad" else min(self.window, item.total) / rate,
             hop=self.hop / rate,
             scores=network.activate(logits).numpy(),
-            duration=duration,
-            notes=joined_notes(outputs),
+            duration=item.total / rate,
+            notes=notes,
         )
         events = detect_events(line, threshold=self.threshold, median_windows=self.median_windows)
         return Record(item.name, item.index, network.labels, timeline=line, events=events, notes=line.notes)
 
-    def _pool(self, total: int, outputs: list[Outputs]) -> tuple[list[int], torch.Tensor]:
-        """Window starts and logits from per-hop sums of feature-map frames: the mean over each window's hops,
-        :data:`POOLED_WINDOWS_PER_CALL` windows at a time (an hour's windows at once took 50 MB more, no faster)."""
-        sums = torch.cat([output.values["sums"] for output in outputs])
-        counts = torch.cat([output.values["counts"] for output in outputs])[:, None]
+    def _pool(self, total: int, outputs: Iterator[Outputs]) -> tuple[list[int], torch.Tensor]:
+        """Window starts and logits from per-hop sums of feature-map frames, the mean over each window's hops:
+        :data:`POOLED_WINDOWS_PER_CALL` windows at a time, as soon as their pieces' sums have arrived, keeping only
+        the hops of windows still to come (an hour's sums all at once held 28 MB; all windows at once, 50 MB more)."""
         starts = window_starts(total, self.window, self.hop)
         first = torch.tensor([start // self.hop for start in starts])
         span = self.window // self.hop
+        hops = _HopSums(outputs)
         logits = []
         for chunk in first.split(POOLED_WINDOWS_PER_CALL):
-            rows = slice(int(chunk[0]), int(chunk[-1]) + span)
-            frames = _sliding_sums(counts[rows], span)[chunk - rows.start].clamp(min=1)
-            logits.append(self.network.head(_sliding_sums(sums[rows], span)[chunk - rows.start] / frames))
+            sums, counts = hops.rows(int(chunk[0]), int(chunk[-1]) + span)
+            offsets = chunk - int(chunk[0])
+            frames = _sliding_sums(counts, span)[offsets].clamp(min=1)
+            logits.append(self.network.head(_sliding_sums(sums, span)[offsets] / frames))
         return starts, torch.cat(logits)
+
+
+class _HopSums:
+    """The per-hop feature sums and frame counts of one file's pooled pieces, read from their outputs in order as
+    far as they are asked for."""
+
+    def __init__(self, outputs: Iterator[Outputs]) -> None:
+        self._outputs = outputs
+        self._sums: list[torch.Tensor] = []
+        self._counts: list[torch.Tensor] = []
+        self._first = 0  # the hop of the first row kept
+
+    def rows(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sums ``[hops, D]`` and counts ``[hops, 1]`` of hops ``[start, stop)`` (fewer at the end of the file);
+        the hops before ``start`` are let go."""
+        kept = sum(len(part) for part in self._sums)
+        while self._first + kept < stop and (output := next(self._outputs, None)) is not None:
+            self._sums.append(output.values["sums"])
+            self._counts.append(output.values["counts"][:, None])
+            kept += len(self._sums[-1])
+        sums, counts = torch.cat(self._sums)[start - self._first :], torch.cat(self._counts)[start - self._first :]
+        self._sums, self._counts, self._first = [sums], [counts], start
+        return sums[: stop - start], counts[: stop - start]
 
 
 def _sliding_sums(values: torch.Tensor, span: int) -> torch.Tensor:

@@ -232,21 +232,43 @@ def plan_job(job: Job, sources: Sequence[tuple[str, Source]]) -> tuple[list[Inpu
 
 
 def assemble(job: Job, planned: list[Input | Record], outcomes: Iterator[Outcome]) -> Iterator[Record]:
-    """Records in input order from the outcomes of the planned inputs' pieces, in the same order."""
+    """Records in input order from the outcomes of the planned inputs' pieces, in the same order; each input's
+    outcomes go to :meth:`Job.collect` as they arrive."""
     for entry in planned:
         if isinstance(entry, Record):
             yield entry
             continue
         pieces = job.plan(entry)
-        results = [next(outcomes) for _ in pieces]
-        failure = next((result for result in results if isinstance(result, BaseException)), None)
-        if failure is not None:
-            yield Record(entry.name, entry.index, error=error_message(failure), exception=failure)
-            continue
+        outputs = _PieceOutputs(outcomes, len(pieces))
         try:
-            yield job.finish(entry, pieces, results)  # type: ignore[arg-type]
-        except Exception as error:  # e.g. a timeline of a file whose header lied about its length
-            yield Record(entry.name, entry.index, error=error_message(error), exception=error)
+            record = job.collect(entry, pieces, outputs)
+        except Exception as error:  # a piece's error, or e.g. a timeline of a file whose header lied about its length
+            record = Record(entry.name, entry.index, error=error_message(error), exception=error)
+        outputs.skip_rest()
+        yield record
+
+
+class _PieceOutputs(Iterator[Outputs]):
+    """The outputs of one input's ``count`` pieces, taken from the job's outcomes as they are asked for: a piece's
+    error is raised when its turn comes."""
+
+    def __init__(self, outcomes: Iterator[Outcome], count: int) -> None:
+        self._outcomes, self._left = outcomes, count
+
+    def __next__(self) -> Outputs:
+        if not self._left:
+            raise StopIteration
+        self._left -= 1
+        outcome = next(self._outcomes)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome  # type: ignore[return-value]
+
+    def skip_rest(self) -> None:
+        """Take the outcomes of the pieces not asked for (after an error), so that the next input's come next."""
+        for _ in range(self._left):
+            next(self._outcomes)
+        self._left = 0
 
 
 def run_job(job: Job, sources: Sequence[tuple[str, Source]], *, workers: int | None = None) -> Iterator[Record]:
