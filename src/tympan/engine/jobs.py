@@ -60,9 +60,9 @@ LONG_FILE_SECONDS = 60.0
 # mn10_as: 1.21 ms of CPU per second of audio up to 34 s of input, 1.50 at 64 s); an hour's pooled timeline took
 # 5.4 s wall and 9.1 CPU-s in 30-s pieces against 6.1 s and 10.0 CPU-s in 60-s ones (medians of 3, alternating).
 SEGMENT_SECONDS = 30.0
-# Audio a pooled piece computes on each side of the frames it keeps: beyond it the frames hardly change (mn10_as,
-# 30-s pieces of 2 minutes against one pass: 5.5e-4 with none, 2.6e-5 with 0.5 s, 8.4e-6 with 1 s, 5.4e-6 with 2 s),
-# and every second more is 3 % more work in 30-s pieces.
+# Audio a pooled piece computes on each side of the frames it keeps, rounded to whole feature-map frames: beyond it
+# the frames hardly change (mn10_as, 32-s pieces of 2 minutes against one pass: 5.5e-4 with none, 2.4e-5 with 0.64 s,
+# 7.9e-6 with 0.96 s, 1.4e-6 with 1.6 s), and every second more is 3 % more work.
 POOLED_CONTEXT_SECONDS = 1.0
 METHODS = ("windows", "pooled")
 
@@ -277,8 +277,9 @@ class TimelineJob(Job):
         The context is :data:`POOLED_CONTEXT_SECONDS` in whole feature-map frames, and the step a multiple of both
         the hop and a frame where one fits in a segment (8 s for hops of 1 s or 0.5 s), so that every piece starts
         on the frame grid of one pass over the whole file. Off that grid a piece's frames see their audio shifted by
-        part of a frame (30-s pieces of 2 minutes, mn10_as: within 1.5e-4 of one pass, against 5.5e-6 on it), and
-        pieces of a file would need graphs of several lengths where the model's graph has a fixed shape (DyMN)."""
+        part of a frame (30-s pieces of 2 minutes with 1.5 s of context, mn10_as: within 1.5e-4 of one pass, against
+        5.5e-6 on it), and pieces of a file would need graphs of several lengths where the model's graph has a fixed
+        shape (DyMN)."""
         stride = self.network.feature_stride
         context = max(round(POOLED_CONTEXT_SECONDS * self.network.sample_rate / stride), 1) * stride
         step = math.lcm(self.hop, stride)
@@ -313,7 +314,8 @@ class TimelineJob(Job):
     def _pool(self, total: int, outputs: Iterator[Outputs]) -> tuple[list[int], torch.Tensor]:
         """Window starts and logits from per-hop sums of feature-map frames, the mean over each window's hops:
         :data:`POOLED_WINDOWS_PER_CALL` windows at a time, as soon as their pieces' sums have arrived, keeping only
-        the hops of windows still to come (an hour's sums all at once held 28 MB; all windows at once, 50 MB more)."""
+        the hops of windows still to come (an hour's sums are 14 MB, ten hours' 140 MB; all windows at once took
+        50 MB more)."""
         starts = window_starts(total, self.window, self.hop)
         first = torch.tensor([start // self.hop for start in starts])
         span = self.window // self.hop

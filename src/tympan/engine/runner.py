@@ -195,8 +195,6 @@ def _shut_down(batches: Iterator[list[Outcome]]) -> None:
         logger.debug("a worker died while exiting", exc_info=True)
 
 
-
-
 def _alone(dataset: WorkItems, position: int) -> list[Outcome] | None:
     """The outcomes of one item in a fresh worker of its own, or None when it kills that worker."""
     try:
