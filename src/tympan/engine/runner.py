@@ -244,6 +244,7 @@ def assemble(job: Job, planned: list[Input | Record], outcomes: Iterator[Outcome
             record = Record(entry.name, entry.index, error=error_message(error), exception=error)
         outputs.skip_rest()
         yield record
+    next(outcomes, None)  # none is left: this lets their source end now (the caller's threads come back)
 
 
 class _PieceOutputs(Iterator[Outputs]):
