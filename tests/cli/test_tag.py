@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -222,3 +224,25 @@ def test_json_puts_each_window_on_a_line_of_its_own(
     assert [w["start"] for w in good["windows"]] == [0.0, 0.25, 0.5] and "error" in empty
     window_lines = [line for line in text.splitlines() if line.lstrip().startswith('{"start"')]
     assert [json.loads(line.rstrip(","))["start"] for line in window_lines] == [0.0, 0.25, 0.5]
+
+
+def test_the_console_command_ends_with_its_output_whole_and_its_status(
+    folder: Path, checkpoint: Path, tmp_path: Path
+) -> None:
+    """``python -m tympan.cli`` (as the console script) ends the process without the interpreter's teardown: stdout,
+    the --output file and exit handlers' work (a temporary directory removed) must all be there first."""
+    left_behind = tmp_path / "left"
+    script = (
+        "import atexit, shutil, sys; from tympan.cli import console_main;"
+        f" atexit.register(shutil.rmtree, {str(left_behind)!r});"
+        " sys.argv[1:] = sys.argv[2:]; console_main()"
+    )
+    left_behind.mkdir()
+    model = ["--model", "mn04_as", "--checkpoint", str(checkpoint), "--format", "json"]
+    paths = [str(folder / "good.wav"), str(folder / "empty.wav")]
+    run = subprocess.run([sys.executable, "-c", script, "-", "tag", *paths, *model], capture_output=True, text=True)
+    assert run.returncode == 1 and not left_behind.exists()
+    assert [Path(r["file"]).name for r in json.loads(run.stdout)] == ["good.wav", "empty.wav"]
+    out = tmp_path / "out.json"
+    run = subprocess.run([sys.executable, "-m", "tympan.cli", "tag", paths[0], *model, "--output", str(out)])
+    assert run.returncode == 0 and json.loads(out.read_text())[0]["predictions"]

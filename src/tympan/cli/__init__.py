@@ -8,18 +8,22 @@ parser (``train`` to LightningCLI) sets ``forward_unknown=True`` and finds them 
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import gc
 import importlib
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .. import __version__
 from ..allocator import keep_freed_memory
 from ..errors import TympanError
 
-__all__ = ["main"]
+__all__ = ["console_main", "main"]
 
 # Subcommand modules, in the order `tympan --help` lists them.
 COMMANDS: tuple[str, ...] = (
@@ -100,8 +104,21 @@ def _import_torch() -> None:
             gc.enable()
 
 
+def console_main() -> NoReturn:
+    """The ``tympan`` console script and ``python -m tympan.cli``: :func:`main`, then an exit without the
+    interpreter's teardown of every module and object (torch's million among them). Exit handlers still run (the
+    workers' finalizers, temporary directories) and stdout / stderr are flushed first. Measured on ``tympan tag``:
+    0.13-0.21 s from the command's end to the process's, 0.03-0.05 s this way."""
+    status = main()
+    atexit._run_exitfuncs()  # what the interpreter would run first on its way out
+    with contextlib.suppress(BrokenPipeError):  # a reader that has gone (`| head`) wants nothing more
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(status)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``tympan`` console script; returns the exit status."""
+    """The ``tympan`` command in this process (what :func:`console_main` runs); returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((word for word in argv if not word.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
